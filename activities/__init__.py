@@ -1,0 +1,1 @@
+"""The only code that touches Postgres, e-mail or any other outside system."""

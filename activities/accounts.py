@@ -1,0 +1,115 @@
+"""Members and member accounts: create, open, close. Each function runs inside the caller's
+transaction; none of them moves money (that is the ledger engine's job, driven by workflows)."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from activities.models import Branch, Currency, LedgerAccount, Member
+from activities.setup import CONTROL_ACCOUNT, gl_code
+from schemas.errors import BankflowError, ErrorCode
+from schemas.members import AccountOpen, MemberCreate
+
+ACCOUNT_PREFIX = {"savings": "SV", "shares": "SH", "loan": "LN"}
+
+
+async def _next_id(session: AsyncSession, table: str) -> int:
+    value = await session.scalar(text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id'))"))
+    assert value is not None
+    return int(value)
+
+
+async def create_member(session: AsyncSession, req: MemberCreate) -> Member:
+    branch_id = await session.scalar(select(Branch.id).where(Branch.code == req.branch_code))
+    if branch_id is None:
+        raise BankflowError(ErrorCode.NOT_FOUND, f"no branch {req.branch_code!r}")
+    member_id = await _next_id(session, "members")
+    member = Member(
+        id=member_id,
+        member_number=f"M{member_id:07d}",
+        first_name=req.first_name,
+        last_name=req.last_name,
+        date_of_birth=req.date_of_birth,
+        email=req.email,
+        phone=req.phone,
+        branch_id=branch_id,
+    )
+    session.add(member)
+    await session.flush()
+    return member
+
+
+async def get_member(session: AsyncSession, member_number: str) -> Member:
+    member = await session.scalar(select(Member).where(Member.member_number == member_number))
+    if member is None:
+        raise BankflowError(ErrorCode.NOT_FOUND, f"no member {member_number!r}")
+    return member
+
+
+async def open_account(session: AsyncSession, member: Member, req: AccountOpen) -> LedgerAccount:
+    """Open a member account under its GL control account; savings never go overdrawn."""
+    if member.status != "active":
+        raise BankflowError(
+            ErrorCode.ACCOUNT_CLOSED, f"member {member.member_number} is {member.status}"
+        )
+    if await session.get(Currency, req.currency) is None:
+        raise BankflowError(ErrorCode.CURRENCY_MISMATCH, f"unknown currency {req.currency!r}")
+    control = CONTROL_ACCOUNT[req.kind]
+    control_id = await session.scalar(
+        select(LedgerAccount.id).where(LedgerAccount.code == gl_code(control, req.currency))
+    )
+    if control_id is None:
+        raise BankflowError(
+            ErrorCode.CURRENCY_MISMATCH, f"the institution has no {req.currency} chart of accounts"
+        )
+    account_id = await _next_id(session, "ledger_accounts")
+    account = LedgerAccount(
+        id=account_id,
+        code=f"{ACCOUNT_PREFIX[req.kind]}{account_id:08d}",
+        name=f"{req.kind.title()} of {member.member_number}",
+        kind=req.kind,
+        gl_type=control.gl_type,
+        currency=req.currency,
+        member_id=member.id,
+        branch_id=member.branch_id,
+        control_account_id=control_id,
+        debits_must_not_exceed_credits=True,
+    )
+    session.add(account)
+    await session.flush()
+    return account
+
+
+async def get_account(session: AsyncSession, number: str, *, lock: bool = False) -> LedgerAccount:
+    query = select(LedgerAccount).where(LedgerAccount.code == number)
+    if lock:
+        query = query.with_for_update()
+    account = await session.scalar(query)
+    if account is None:
+        raise BankflowError(ErrorCode.ACCOUNT_NOT_FOUND, f"no account {number!r}")
+    return account
+
+
+async def close_account(session: AsyncSession, number: str) -> LedgerAccount:
+    """Close a member account; only at a zero balance with nothing pending (row locked first)."""
+    account = await get_account(session, number, lock=True)
+    if account.kind == "gl":
+        raise BankflowError(ErrorCode.FORBIDDEN, "GL accounts are not closed through this route")
+    if account.status == "closed":
+        return account
+    if (
+        account.debits_posted_minor != account.credits_posted_minor
+        or account.debits_pending_minor
+        or account.credits_pending_minor
+    ):
+        raise BankflowError(
+            ErrorCode.ACCOUNT_NOT_EMPTY, f"account {number} must have a zero balance to close"
+        )
+    await session.execute(
+        update(LedgerAccount)
+        .where(LedgerAccount.id == account.id)
+        .values(status="closed", closed_at=func.now())
+    )
+    await session.refresh(account)
+    return account

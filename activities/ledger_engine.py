@@ -1,0 +1,386 @@
+"""The double-entry ledger engine: journals, holds and reversals, each inside the caller's
+transaction (helpers never commit).
+
+Rules (DESIGN.md, "Ledger"):
+- a journal and all its postings are written in one transaction, or nothing is;
+- the journal id is chosen by the caller: the same id with the same content returns the stored
+  journal, the same id with other content is a JournalConflict;
+- the accounts a journal touches are locked in ascending id order, so two journals over the same
+  accounts queue instead of deadlocking;
+- an account flagged "debits must not exceed credits" never goes overdrawn, pending holds included.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from activities.models import Hold, Journal, LedgerAccount, Posting
+from schemas.errors import BankflowError, ErrorCode
+from schemas.ledger import (
+    HoldRequest,
+    HoldResult,
+    JournalRequest,
+    JournalResult,
+    PostHoldRequest,
+    PostingLine,
+    PostingView,
+    ReversalRequest,
+    VoidHoldRequest,
+    content_hash,
+    hold_hash,
+)
+
+A = LedgerAccount
+
+
+@dataclass
+class _Delta:
+    debits_posted: int = 0
+    credits_posted: int = 0
+    debits_pending: int = 0
+    credits_pending: int = 0
+
+    def nonzero(self) -> bool:
+        return any(
+            (self.debits_posted, self.credits_posted, self.debits_pending, self.credits_pending)
+        )
+
+
+@dataclass
+class _Deltas:
+    by_account: dict[int, _Delta] = field(default_factory=lambda: defaultdict(_Delta))
+    currency_of: dict[int, str] = field(default_factory=dict)
+
+    def post(self, debit: int, credit: int, amount: int, currency: str) -> None:
+        self.by_account[debit].debits_posted += amount
+        self.by_account[credit].credits_posted += amount
+        self.currency_of[debit] = self.currency_of[credit] = currency
+
+    def pend(self, debit: int, credit: int, amount: int, currency: str) -> None:
+        self.by_account[debit].debits_pending += amount
+        self.by_account[credit].credits_pending += amount
+        self.currency_of[debit] = self.currency_of[credit] = currency
+
+
+async def _lock_accounts(session: AsyncSession, ids: Iterable[int]) -> dict[int, LedgerAccount]:
+    wanted = sorted(set(ids))
+    rows = (
+        await session.scalars(select(A).where(A.id.in_(wanted)).order_by(A.id).with_for_update())
+    ).all()
+    found = {a.id: a for a in rows}
+    missing = [i for i in wanted if i not in found]
+    if missing:
+        raise BankflowError(ErrorCode.ACCOUNT_NOT_FOUND, f"no ledger account {missing[0]}")
+    return found
+
+
+async def _apply(session: AsyncSession, deltas: _Deltas, *, check_open: bool = True) -> None:
+    """Lock, validate and update every touched account; raise before writing if any rule fails."""
+    accounts = await _lock_accounts(session, deltas.by_account)
+    for account_id, delta in sorted(deltas.by_account.items()):
+        acc = accounts[account_id]
+        if check_open and acc.status != "open":
+            raise BankflowError(ErrorCode.ACCOUNT_CLOSED, f"account {acc.code} is closed")
+        if acc.currency != deltas.currency_of[account_id]:
+            raise BankflowError(
+                ErrorCode.CURRENCY_MISMATCH,
+                f"account {acc.code} is in {acc.currency}, not {deltas.currency_of[account_id]}",
+            )
+        debits = acc.debits_posted_minor + acc.debits_pending_minor
+        credits = acc.credits_posted_minor + acc.credits_pending_minor
+        new_debits = debits + delta.debits_posted + delta.debits_pending
+        new_credits = credits + delta.credits_posted + delta.credits_pending
+        new_credits_posted = acc.credits_posted_minor + delta.credits_posted
+        new_debits_posted = acc.debits_posted_minor + delta.debits_posted
+        grows_debits = delta.debits_posted + delta.debits_pending > 0
+        grows_credits = delta.credits_posted + delta.credits_pending > 0
+        if acc.debits_must_not_exceed_credits and grows_debits and new_debits > new_credits_posted:
+            raise BankflowError(
+                ErrorCode.INSUFFICIENT_FUNDS, f"insufficient funds in account {acc.code}"
+            )
+        if acc.credits_must_not_exceed_debits and grows_credits and new_credits > new_debits_posted:
+            raise BankflowError(
+                ErrorCode.INSUFFICIENT_FUNDS,
+                f"account {acc.code} cannot be credited beyond its debits",
+            )
+    for account_id, delta in sorted(deltas.by_account.items()):
+        if not delta.nonzero():
+            continue
+        await session.execute(
+            update(A)
+            .where(A.id == account_id)
+            .values(
+                debits_posted_minor=A.debits_posted_minor + delta.debits_posted,
+                credits_posted_minor=A.credits_posted_minor + delta.credits_posted,
+                debits_pending_minor=A.debits_pending_minor + delta.debits_pending,
+                credits_pending_minor=A.credits_pending_minor + delta.credits_pending,
+            )
+        )
+
+
+async def load_journal(
+    session: AsyncSession, journal_id: str, *, created: bool = False
+) -> JournalResult:
+    journal = await session.get(Journal, journal_id)
+    if journal is None:
+        raise BankflowError(ErrorCode.JOURNAL_NOT_FOUND, f"no journal {journal_id!r}")
+    postings = (
+        await session.scalars(
+            select(Posting).where(Posting.journal_id == journal_id).order_by(Posting.line)
+        )
+    ).all()
+    reversed_by = await session.scalar(
+        select(Journal.id).where(Journal.reverses_journal_id == journal_id)
+    )
+    return JournalResult(
+        journal_id=journal.id,
+        kind=journal.kind,
+        value_date=journal.value_date,
+        description=journal.description,
+        reverses_journal_id=journal.reverses_journal_id,
+        reversed_by_journal_id=reversed_by,
+        created_at=journal.created_at,
+        created=created,
+        postings=[
+            PostingView(
+                line=p.line,
+                debit_account_id=p.debit_account_id,
+                credit_account_id=p.credit_account_id,
+                amount_minor=p.amount_minor,
+                currency=p.currency,
+            )
+            for p in postings
+        ],
+    )
+
+
+async def _claim_journal_id(
+    session: AsyncSession, req: JournalRequest, digest: str, reverses: str | None
+) -> bool:
+    """Insert the journal row, or find the one already there. True when this call owns it.
+
+    ON CONFLICT DO NOTHING waits for a concurrent insert of the same id to commit or roll back,
+    so two racing retries cannot both post.
+    """
+    try:
+        inserted = await session.scalar(
+            insert(Journal)
+            .values(
+                id=req.journal_id,
+                kind=req.kind,
+                description=req.description,
+                value_date=req.value_date,
+                content_hash=digest,
+                reverses_journal_id=reverses,
+                process_id=req.process_id,
+                metadata=req.metadata,
+            )
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(Journal.id)
+        )
+    except IntegrityError as exc:
+        if "reverses_journal_id" in str(exc.orig):
+            raise BankflowError(
+                ErrorCode.ALREADY_REVERSED, f"journal {reverses!r} is already reversed"
+            ) from exc
+        raise
+    if inserted is not None:
+        return True
+    stored = await session.scalar(select(Journal.content_hash).where(Journal.id == req.journal_id))
+    if stored != digest:
+        raise BankflowError(
+            ErrorCode.JOURNAL_CONFLICT,
+            f"journal {req.journal_id!r} exists with different content",
+        )
+    return False
+
+
+async def _write_postings(session: AsyncSession, journal_id: str, lines: list[PostingLine]) -> None:
+    await session.execute(
+        insert(Posting),
+        [
+            {
+                "journal_id": journal_id,
+                "line": n,
+                "debit_account_id": p.debit_account_id,
+                "credit_account_id": p.credit_account_id,
+                "amount_minor": p.amount_minor,
+                "currency": p.currency,
+            }
+            for n, p in enumerate(lines, start=1)
+        ],
+    )
+
+
+async def post_journal(
+    session: AsyncSession, req: JournalRequest, *, reverses: str | None = None
+) -> JournalResult:
+    """Post a journal atomically, or return the identical one already posted under its id."""
+    for p in req.postings:
+        if p.debit_account_id == p.credit_account_id:
+            raise BankflowError(
+                ErrorCode.INVALID_POSTING, "a posting must move money between two accounts"
+            )
+    digest = content_hash(req.kind, req.value_date, req.postings, reverses)
+    if not await _claim_journal_id(session, req, digest, reverses):
+        return await load_journal(session, req.journal_id)
+    deltas = _Deltas()
+    for p in req.postings:
+        deltas.post(p.debit_account_id, p.credit_account_id, p.amount_minor, p.currency)
+    await _apply(session, deltas)
+    await _write_postings(session, req.journal_id, req.postings)
+    return await load_journal(session, req.journal_id, created=True)
+
+
+async def reverse_journal(session: AsyncSession, req: ReversalRequest) -> JournalResult:
+    """Post the mirror image of a journal (debit and credit swapped), linked to it, once."""
+    original = await load_journal(session, req.original_journal_id)
+    if original.reverses_journal_id is not None:
+        raise BankflowError(
+            ErrorCode.NOT_REVERSIBLE, f"journal {original.journal_id!r} is itself a reversal"
+        )
+    mirrored = [
+        PostingLine(
+            debit_account_id=p.credit_account_id,
+            credit_account_id=p.debit_account_id,
+            amount_minor=p.amount_minor,
+            currency=p.currency,
+        )
+        for p in original.postings
+    ]
+    journal = JournalRequest(
+        journal_id=req.journal_id,
+        kind="reversal",
+        value_date=req.value_date,
+        postings=mirrored,
+        description=req.description or f"Reversal of {original.journal_id}",
+        process_id=req.process_id,
+    )
+    if original.reversed_by_journal_id not in (None, req.journal_id):
+        raise BankflowError(
+            ErrorCode.ALREADY_REVERSED,
+            f"journal {original.journal_id!r} is already reversed by "
+            f"{original.reversed_by_journal_id!r}",
+        )
+    return await post_journal(session, journal, reverses=original.journal_id)
+
+
+def _hold_result(hold: Hold) -> HoldResult:
+    return HoldResult(
+        hold_id=hold.id,
+        status=hold.status,
+        amount_minor=hold.amount_minor,
+        currency=hold.currency,
+        journal_id=hold.journal_id,
+    )
+
+
+async def place_hold(session: AsyncSession, req: HoldRequest) -> HoldResult:
+    """Reserve funds: a pending posting counted against the no-overdraft rule until resolved."""
+    if req.debit_account_id == req.credit_account_id:
+        raise BankflowError(ErrorCode.INVALID_POSTING, "a hold needs two different accounts")
+    digest = hold_hash(req)
+    inserted = await session.scalar(
+        insert(Hold)
+        .values(
+            id=req.hold_id,
+            debit_account_id=req.debit_account_id,
+            credit_account_id=req.credit_account_id,
+            amount_minor=req.amount_minor,
+            currency=req.currency,
+            description=req.description,
+            content_hash=digest,
+            process_id=req.process_id,
+        )
+        .on_conflict_do_nothing(index_elements=["id"])
+        .returning(Hold.id)
+    )
+    if inserted is None:
+        existing = await session.get(Hold, req.hold_id)
+        assert existing is not None
+        if existing.content_hash != digest:
+            raise BankflowError(
+                ErrorCode.HOLD_CONFLICT, f"hold {req.hold_id!r} exists with different content"
+            )
+        return _hold_result(existing)
+    deltas = _Deltas()
+    deltas.pend(req.debit_account_id, req.credit_account_id, req.amount_minor, req.currency)
+    await _apply(session, deltas)
+    hold = await session.get(Hold, req.hold_id)
+    assert hold is not None
+    return _hold_result(hold)
+
+
+async def _lock_hold(session: AsyncSession, hold_id: str) -> Hold:
+    hold = await session.scalar(select(Hold).where(Hold.id == hold_id).with_for_update())
+    if hold is None:
+        raise BankflowError(ErrorCode.HOLD_NOT_FOUND, f"no hold {hold_id!r}")
+    return hold
+
+
+async def post_hold(session: AsyncSession, req: PostHoldRequest) -> JournalResult:
+    """Turn a pending hold into a posted journal, exactly once (the hold row is the lock)."""
+    hold = await _lock_hold(session, req.hold_id)
+    if hold.status == "posted" and hold.journal_id == req.journal_id:
+        return await load_journal(session, req.journal_id)
+    if hold.status != "pending":
+        raise BankflowError(
+            ErrorCode.HOLD_ALREADY_RESOLVED, f"hold {hold.id!r} is already {hold.status}"
+        )
+    line = PostingLine(
+        debit_account_id=hold.debit_account_id,
+        credit_account_id=hold.credit_account_id,
+        amount_minor=hold.amount_minor,
+        currency=hold.currency,
+    )
+    journal = JournalRequest(
+        journal_id=req.journal_id,
+        kind=req.kind,
+        value_date=req.value_date,
+        postings=[line],
+        description=req.description or hold.description,
+        process_id=hold.process_id,
+        metadata={"hold_id": hold.id},
+    )
+    digest = content_hash(journal.kind, journal.value_date, journal.postings)
+    if not await _claim_journal_id(session, journal, digest, None):
+        raise BankflowError(ErrorCode.JOURNAL_CONFLICT, f"journal {req.journal_id!r} exists")
+    deltas = _Deltas()
+    deltas.pend(line.debit_account_id, line.credit_account_id, -line.amount_minor, line.currency)
+    deltas.post(line.debit_account_id, line.credit_account_id, line.amount_minor, line.currency)
+    await _apply(session, deltas, check_open=False)
+    await _write_postings(session, req.journal_id, [line])
+    await session.execute(
+        update(Hold)
+        .where(Hold.id == hold.id)
+        .values(status="posted", journal_id=req.journal_id, resolved_at=func.now())
+    )
+    return await load_journal(session, req.journal_id, created=True)
+
+
+async def void_hold(session: AsyncSession, req: VoidHoldRequest) -> HoldResult:
+    """Release a pending hold, exactly once; voiding a voided hold again is a no-op."""
+    hold = await _lock_hold(session, req.hold_id)
+    if hold.status == "voided":
+        return _hold_result(hold)
+    if hold.status != "pending":
+        raise BankflowError(
+            ErrorCode.HOLD_ALREADY_RESOLVED, f"hold {hold.id!r} is already {hold.status}"
+        )
+    deltas = _Deltas()
+    deltas.pend(hold.debit_account_id, hold.credit_account_id, -hold.amount_minor, hold.currency)
+    await _apply(session, deltas, check_open=False)
+    await session.execute(
+        update(Hold)
+        .where(Hold.id == hold.id)
+        .values(status="voided", void_reason=req.reason, resolved_at=func.now())
+    )
+    await session.refresh(hold)
+    return _hold_result(hold)

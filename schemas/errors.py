@@ -1,0 +1,46 @@
+"""Business error codes, defined once. They are Temporal ApplicationError types in activities and
+workflows, and the `error` field of the API's error body."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    # ledger
+    JOURNAL_CONFLICT = "JournalConflict"
+    HOLD_CONFLICT = "HoldConflict"
+    INSUFFICIENT_FUNDS = "InsufficientFunds"
+    ACCOUNT_NOT_FOUND = "AccountNotFound"
+    ACCOUNT_CLOSED = "AccountClosed"
+    CURRENCY_MISMATCH = "CurrencyMismatch"
+    HOLD_NOT_FOUND = "HoldNotFound"
+    HOLD_ALREADY_RESOLVED = "HoldAlreadyResolved"
+    JOURNAL_NOT_FOUND = "JournalNotFound"
+    ALREADY_REVERSED = "AlreadyReversed"
+    NOT_REVERSIBLE = "NotReversible"
+    ACCOUNT_NOT_EMPTY = "AccountNotEmpty"
+    INVALID_POSTING = "InvalidPosting"
+    # API
+    VALIDATION = "ValidationError"
+    INVALID_AMOUNT = "InvalidAmount"
+    NOT_FOUND = "NotFound"
+    UNAUTHENTICATED = "Unauthenticated"
+    FORBIDDEN = "Forbidden"
+    IDEMPOTENCY_CONFLICT = "IdempotencyKeyConflict"
+    IDEMPOTENCY_IN_PROGRESS = "IdempotencyKeyInProgress"
+    RATE_LIMITED = "RateLimited"
+    DUPLICATE = "Duplicate"
+    # processes
+    FOUR_EYES = "FourEyesViolation"
+    NOT_AWAITING_DECISION = "NotAwaitingDecision"
+    PROCESS_UNAVAILABLE = "ProcessUnavailable"
+
+
+class BankflowError(Exception):
+    """An expected business failure: never retried, always shown to the caller with its code."""
+
+    def __init__(self, code: ErrorCode, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail

