@@ -1,0 +1,78 @@
+"""Ledger activities: thin Temporal entry points over the ledger engine, one transaction each.
+
+Business failures (insufficient funds, conflicts) become non-retryable ApplicationErrors typed
+with their ErrorCode; database and network failures propagate so Temporal retries them, which is
+safe because every call carries its caller-chosen journal or hold id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities import ledger_engine
+from activities.db import in_transaction
+from activities.ledger_verify import verify_ledger
+from schemas.errors import BankflowError
+from schemas.ledger import (
+    HoldRequest,
+    HoldResult,
+    JournalRequest,
+    JournalResult,
+    PostHoldRequest,
+    ReversalRequest,
+    VerifyReport,
+    VoidHoldRequest,
+)
+
+T = TypeVar("T")
+
+
+class LedgerActivities:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    async def _run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        try:
+            return await in_transaction(self.sessions, work)
+        except BankflowError as exc:
+            raise ApplicationError(exc.detail, type=exc.code.value, non_retryable=True) from exc
+
+    @activity.defn(name="post_journal")
+    async def post_journal(self, req: JournalRequest) -> JournalResult:
+        return await self._run(lambda s: ledger_engine.post_journal(s, req))
+
+    @activity.defn(name="place_hold")
+    async def place_hold(self, req: HoldRequest) -> HoldResult:
+        return await self._run(lambda s: ledger_engine.place_hold(s, req))
+
+    @activity.defn(name="post_hold")
+    async def post_hold(self, req: PostHoldRequest) -> JournalResult:
+        return await self._run(lambda s: ledger_engine.post_hold(s, req))
+
+    @activity.defn(name="void_hold")
+    async def void_hold(self, req: VoidHoldRequest) -> HoldResult:
+        return await self._run(lambda s: ledger_engine.void_hold(s, req))
+
+    @activity.defn(name="reverse_journal")
+    async def reverse_journal(self, req: ReversalRequest) -> JournalResult:
+        return await self._run(lambda s: ledger_engine.reverse_journal(s, req))
+
+    @activity.defn(name="verify_ledger")
+    async def verify_ledger(self) -> VerifyReport:
+        async with self.sessions() as session, session.begin():
+            return await verify_ledger(session)
+
+    def all(self) -> list[Callable[..., Awaitable[object]]]:
+        return [
+            self.post_journal,
+            self.place_hold,
+            self.post_hold,
+            self.void_hold,
+            self.reverse_journal,
+            self.verify_ledger,
+        ]

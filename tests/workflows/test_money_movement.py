@@ -1,0 +1,168 @@
+"""MoneyMovement on a real Temporal dev server and a real Postgres."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, timedelta
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from activities.setup import CASH
+from schemas.errors import ErrorCode
+from schemas.movements import DecisionInput, MovementInput, MovementState, Stage
+from tests.conftest import CURRENCY, Factory
+from tests.workflows.conftest import record_history
+from workflows.money_movement import MoneyMovementWorkflow
+
+TELLER_ID, MANAGER_ID = 9001, 9002
+
+
+def movement(
+    debit: int,
+    credit: int,
+    amount: int,
+    *,
+    timeout: timedelta = timedelta(hours=1),
+    kind: str = "withdrawal",
+) -> MovementInput:
+    return MovementInput(
+        movement_id=f"MV{uuid.uuid4().hex[:12].upper()}",
+        kind=kind,  # type: ignore[arg-type]
+        debit_account_id=debit,
+        credit_account_id=credit,
+        debit_account=str(debit),
+        credit_account=str(credit),
+        amount_minor=amount,
+        currency=CURRENCY,
+        scale=2,
+        value_date=date(2026, 11, 23),
+        branch="HQ",
+        requested_by_id=TELLER_ID,
+        requested_by="teller1",
+        approval_threshold_minor=500_00,
+        approval_timeout=timeout,
+    )
+
+
+async def start(client: Client, queue: str, inp: MovementInput):  # type: ignore[no-untyped-def]
+    return await client.start_workflow(
+        MoneyMovementWorkflow.run,
+        inp,
+        id=f"movement-{inp.movement_id}",
+        task_queue=queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+    )
+
+
+def decision(
+    approve: bool, approver_id: int = MANAGER_ID, roles: tuple[str, ...] = ("branch_manager",)
+) -> DecisionInput:
+    return DecisionInput(
+        approve=approve,
+        reason="checked ID",
+        approver_id=approver_id,
+        approver="manager1",
+        approver_roles=list(roles),
+    )
+
+
+async def balance(factory: Factory, account_id: int) -> tuple[int, int]:
+    acc = await factory.account(account_id)
+    return acc.credits_posted_minor - acc.debits_posted_minor, acc.debits_pending_minor
+
+
+async def test_small_withdrawal_posts_at_once(temporal_client, worker, factory: Factory) -> None:
+    acc = await factory.savings_account(1_000_00)
+    handle = await start(temporal_client, worker, movement(acc.id, factory.gl(CASH.number), 200_00))
+    result = await handle.result()
+    assert result.stage == Stage.COMPLETED and result.journal_id == f"{handle.id}:post"
+    assert await balance(factory, acc.id) == (800_00, 0)
+    await record_history(handle, "money_movement_small")
+
+
+async def test_large_withdrawal_waits_for_a_supervisor(
+    temporal_client, worker, factory: Factory
+) -> None:
+    acc = await factory.savings_account(1_000_00)
+    handle = await start(temporal_client, worker, movement(acc.id, factory.gl(CASH.number), 700_00))
+    state = await handle.execute_update(MoneyMovementWorkflow.initial_outcome)
+    assert state.stage == Stage.AWAITING_APPROVAL and state.assigned_role == "branch_manager"
+    assert await balance(factory, acc.id) == (1_000_00, 700_00)  # held, not yet posted
+
+    for bad, code in [
+        (decision(True, approver_id=TELLER_ID), ErrorCode.FOUR_EYES),
+        (decision(True, roles=("teller", "finance")), ErrorCode.FORBIDDEN),
+    ]:
+        with pytest.raises(WorkflowUpdateFailedError) as err:
+            await handle.execute_update(MoneyMovementWorkflow.decide, bad)
+        assert isinstance(err.value.cause, ApplicationError) and err.value.cause.type == code
+
+    done = await handle.execute_update(MoneyMovementWorkflow.decide, decision(True))
+    assert done.stage == Stage.COMPLETED and done.decided_by == "manager1"
+    assert await balance(factory, acc.id) == (300_00, 0)
+    # Decided already: refused by the validator, or by the server once the workflow has ended.
+    with pytest.raises((WorkflowUpdateFailedError, RPCError)):
+        await handle.execute_update(MoneyMovementWorkflow.decide, decision(False))
+    assert (await handle.result()).stage == Stage.COMPLETED
+    await record_history(handle, "money_movement_approved")
+
+
+async def test_rejection_releases_the_hold(temporal_client, worker, factory: Factory) -> None:
+    acc = await factory.savings_account(1_000_00)
+    handle = await start(temporal_client, worker, movement(acc.id, factory.gl(CASH.number), 900_00))
+    await handle.execute_update(MoneyMovementWorkflow.initial_outcome)
+    done = await handle.execute_update(MoneyMovementWorkflow.decide, decision(False))
+    assert done.stage == Stage.REJECTED and done.journal_id is None
+    assert await balance(factory, acc.id) == (1_000_00, 0)
+    await record_history(handle, "money_movement_rejected")
+
+
+async def test_no_decision_expires_and_releases_the_hold(
+    temporal_client, worker, factory: Factory
+) -> None:
+    acc = await factory.savings_account(1_000_00)
+    inp = movement(acc.id, factory.gl(CASH.number), 600_00, timeout=timedelta(seconds=1))
+    handle = await start(temporal_client, worker, inp)
+    result = await handle.result()
+    assert result.stage == Stage.EXPIRED
+    assert await balance(factory, acc.id) == (1_000_00, 0)
+    await record_history(handle, "money_movement_expired")
+
+
+async def test_insufficient_funds_is_declined_not_retried(
+    temporal_client, worker, factory: Factory
+) -> None:
+    acc = await factory.savings_account(100_00)
+    handle = await start(temporal_client, worker, movement(acc.id, factory.gl(CASH.number), 200_00))
+    result: MovementState = await handle.result()
+    assert result.stage == Stage.DECLINED and result.error == ErrorCode.INSUFFICIENT_FUNDS
+    assert await balance(factory, acc.id) == (100_00, 0)
+    big = await start(temporal_client, worker, movement(acc.id, factory.gl(CASH.number), 600_00))
+    assert (await big.result()).stage == Stage.DECLINED  # the hold itself is refused
+    await record_history(handle, "money_movement_declined")
+
+
+async def test_a_duplicate_start_is_refused_by_temporal(
+    temporal_client, worker, factory: Factory
+) -> None:
+    acc = await factory.savings_account(1_000_00)
+    inp = movement(acc.id, factory.gl(CASH.number), 10_00)
+    handle = await start(temporal_client, worker, inp)
+    await handle.result()
+    with pytest.raises(WorkflowAlreadyStartedError):
+        await start(temporal_client, worker, inp)
+    assert await balance(factory, acc.id) == (990_00, 0)
+
+
+async def test_unknown_account_declines(temporal_client, worker, factory: Factory) -> None:
+    acc = await factory.savings_account(1_000_00)
+    handle = await start(
+        temporal_client, worker, movement(acc.id, 987_654_321, 10_00, kind="transfer")
+    )
+    result = await handle.result()
+    assert result.stage == Stage.DECLINED and result.error == ErrorCode.ACCOUNT_NOT_FOUND
+    assert not isinstance(result, WorkflowFailureError)

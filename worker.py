@@ -1,0 +1,88 @@
+"""The bankflow worker: every workflow and activity, on an interactive and a batch task queue.
+
+Interactive processes (approvals, movements) and heavy batch jobs poll separate task queues so a
+month-end run can never starve a teller waiting on a withdrawal. SIGINT/SIGTERM stop polling and
+let running activities finish (graceful shutdown) before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from activities.db import make_engine, make_sessionmaker
+from activities.ledger import LedgerActivities
+from schemas.settings import Settings, get_settings
+from workflows.ledger_verify import LedgerVerifyWorkflow
+from workflows.money_movement import MoneyMovementWorkflow
+
+INTERACTIVE_WORKFLOWS: list[type] = [MoneyMovementWorkflow]
+BATCH_WORKFLOWS: list[type] = [LedgerVerifyWorkflow]
+GRACEFUL_SHUTDOWN = timedelta(seconds=60)
+
+log = logging.getLogger("bankflow.worker")
+
+
+def build_workers(
+    client: Client,
+    settings: Settings,
+    ledger: LedgerActivities,
+    *,
+    interactive_queue: str | None = None,
+    batch_queue: str | None = None,
+) -> list[Worker]:
+    """The two workers of one process; tests pass their own task queues."""
+    return [
+        Worker(
+            client,
+            task_queue=interactive_queue or settings.interactive_task_queue,
+            workflows=INTERACTIVE_WORKFLOWS,
+            activities=ledger.all(),
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        ),
+        Worker(
+            client,
+            task_queue=batch_queue or settings.batch_task_queue,
+            workflows=BATCH_WORKFLOWS,
+            activities=ledger.all(),
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+            max_concurrent_activities=4,
+        ),
+    ]
+
+
+async def main() -> None:
+    settings = get_settings()
+    engine = make_engine(settings)
+    client = await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+    workers = build_workers(client, settings, LedgerActivities(make_sessionmaker(engine)))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runs = [asyncio.create_task(w.run()) for w in workers]
+    log.info("worker polling %s and %s", settings.interactive_task_queue, settings.batch_task_queue)
+    done, _ = await asyncio.wait(
+        [*runs, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+    )
+    for task in done:
+        if task in runs and task.exception():
+            log.error("a worker stopped: %s", task.exception())
+    log.info("shutting down: letting running activities finish")
+    await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+    await engine.dispose()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(main())

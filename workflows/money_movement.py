@@ -1,0 +1,240 @@
+"""MoneyMovement: a deposit, withdrawal or transfer between accounts.
+
+Small amounts post at once. A withdrawal or transfer above the institution's threshold first
+places a hold on the funds, then waits for a supervisor's decision (a Workflow Update whose
+validator enforces four-eyes: the requester never approves). Approval posts the hold, rejection
+or the approval timeout voids it. Every ledger write is idempotent on an id derived from the
+workflow id and the step, so a retry, a reset or a worker crash never posts twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.ledger import LedgerActivities
+    from domain.money import to_major
+    from schemas import search_attributes as sa
+    from schemas.errors import ErrorCode
+    from schemas.ledger import (
+        HoldRequest,
+        JournalRequest,
+        PostHoldRequest,
+        PostingLine,
+        VoidHoldRequest,
+    )
+    from schemas.movements import (
+        APPROVER_ROLES,
+        TERMINAL_STAGES,
+        DecisionInput,
+        HistoryEntry,
+        MovementInput,
+        MovementState,
+        Stage,
+    )
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+LEDGER_CALL: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
+}
+
+
+class BusinessFailure(Exception):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+@workflow.defn(name="MoneyMovement")
+class MoneyMovementWorkflow:
+    @workflow.init
+    def __init__(self, inp: MovementInput) -> None:
+        self._inp = inp
+        self._decision: DecisionInput | None = None
+        self._state = MovementState(
+            movement_id=inp.movement_id,
+            kind=inp.kind,
+            stage=Stage.POSTING,
+            amount_minor=inp.amount_minor,
+            currency=inp.currency,
+            debit_account=inp.debit_account,
+            credit_account=inp.credit_account,
+            needs_approval=inp.kind != "deposit"
+            and inp.amount_minor > inp.approval_threshold_minor,
+            requested_by=inp.requested_by,
+        )
+
+    @workflow.run
+    async def run(self, inp: MovementInput) -> MovementState:
+        try:
+            if self._state.needs_approval:
+                await self._with_approval()
+            else:
+                self._enter(Stage.POSTING)
+                journal = await self._ledger(LedgerActivities.post_journal, self._journal())
+                self._state.journal_id = journal.journal_id
+                self._enter(Stage.COMPLETED)
+        except BusinessFailure as failure:
+            self._state.error, self._state.error_detail = failure.code, failure.detail
+            self._enter(Stage.DECLINED, failure.detail)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._state
+
+    async def _with_approval(self) -> None:
+        inp = self._inp
+        hold_id = f"{workflow.info().workflow_id}:hold"
+        self._enter(Stage.PLACING_HOLD)
+        await self._ledger(
+            LedgerActivities.place_hold,
+            HoldRequest(
+                hold_id=hold_id,
+                debit_account_id=inp.debit_account_id,
+                credit_account_id=inp.credit_account_id,
+                amount_minor=inp.amount_minor,
+                currency=inp.currency,
+                description=self._description(),
+                process_id=workflow.info().workflow_id,
+            ),
+        )
+        self._state.hold_id = hold_id
+        self._state.expires_at = workflow.now() + inp.approval_timeout
+        self._enter(Stage.AWAITING_APPROVAL, role=sorted(APPROVER_ROLES)[0])
+        try:
+            await workflow.wait_condition(
+                lambda: self._decision is not None, timeout=inp.approval_timeout
+            )
+        except TimeoutError:
+            await self._void(hold_id, "approval timed out")
+            self._enter(Stage.EXPIRED, "no decision before the approval timeout")
+            return
+        decision = self._decision
+        assert decision is not None
+        self._state.decided_by = decision.approver
+        self._state.decision_reason = decision.reason
+        if not decision.approve:
+            await self._void(hold_id, f"rejected by {decision.approver}: {decision.reason}")
+            self._enter(Stage.REJECTED, decision.reason)
+            return
+        self._enter(Stage.POSTING_HOLD)
+        journal = await self._ledger(
+            LedgerActivities.post_hold,
+            PostHoldRequest(
+                hold_id=hold_id,
+                journal_id=f"{workflow.info().workflow_id}:post",
+                kind=inp.kind,
+                value_date=inp.value_date,
+                description=self._description(),
+            ),
+        )
+        self._state.journal_id = journal.journal_id
+        self._enter(Stage.COMPLETED, f"approved by {decision.approver}")
+
+    async def _void(self, hold_id: str, reason: str) -> None:
+        self._enter(Stage.VOIDING_HOLD)
+        await self._ledger(
+            LedgerActivities.void_hold, VoidHoldRequest(hold_id=hold_id, reason=reason)
+        )
+
+    def _journal(self) -> JournalRequest:
+        inp = self._inp
+        return JournalRequest(
+            journal_id=f"{workflow.info().workflow_id}:post",
+            kind=inp.kind,
+            value_date=inp.value_date,
+            description=self._description(),
+            process_id=workflow.info().workflow_id,
+            metadata={"movement_id": inp.movement_id, "requested_by": inp.requested_by},
+            postings=[
+                PostingLine(
+                    debit_account_id=inp.debit_account_id,
+                    credit_account_id=inp.credit_account_id,
+                    amount_minor=inp.amount_minor,
+                    currency=inp.currency,
+                )
+            ],
+        )
+
+    def _description(self) -> str:
+        inp = self._inp
+        return inp.narrative or f"{inp.kind} {inp.debit_account} -> {inp.credit_account}"
+
+    async def _ledger(self, activity: Callable[[LedgerActivities, A], Awaitable[R]], arg: A) -> R:
+        """Run a ledger activity; its typed business failure ends the movement as declined."""
+        try:
+            return await workflow.execute_activity_method(activity, arg, **LEDGER_CALL)
+        except ActivityError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.non_retryable and cause.type:
+                raise BusinessFailure(cause.type, cause.message) from exc
+            raise
+
+    def _enter(self, stage: Stage, note: str = "", role: str | None = None) -> None:
+        self._state.stage = stage
+        self._state.assigned_role = role
+        self._state.history.append(HistoryEntry(at=workflow.now(), stage=stage, note=note))
+        workflow.upsert_search_attributes(
+            [
+                sa.STAGE.value_set(stage.value),
+                sa.ASSIGNED_ROLE.value_set(role) if role else sa.ASSIGNED_ROLE.value_unset(),
+            ]
+        )
+        waiting = f", waiting for a {role}" if role else ""
+        workflow.set_current_details(
+            f"{self._inp.kind} of {to_major(self._inp.amount_minor, self._inp.scale)} "
+            f"{self._inp.currency}: "
+            f"**{stage.value}**{waiting}" + (f" ({note})" if note else "")
+        )
+
+    @workflow.query(name="state")
+    def state(self) -> MovementState:
+        return self._state
+
+    @workflow.update(name="initial_outcome")
+    async def initial_outcome(self) -> MovementState:
+        """Wait until the movement has posted, been declined, or is waiting for a supervisor."""
+        await workflow.wait_condition(
+            lambda: (
+                self._state.stage in TERMINAL_STAGES or self._state.stage == Stage.AWAITING_APPROVAL
+            )
+        )
+        return self._state
+
+    @workflow.update(name="decide")
+    async def decide(self, decision: DecisionInput) -> MovementState:
+        """A supervisor approves or rejects; returns the state once the ledger reflects it."""
+        self._decision = decision
+        await workflow.wait_condition(lambda: self._state.stage in TERMINAL_STAGES)
+        return self._state
+
+    @decide.validator
+    def _validate_decide(self, decision: DecisionInput) -> None:
+        # Runs before anything is written to history: a refused decision leaves no trace but
+        # the caller's error.
+        if self._state.stage != Stage.AWAITING_APPROVAL or self._decision is not None:
+            raise ApplicationError(
+                f"movement is {self._state.stage.value}, not awaiting a decision",
+                type=ErrorCode.NOT_AWAITING_DECISION.value,
+                non_retryable=True,
+            )
+        if decision.approver_id == self._inp.requested_by_id:
+            raise ApplicationError(
+                "four-eyes: the requester cannot decide their own movement",
+                type=ErrorCode.FOUR_EYES.value,
+                non_retryable=True,
+            )
+        if not APPROVER_ROLES.intersection(decision.approver_roles):
+            raise ApplicationError(
+                f"a decision needs one of the roles {sorted(APPROVER_ROLES)}",
+                type=ErrorCode.FORBIDDEN.value,
+                non_retryable=True,
+            )
