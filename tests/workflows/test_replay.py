@@ -14,11 +14,12 @@ from temporalio.worker import Replayer
 from worker import BATCH_WORKFLOWS, INTERACTIVE_WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HISTORY_TEXT = {p: p.read_text() for p in HISTORIES}
 
 
 def test_every_workflow_type_has_recorded_histories() -> None:
     recorded = {
-        json.loads(p.read_text())["events"][0]["workflowExecutionStartedEventAttributes"][
+        json.loads(HISTORY_TEXT[p])["events"][0]["workflowExecutionStartedEventAttributes"][
             "workflowType"
         ]["name"]
         for p in HISTORIES
@@ -34,5 +35,5 @@ async def test_replay(path: Path) -> None:
     replayer = Replayer(
         workflows=INTERACTIVE_WORKFLOWS + BATCH_WORKFLOWS, data_converter=pydantic_data_converter
     )
-    history = WorkflowHistory.from_json(path.stem, json.loads(path.read_text()))
+    history = WorkflowHistory.from_json(path.stem, json.loads(HISTORY_TEXT[path]))
     await replayer.replay_workflow(history)
