@@ -1,0 +1,130 @@
+"""The demo institution for `make run`: a branch, the chart of accounts, one staff user per role,
+and a few members with funded savings accounts. Safe to run again: it creates only what is
+missing, and the opening deposits carry fixed journal ids so they post once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from activities import ledger_engine
+from activities.accounts import create_member, open_account
+from activities.models import LedgerAccount, Member, StaffUser
+from activities.setup import CASH, EQUITY, ensure_branch, ensure_chart
+from activities.staff import create_staff_user, user_roles
+from domain.money import to_minor
+from schemas.ledger import JournalRequest, PostingLine
+from schemas.members import AccountOpen, MemberCreate
+
+BRANCH_CODE = "HQ"
+CURRENCY = "USD"
+
+DEMO_STAFF: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("teller1", "Tendai Teller", ("teller",)),
+    ("teller2", "Tomas Teller", ("teller",)),
+    ("manager1", "Mariam Manager", ("branch_manager",)),
+    ("officer1", "Olu Loan-Officer", ("loan_officer",)),
+    ("committee1", "Chidi Committee", ("credit_committee",)),
+    ("committee2", "Carmen Committee", ("credit_committee",)),
+    ("kyc1", "Kamal Reviewer", ("kyc_reviewer",)),
+    ("compliance1", "Comfort Compliance", ("compliance_officer",)),
+    ("finance1", "Fatima Finance", ("finance",)),
+    ("ops1", "Oscar Operations", ("ops",)),
+    ("admin", "Ada Admin", ("admin",)),
+)
+
+DEMO_MEMBERS: tuple[tuple[str, str, date, str, str], ...] = (
+    ("Amina", "Okafor", date(1985, 3, 14), "amina.okafor@example.org", "1500.00"),
+    ("Rahim", "Chowdhury", date(1979, 11, 2), "rahim.chowdhury@example.org", "820.50"),
+    ("Grace", "Wanjiru", date(1992, 7, 21), "grace.wanjiru@example.org", "2500.00"),
+)
+CAPITAL = "100000.00"
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    user_id: int
+    username: str
+    password: str
+    roles: frozenset[str]
+
+
+def demo_password(username: str) -> str:
+    return f"{username}-demo-pass"
+
+
+async def _staff(session: AsyncSession) -> list[DemoUser]:
+    users: list[DemoUser] = []
+    for username, full_name, roles in DEMO_STAFF:
+        user = await session.scalar(select(StaffUser).where(StaffUser.username == username))
+        if user is None:
+            user = await create_staff_user(
+                session,
+                username=username,
+                full_name=full_name,
+                password=demo_password(username),
+                roles=roles,
+                branch_code=BRANCH_CODE,
+                email=f"{username}@demo.bankflow.local",
+            )
+        users.append(
+            DemoUser(user.id, username, demo_password(username), await user_roles(session, user.id))
+        )
+    return users
+
+
+async def _deposit(
+    session: AsyncSession, journal_id: str, debit: int, credit: int, amount: str
+) -> None:
+    await ledger_engine.post_journal(
+        session,
+        JournalRequest(
+            journal_id=journal_id,
+            kind="deposit",
+            value_date=date.today(),
+            description="Demo opening balance",
+            postings=[
+                PostingLine(
+                    debit_account_id=debit,
+                    credit_account_id=credit,
+                    amount_minor=to_minor(amount, 2),
+                    currency=CURRENCY,
+                )
+            ],
+        ),
+    )
+
+
+async def seed_demo(session: AsyncSession) -> list[DemoUser]:
+    """Seed (or top up) the demo institution inside the caller's transaction."""
+    await ensure_branch(session, BRANCH_CODE, "Head office", "Africa/Nairobi")
+    chart = await ensure_chart(session, CURRENCY)
+    users = await _staff(session)
+    await _deposit(session, "seed-capital", chart[CASH.number], chart[EQUITY.number], CAPITAL)
+    for first, last, born, email, opening in DEMO_MEMBERS:
+        member = await session.scalar(select(Member).where(Member.email == email))
+        if member is None:
+            member = await create_member(
+                session,
+                MemberCreate(
+                    first_name=first,
+                    last_name=last,
+                    date_of_birth=born,
+                    email=email,
+                    branch_code=BRANCH_CODE,
+                ),
+            )
+        account = await session.scalar(
+            select(LedgerAccount).where(
+                LedgerAccount.member_id == member.id, LedgerAccount.kind == "savings"
+            )
+        )
+        if account is None:
+            account = await open_account(session, member, AccountOpen(currency=CURRENCY))
+        await _deposit(
+            session, f"seed-opening-{member.member_number}", chart[CASH.number], account.id, opening
+        )
+    return users

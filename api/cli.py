@@ -1,0 +1,165 @@
+"""`bankflow` command line: schema migrations, institution set-up, staff users, ledger checks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from activities.db import in_transaction, make_engine, make_sessionmaker
+from activities.ledger_verify import verify_ledger
+from activities.migrate import upgrade
+from activities.seed import seed_demo
+from activities.setup import ensure_chart, ensure_currency
+from activities.staff import create_staff_user
+from api.auth import issue_token
+from schemas.errors import BankflowError
+from schemas.settings import get_settings
+
+T = TypeVar("T")
+
+app = typer.Typer(help="bankflow: core-banking process engine", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema", no_args_is_help=True)
+seed_app = typer.Typer(help="Demo data", no_args_is_help=True)
+users_app = typer.Typer(help="Staff users", no_args_is_help=True)
+ledger_app = typer.Typer(help="The double-entry ledger", no_args_is_help=True)
+chart_app = typer.Typer(help="Chart of accounts", no_args_is_help=True)
+for sub, name in (
+    (db_app, "db"),
+    (seed_app, "seed"),
+    (users_app, "users"),
+    (ledger_app, "ledger"),
+    (chart_app, "chart"),
+):
+    app.add_typer(sub, name=name)
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """One transaction against the configured database, with business errors as exit code 1."""
+
+    async def run() -> T:
+        engine = make_engine(get_settings(), pool_size=2)
+        try:
+            return await in_transaction(make_sessionmaker(engine), work)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(run())
+    except BankflowError as exc:
+        err_console.print(f"[red]{exc.code.value}[/red]: {exc.detail}")
+        raise typer.Exit(1) from exc
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration (idempotent)."""
+    upgrade(get_settings().sqlalchemy_url)
+    console.print("database schema is up to date")
+
+
+@chart_app.command("init")
+def chart_init(
+    currency: Annotated[str, typer.Option(help="ISO 4217 code, e.g. KES")],
+    scale: Annotated[int | None, typer.Option(help="decimal places; default ISO 4217")] = None,
+) -> None:
+    """Create the default chart of accounts in a currency; existing accounts are left alone."""
+
+    async def work(session: AsyncSession) -> dict[str, int]:
+        await ensure_currency(session, currency.upper(), scale)
+        return await ensure_chart(session, currency.upper())
+
+    accounts = _in_transaction(work)
+    console.print(f"chart of accounts in {currency.upper()}: {len(accounts)} GL accounts")
+
+
+@seed_app.command("demo")
+def seed_demo_command(
+    tokens_file: Annotated[
+        Path | None, typer.Option(help="also write {username: token} here")
+    ] = None,
+) -> None:
+    """Seed the demo institution and print each demo staff user with a bearer token."""
+    settings = get_settings()
+    users = _in_transaction(seed_demo)
+    tokens = {
+        u.username: issue_token(settings, user_id=u.user_id, username=u.username, roles=u.roles)
+        for u in users
+    }
+    table = Table("username", "roles", "password", title="demo staff users")
+    for u in users:
+        table.add_row(u.username, ",".join(sorted(u.roles)), u.password)
+    console.print(table)
+    for username, token in tokens.items():
+        print(f"{username}: {token}")  # whole, unwrapped: made to be copied
+    if tokens_file:
+        tokens_file.parent.mkdir(parents=True, exist_ok=True)
+        tokens_file.write_text(json.dumps(tokens, indent=2))
+        tokens_file.chmod(0o600)
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[str, typer.Option()],
+    full_name: Annotated[str, typer.Option()],
+    role: Annotated[list[str], typer.Option(help="repeat for several roles")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            envvar="BANKFLOW_NEW_USER_PASSWORD",
+        ),
+    ],
+    email: Annotated[str | None, typer.Option()] = None,
+    branch: Annotated[str | None, typer.Option(help="branch code")] = None,
+) -> None:
+    """Create a staff user with an argon2-hashed password and the given roles."""
+
+    async def work(session: AsyncSession) -> int:
+        user = await create_staff_user(
+            session,
+            username=username,
+            full_name=full_name,
+            password=password,
+            roles=role,
+            email=email,
+            branch_code=branch,
+        )
+        return user.id
+
+    user_id = _in_transaction(work)
+    console.print(f"created staff user {username} (id {user_id}) with roles {', '.join(role)}")
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable report")] = False,
+) -> None:
+    """Prove the ledger's invariants; exit status 1 on any breach."""
+
+    report = _in_transaction(verify_ledger)
+    if as_json:
+        print(report.model_dump_json(indent=2))
+    else:
+        for check in report.checks:
+            mark = "[green]ok[/green]    " if check.ok else "[red]BREACH[/red]"
+            console.print(f"{mark} {check.name}" + ("" if check.ok else f": {check.detail}"))
+        console.print("ledger verified" if report.ok else "[red]ledger invariants breached[/red]")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()
