@@ -1,0 +1,1 @@
+"""The FastAPI service: authentication, validation, process start/decide, and read models."""
