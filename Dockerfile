@@ -1,0 +1,28 @@
+# The bankflow image: API (`uvicorn api.app:app`), worker (`python worker.py`) and CLI
+# (`bankflow db upgrade`). Used by docker-compose.yml.
+FROM python:3.11-slim
+
+# PYTHONPATH: import the code from /app, not the installed copy, because migrations/ and
+# alembic.ini live here beside the packages, which is where activities/migrate.py looks for them.
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONPATH=/app
+
+WORKDIR /app
+
+# Dependencies first, in their own layer: rebuilt only when pyproject.toml changes.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+
+COPY . .
+# --no-deps: already installed above; this adds the `bankflow` console script.
+RUN pip install --no-deps . \
+    && rm -rf build *.egg-info \
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin bankflow
+
+USER bankflow
+EXPOSE 8000
+CMD ["uvicorn", "api.app:app", "--host", "0.0.0.0", "--port", "8000"]
