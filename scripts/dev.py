@@ -196,7 +196,7 @@ def spawn(name: str, cmd: list[str], env: Mapping[str, str], grace: float = GRAC
     """Start a child in its own session, so a terminal Ctrl-C reaches only the launcher and we
     choose the stop order."""
     log = LOGS / f"{name}.log"
-    with open(log, "ab") as out:
+    with open(log, "wb") as out:  # one run per file, so a tail never shows an older run
         proc = subprocess.Popen(
             cmd,
             cwd=ROOT,
@@ -233,9 +233,13 @@ class Launcher:
         for child in self.children:
             code = child.proc.poll()
             if code is not None:
+                how = (
+                    f"was killed by {signal.Signals(-code).name}"
+                    if code < 0
+                    else f"exited ({code})"
+                )
                 raise LaunchError(
-                    f"{child.name} exited with code {code}; last lines of {child.log}:\n"
-                    + tail(child.log)
+                    f"{child.name} {how}; last lines of {child.log}:\n{tail(child.log)}"
                 )
 
     def wait_until(self, what: str, ready: Callable[[], bool]) -> None:
@@ -249,6 +253,7 @@ class Launcher:
 
     def start(self) -> str:
         LOGS.mkdir(parents=True, exist_ok=True)
+        (LOGS / "setup.log").unlink(missing_ok=True)
         if port_open(HOST, API_PORT):
             raise LaunchError(f"port {API_PORT} is already in use; stop whatever serves it")
         started_temporal = not port_open(HOST, TEMPORAL_PORT)

@@ -177,5 +177,5 @@ def test_child_death_is_reported_with_its_log_tail(tmp_path: Path) -> None:
     proc.wait()
     launcher = dev.Launcher()
     launcher.children.append(dev.Child("worker", proc, log))
-    with pytest.raises(dev.LaunchError, match=r"worker exited with code 3(.|\n)*ImportError"):
+    with pytest.raises(dev.LaunchError, match=r"worker exited \(3\)(.|\n)*ImportError"):
         launcher.check_alive()
