@@ -29,10 +29,12 @@ run: install
 test: install
 	$(VENV)/bin/pytest -m '$(PYTEST_MARK)' $(PYTEST_ARGS)
 
+# --explicit-package-bases: tests/api/ is a package while tests/ is not, so without it mypy
+# maps tests/api/__init__.py to a second top-level `api`.
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy .
+	$(VENV)/bin/mypy --explicit-package-bases .
 
 clean:
 	rm -rf build *.egg-info .pytest_cache .mypy_cache .ruff_cache $(STAMP)
