@@ -1,0 +1,161 @@
+"""Request dependencies: settings, sessions, the Temporal client and the authenticated principal.
+
+Everything comes from `app.state`, filled by the lifespan in `api.app`; nothing here connects at
+import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+
+from activities import staff
+from activities.models import ROLES
+from activities.staff import Principal
+from api.auth import decode_token
+from schemas.errors import BankflowError, ErrorCode
+from schemas.settings import Settings
+
+__all__ = [
+    "ANY_STAFF",
+    "CurrentPrincipal",
+    "Principal",
+    "SessionsDep",
+    "SettingsDep",
+    "TemporalConnector",
+    "TemporalDep",
+    "require_roles",
+]
+
+log = logging.getLogger(__name__)
+
+ADMIN = "admin"
+ANY_STAFF: tuple[str, ...] = ROLES
+
+
+class TemporalConnector:
+    """Holds the Temporal client; connects on first use when Temporal was down at start-up.
+
+    After a failed attempt it refuses for `retry_after` instead of making every request wait for
+    a connect timeout while Temporal is down.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        client: Client | None = None,
+        *,
+        connect_timeout: timedelta = timedelta(seconds=3),
+        retry_after: timedelta = timedelta(seconds=2),
+    ) -> None:
+        self._settings = settings
+        self._client = client
+        self._timeout = connect_timeout.total_seconds()
+        self._retry_after = retry_after.total_seconds()
+        self._failed_at: float | None = None
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> Client:
+        if self._client is not None:
+            return self._client
+        async with self._lock:
+            if self._client is None:
+                self._client = await self._connect()
+            return self._client
+
+    async def _connect(self) -> Client:
+        if self._failed_at is not None and time.monotonic() - self._failed_at < self._retry_after:
+            raise BankflowError(ErrorCode.PROCESS_UNAVAILABLE, "the process engine is unavailable")
+        try:
+            client = await asyncio.wait_for(
+                Client.connect(
+                    self._settings.temporal_address,
+                    namespace=self._settings.temporal_namespace,
+                    data_converter=pydantic_data_converter,
+                ),
+                self._timeout,
+            )
+        except (RuntimeError, OSError, TimeoutError, RPCError) as exc:
+            self._failed_at = time.monotonic()
+            log.warning("cannot reach Temporal at %s: %s", self._settings.temporal_address, exc)
+            raise BankflowError(
+                ErrorCode.PROCESS_UNAVAILABLE, "the process engine is unavailable"
+            ) from exc
+        self._failed_at = None
+        return client
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+    sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
+    return sessions
+
+
+async def _temporal(request: Request) -> Client:
+    connector: TemporalConnector = request.app.state.temporal
+    return await connector.get()
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
+TemporalDep = Annotated[Client, Depends(_temporal)]
+
+# auto_error=False: a missing token becomes our own 401 body instead of FastAPI's.
+_bearer = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
+
+
+async def _current_principal(
+    request: Request,
+    settings: SettingsDep,
+    sessions: SessionsDep,
+    token: Annotated[str | None, Depends(_bearer)],
+) -> Principal:
+    """The user a valid bearer token names, if that user is still active.
+
+    Roles come from the token (no join per request); a role change takes effect at the next
+    login, at most `jwt_ttl` later. Deactivation must take effect at once - a dismissed teller
+    must not keep working for eight hours - so every request pays one primary-key lookup.
+    """
+    if not token:
+        raise BankflowError(ErrorCode.UNAUTHENTICATED, "a bearer token is required")
+    principal = decode_token(settings, token)
+    async with sessions() as session:
+        if not await staff.is_active(session, principal.id):
+            raise BankflowError(ErrorCode.UNAUTHENTICATED, "this user is disabled")
+    request.state.principal = principal  # for the audit log
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(_current_principal)]
+
+
+def require_roles(*roles: str) -> Callable[..., Awaitable[Principal]]:
+    """A dependency that lets through a user holding any of `roles`, or `admin`."""
+    unknown = set(roles) - set(ROLES)
+    if not roles or unknown:
+        raise ValueError(f"require_roles needs known roles, got {roles!r}")
+    wanted = frozenset(roles)
+
+    async def check(principal: CurrentPrincipal) -> Principal:
+        if ADMIN in principal.roles or principal.roles & wanted:
+            return principal
+        raise BankflowError(
+            ErrorCode.FORBIDDEN, f"this needs one of the roles: {', '.join(sorted(wanted))}"
+        )
+
+    return check

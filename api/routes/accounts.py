@@ -1,0 +1,82 @@
+"""Member accounts: open, view, statement, close."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from activities import accounts, read_models
+from activities.db import in_transaction
+from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
+from api.idempotency import IdempotencyKey
+from schemas.errors import BankflowError, ErrorCode
+from schemas.members import AccountOpen, AccountView, Statement
+
+router = APIRouter(prefix="/v1", tags=["accounts"])
+
+Opener = Annotated[Principal, Depends(require_roles("teller", "branch_manager"))]
+Manager = Annotated[Principal, Depends(require_roles("branch_manager"))]
+Reader = Annotated[Principal, Depends(require_roles(*ANY_STAFF))]
+AccountNumber = Annotated[str, Path(max_length=32, description="e.g. SV00000042")]
+
+
+@router.post("/members/{member_number}/accounts", status_code=201)
+async def open_account(
+    _: Opener,
+    key: IdempotencyKey,
+    member_number: Annotated[str, Path(max_length=20)],
+    body: AccountOpen,
+    sessions: SessionsDep,
+) -> AccountView:
+    """Open a savings or shares account for an active member in a currency the institution
+    keeps a chart of accounts for. Tellers and branch managers; needs an `Idempotency-Key`."""
+
+    async def work(session: AsyncSession) -> AccountView:
+        member = await accounts.get_member(session, member_number)
+        account = await accounts.open_account(session, member, body)
+        return await read_models.account_view(session, account)
+
+    return await in_transaction(sessions, work)
+
+
+@router.get("/accounts/{number}")
+async def get_account(_: Reader, number: AccountNumber, sessions: SessionsDep) -> AccountView:
+    """An account with its posted balance, available balance and pending amounts, as decimal
+    strings in major units of its currency. Any staff role."""
+    async with sessions() as session:
+        return await read_models.get_account_view(session, number)
+
+
+@router.get("/accounts/{number}/statement")
+async def get_statement(
+    _: Reader,
+    number: AccountNumber,
+    sessions: SessionsDep,
+    date_from: Annotated[date | None, Query(alias="from", description="first value date")] = None,
+    date_to: Annotated[date | None, Query(alias="to", description="last value date")] = None,
+    after: Annotated[int | None, Query(ge=0, description="`next_cursor` of the last page")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Statement:
+    """Postings by value date range in posting order, each with the running balance; opening and
+    closing balances of the range. Page with `after`. Any staff role."""
+    if date_from and date_to and date_from > date_to:
+        raise BankflowError(ErrorCode.VALIDATION, "`from` must not be after `to`")
+    async with sessions() as session:
+        return await read_models.statement(
+            session, number, date_from=date_from, date_to=date_to, after=after, limit=limit
+        )
+
+
+@router.post("/accounts/{number}/close")
+async def close_account(_: Manager, number: AccountNumber, sessions: SessionsDep) -> AccountView:
+    """Close a member account at a zero balance with nothing pending (409 AccountNotEmpty
+    otherwise). Closing a closed account returns it unchanged. Branch managers."""
+
+    async def work(session: AsyncSession) -> AccountView:
+        account = await accounts.close_account(session, number)
+        return await read_models.account_view(session, account)
+
+    return await in_transaction(sessions, work)

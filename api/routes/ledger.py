@@ -1,0 +1,44 @@
+"""Ledger read models: trial balance and journals."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query
+
+from activities import read_models
+from activities.read_models import JournalView, TrialBalance
+from api.deps import Principal, SessionsDep, require_roles
+
+router = APIRouter(prefix="/v1", tags=["ledger"])
+
+TrialBalanceReader = Annotated[
+    Principal, Depends(require_roles("finance", "branch_manager", "ops"))
+]
+JournalReader = Annotated[
+    Principal, Depends(require_roles("finance", "branch_manager", "ops", "compliance_officer"))
+]
+
+
+@router.get("/ledger/trial-balance")
+async def trial_balance(
+    _: TrialBalanceReader,
+    sessions: SessionsDep,
+    currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")],
+) -> TrialBalance:
+    """Posted balance of every GL account in one currency, member accounts rolled into their
+    control account; total debits equal total credits. Finance, branch managers, ops, admin."""
+    async with sessions() as session:
+        return await read_models.trial_balance(session, currency)
+
+
+@router.get("/journals/{journal_id}")
+async def get_journal(
+    _: JournalReader,
+    journal_id: Annotated[str, Path(max_length=200)],
+    sessions: SessionsDep,
+) -> JournalView:
+    """A journal: its postings with account numbers and amounts, and which journal it reverses
+    or is reversed by. Finance, branch managers, ops, compliance officers, admin."""
+    async with sessions() as session:
+        return await read_models.journal_view(session, journal_id)

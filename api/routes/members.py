@@ -1,0 +1,64 @@
+"""Members: register, look up, search."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Path, Query
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from activities.accounts import create_member
+from activities.db import in_transaction
+from activities.read_models import MemberPage, member_view, search_members
+from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
+from api.idempotency import IdempotencyKey
+from schemas.members import MemberCreate, MemberView
+
+router = APIRouter(prefix="/v1/members", tags=["members"])
+
+Registrar = Annotated[Principal, Depends(require_roles("teller", "branch_manager"))]
+Reader = Annotated[Principal, Depends(require_roles(*ANY_STAFF))]
+MemberNumber = Annotated[str, Path(max_length=20)]
+
+
+@router.post("", status_code=201)
+async def register_member(
+    _: Registrar, key: IdempotencyKey, body: MemberCreate, sessions: SessionsDep
+) -> MemberView:
+    """Register a member at a branch. Tellers and branch managers; needs an `Idempotency-Key`.
+
+    The member starts `active` with KYC `unverified`; KYC review is its own process.
+    """
+
+    async def work(session: AsyncSession) -> MemberView:
+        member = await create_member(session, body)
+        return await member_view(session, member.member_number)
+
+    return await in_transaction(sessions, work)
+
+
+@router.get("/{member_number}")
+async def get_member(_: Reader, member_number: MemberNumber, sessions: SessionsDep) -> MemberView:
+    """One member by member number (`M0000042`). Any staff role."""
+    async with sessions() as session:
+        return await member_view(session, member_number)
+
+
+@router.get("")
+async def list_members(
+    _: Reader,
+    sessions: SessionsDep,
+    q: Annotated[
+        str | None,
+        Query(max_length=100, description="prefix of a member number, first, last or full name"),
+    ] = None,
+    branch: Annotated[str | None, Query(max_length=20, description="branch code")] = None,
+    status: Literal["active", "dormant", "closed"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[int | None, Query(ge=0, description="`next_cursor` of the last page")] = None,
+) -> MemberPage:
+    """Search members, oldest first, a page at a time. Any staff role."""
+    async with sessions() as session:
+        return await search_members(
+            session, q=q, branch=branch, status=status, limit=limit, cursor=cursor
+        )
