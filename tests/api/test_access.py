@@ -1,0 +1,71 @@
+"""Every route refuses a missing token (401) and a wrong role (403), in the one error shape."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi import FastAPI
+from httpx import AsyncClient
+
+from tests.api.conftest import Staff
+
+# (method, path, a role that must be refused). `none` is a user with no role at all.
+PROTECTED = [
+    ("GET", "/v1/auth/me", None),
+    ("POST", "/v1/members", "finance"),
+    ("GET", "/v1/members", "none"),
+    ("GET", "/v1/members/M0000001", "none"),
+    ("POST", "/v1/members/M0000001/accounts", "ops"),
+    ("GET", "/v1/accounts/SV00000001", "none"),
+    ("GET", "/v1/accounts/SV00000001/statement", "none"),
+    ("POST", "/v1/accounts/SV00000001/close", "teller"),
+    ("GET", "/v1/ledger/trial-balance?currency=USD", "teller"),
+    ("GET", "/v1/journals/j-1", "teller"),
+]
+PUBLIC = {"/health", "/ready", "/v1/auth/token"}
+
+
+@pytest.mark.parametrize(("method", "path", "wrong_role"), PROTECTED)
+async def test_refused_without_token_and_with_wrong_role(
+    client: AsyncClient, staff: dict[str, Staff], method: str, path: str, wrong_role: str | None
+) -> None:
+    anonymous = await client.request(method, path, headers={"Idempotency-Key": "k"})
+    assert anonymous.status_code == 401, anonymous.text
+    assert anonymous.json()["error"] == "Unauthenticated"
+    if wrong_role is None:
+        return
+    r = await client.request(
+        method, path, headers=staff[wrong_role].headers | {"Idempotency-Key": "k"}, json={}
+    )
+    assert r.status_code == 403, r.text
+    assert r.json()["error"] == "Forbidden"
+
+
+async def test_admin_passes_every_role_check(client: AsyncClient, staff: dict[str, Staff]) -> None:
+    admin = staff["admin"].headers
+    r = await client.get("/v1/ledger/trial-balance", params={"currency": "USD"}, headers=admin)
+    assert r.status_code == 200
+    assert (await client.get("/v1/members", headers=admin)).status_code == 200
+
+
+def test_every_route_is_listed(api_app: FastAPI) -> None:
+    """A new route of this module set must be added above, so it cannot ship without a check."""
+    mine = {(m, p.split("?")[0]) for m, p, _ in PROTECTED}
+    paths = api_app.openapi()["paths"]
+    seen = 0
+    for template, operations in paths.items():
+        if "movements" in template:
+            continue
+        concrete = template.replace("{member_number}", "M0000001")
+        concrete = concrete.replace("{number}", "SV00000001").replace("{journal_id}", "j-1")
+        for method, operation in operations.items():
+            seen += 1
+            assert (method.upper(), concrete) in mine or concrete in PUBLIC, template
+            assert operation.get("description"), f"{template} has no docstring"
+    assert seen == len(PROTECTED) + len(PUBLIC)
+
+
+async def test_unknown_route_and_method(client: AsyncClient) -> None:
+    r = await client.get("/v1/nowhere")
+    assert r.status_code == 404 and r.json()["error"] == "NotFound"
+    r = await client.delete("/health")
+    assert r.status_code == 405 and r.json()["error"] == "MethodNotAllowed"
