@@ -6,6 +6,8 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 
+from api.errors import STATUS
+from schemas.errors import ErrorCode
 from tests.api.conftest import Staff
 
 # (method, path, a role that must be refused). `none` is a user with no role at all.
@@ -69,3 +71,14 @@ async def test_unknown_route_and_method(client: AsyncClient) -> None:
     assert r.status_code == 404 and r.json()["error"] == "NotFound"
     r = await client.delete("/health")
     assert r.status_code == 405 and r.json()["error"] == "MethodNotAllowed"
+
+
+def test_every_error_code_has_a_status() -> None:
+    """A new ErrorCode must be given its HTTP status in api.errors.STATUS, not fall to a default."""
+    assert set(STATUS) == set(ErrorCode)
+    assert {code for code, status in STATUS.items() if status == 404} == {
+        ErrorCode.NOT_FOUND,
+        ErrorCode.ACCOUNT_NOT_FOUND,
+        ErrorCode.JOURNAL_NOT_FOUND,
+        ErrorCode.HOLD_NOT_FOUND,
+    }
