@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities import ledger_engine
 from activities.db import in_transaction
@@ -40,7 +40,13 @@ class LedgerActivities:
         try:
             return await in_transaction(self.sessions, work)
         except BankflowError as exc:
-            raise ApplicationError(exc.detail, type=exc.code.value, non_retryable=True) from exc
+            # BENIGN: a declined payment is business as usual, not an alert in the worker's log.
+            raise ApplicationError(
+                exc.detail,
+                type=exc.code.value,
+                non_retryable=True,
+                category=ApplicationErrorCategory.BENIGN,
+            ) from exc
 
     @activity.defn(name="post_journal")
     async def post_journal(self, req: JournalRequest) -> JournalResult:

@@ -44,3 +44,11 @@ class BankflowError(Exception):
         super().__init__(detail)
         self.code = code
         self.detail = detail
+
+
+def known_code(value: str | None) -> ErrorCode | None:
+    """The ErrorCode named by a string from outside (a workflow state, an ApplicationError type)."""
+    try:
+        return ErrorCode(value) if value else None
+    except ValueError:
+        return None

@@ -104,6 +104,7 @@ class MovementState(BaseModel):
     stage: Stage
     amount_minor: int
     currency: str
+    scale: int
     debit_account: str
     credit_account: str
     needs_approval: bool
@@ -117,6 +118,19 @@ class MovementState(BaseModel):
     error_detail: str | None = None
     expires_at: datetime | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
+
+
+class MovementSummary(BaseModel):
+    """One line of a movement list, read from Temporal's visibility store."""
+
+    movement_id: str
+    workflow_id: str
+    status: str
+    stage: str | None
+    amount_minor: int | None
+    currency: str | None
+    branch: str | None
+    started_at: datetime | None
 
 
 class MovementView(BaseModel):

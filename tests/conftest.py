@@ -10,6 +10,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from datetime import date
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities import ledger_engine
 from activities.accounts import create_member, open_account
 from activities.db import in_transaction, make_engine, make_sessionmaker
+from activities.ledger import LedgerActivities
 from activities.migrate import upgrade
 from activities.models import LedgerAccount
 from activities.setup import CASH, EQUITY, ensure_branch, ensure_chart, gl_code
@@ -36,6 +38,7 @@ from scripts.local_postgres import (
     reachable,
     start_private,
 )
+from worker import build_workers
 
 CURRENCY = "USD"
 BRANCH = "HQ"
@@ -183,6 +186,27 @@ def temporal_client(temporal_env: WorkflowEnvironment) -> Client:
 @pytest.fixture
 def task_queue() -> str:
     return f"tq-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def worker(
+    temporal_client: Client,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    task_queue: str,
+) -> AsyncIterator[str]:
+    """Runs the real workers on this test's task queue; yields the interactive queue name."""
+    workers = build_workers(
+        temporal_client,
+        settings,
+        LedgerActivities(sessions),
+        interactive_queue=task_queue,
+        batch_queue=f"{task_queue}-batch",
+    )
+    async with AsyncExitStack() as stack:
+        for w in workers:
+            await stack.enter_async_context(w)
+        yield task_queue
 
 
 __all__ = ["CURRENCY", "EQUITY", "Factory", "gl_code"]

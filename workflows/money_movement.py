@@ -48,6 +48,11 @@ LEDGER_CALL: dict[str, Any] = {
 }
 
 
+# Update names, shared with the API (which calls them by name: see api/routes/movements.py).
+INITIAL_OUTCOME = "initial_outcome"
+DECIDE = "decide"
+
+
 class BusinessFailure(Exception):
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(detail)
@@ -67,6 +72,7 @@ class MoneyMovementWorkflow:
             stage=Stage.POSTING,
             amount_minor=inp.amount_minor,
             currency=inp.currency,
+            scale=inp.scale,
             debit_account=inp.debit_account,
             credit_account=inp.credit_account,
             needs_approval=inp.kind != "deposit"
@@ -199,7 +205,7 @@ class MoneyMovementWorkflow:
     def state(self) -> MovementState:
         return self._state
 
-    @workflow.update(name="initial_outcome")
+    @workflow.update(name=INITIAL_OUTCOME)
     async def initial_outcome(self) -> MovementState:
         """Wait until the movement has posted, been declined, or is waiting for a supervisor."""
         await workflow.wait_condition(
@@ -209,7 +215,7 @@ class MoneyMovementWorkflow:
         )
         return self._state
 
-    @workflow.update(name="decide")
+    @workflow.update(name=DECIDE)
     async def decide(self, decision: DecisionInput) -> MovementState:
         """A supervisor approves or rejects; returns the state once the ledger reflects it."""
         self._decision = decision

@@ -1,0 +1,282 @@
+"""Money movements: deposit, withdrawal, transfer, and supervisors' decisions on large ones.
+
+The API never moves money itself: it validates, starts a MoneyMovement workflow and reports what
+the workflow did. A movement's id derives from the caller and its Idempotency-Key, so even a
+retry that outlives the idempotency record meets the same workflow instead of paying twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi.responses import JSONResponse
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.movements import resolve_movement
+from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.errors import error_response
+from api.idempotency import IdempotencyKey
+from domain.money import to_major, to_minor
+from schemas import search_attributes as sa
+from schemas.errors import BankflowError, ErrorCode, known_code
+from schemas.movements import (
+    REQUESTER_ROLES,
+    DecisionInput,
+    DecisionRequest,
+    MovementCreate,
+    MovementInput,
+    MovementState,
+    MovementSummary,
+    MovementView,
+    Stage,
+)
+from workflows.money_movement import DECIDE, INITIAL_OUTCOME, MoneyMovementWorkflow
+
+router = APIRouter(prefix="/v1/movements", tags=["movements"])
+
+Requester = Annotated[Principal, Depends(require_roles(*REQUESTER_ROLES))]
+Supervisor = Annotated[Principal, Depends(require_roles("branch_manager"))]
+Reader = Annotated[Principal, Depends(require_roles("teller", "branch_manager", "ops", "finance"))]
+MovementId = Annotated[str, Path(pattern=r"^MV[0-9A-F]{16}$")]
+WORKFLOW_PREFIX = "movement-"
+
+
+def movement_id(user_id: int, key: str) -> str:
+    return "MV" + hashlib.sha256(f"{user_id}:{key}".encode()).hexdigest()[:16].upper()
+
+
+def view(state: MovementState) -> MovementView:
+    return MovementView(
+        movement_id=state.movement_id,
+        workflow_id=WORKFLOW_PREFIX + state.movement_id,
+        kind=state.kind,
+        stage=state.stage,
+        amount=to_major(state.amount_minor, state.scale),
+        currency=state.currency,
+        from_account=state.debit_account if state.kind != "deposit" else None,
+        to_account=state.credit_account if state.kind != "withdrawal" else None,
+        needs_approval=state.needs_approval,
+        requested_by=state.requested_by,
+        assigned_role=state.assigned_role,
+        decided_by=state.decided_by,
+        decision_reason=state.decision_reason,
+        journal_id=state.journal_id,
+        error=state.error,
+        error_detail=state.error_detail,
+        expires_at=state.expires_at,
+        history=state.history,
+    )
+
+
+def respond(state: MovementState, response: Response) -> MovementView | JSONResponse:
+    """201 posted, 202 waiting for a supervisor, or the ledger's refusal in the error shape."""
+    location = {"Location": f"/v1/movements/{state.movement_id}"}
+    if state.stage == Stage.DECLINED:
+        code = known_code(state.error) or ErrorCode.VALIDATION
+        return error_response(code, state.error_detail or "declined", 422, location)
+    response.headers.update(location)
+    response.status_code = 201 if state.stage == Stage.COMPLETED else 202
+    return view(state)
+
+
+def _handle(client: Client, mid: str) -> WorkflowHandle[MoneyMovementWorkflow, MovementState]:
+    return client.get_workflow_handle_for(MoneyMovementWorkflow.run, WORKFLOW_PREFIX + mid)
+
+
+async def _state(handle: WorkflowHandle[MoneyMovementWorkflow, MovementState]) -> MovementState:
+    """Ask a running movement for its state; read a finished one's result from history."""
+    try:
+        described = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise BankflowError(ErrorCode.NOT_FOUND, "no such movement") from exc
+        raise
+    if described.status == WorkflowExecutionStatus.COMPLETED:
+        return await handle.result()
+    return await handle.query(MoneyMovementWorkflow.state)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=MovementView,
+    responses={202: {"model": MovementView}, 422: {"description": "refused by the ledger"}},
+)
+async def create_movement(
+    principal: Requester,
+    key: IdempotencyKey,
+    body: MovementCreate,
+    response: Response,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    client: TemporalDep,
+) -> MovementView | JSONResponse:
+    """Deposit, withdraw or transfer. Tellers and branch managers; needs an `Idempotency-Key`.
+
+    Answers 201 when posted; 202 when the amount is above the approval threshold and the funds
+    are held for a branch manager's decision; 422 with the ledger's reason (for example
+    `InsufficientFunds`) when refused.
+    """
+    async with sessions() as session:
+        resolved = await resolve_movement(session, body)
+    mid = movement_id(principal.id, key)
+    inp = MovementInput(
+        movement_id=mid,
+        kind=body.kind,
+        debit_account_id=resolved.debit.id,
+        credit_account_id=resolved.credit.id,
+        debit_account=resolved.debit.code,
+        credit_account=resolved.credit.code,
+        amount_minor=resolved.amount_minor,
+        currency=body.currency,
+        scale=resolved.scale,
+        narrative=body.narrative,
+        value_date=datetime.now(UTC).date(),
+        branch=resolved.branch,
+        requested_by_id=principal.id,
+        requested_by=principal.username,
+        approval_threshold_minor=to_minor(settings.approval_threshold, resolved.scale),
+        approval_timeout=settings.approval_timeout,
+    )
+    start = WithStartWorkflowOperation(
+        MoneyMovementWorkflow.run,
+        inp,
+        id=WORKFLOW_PREFIX + mid,
+        task_queue=settings.interactive_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.PROCESS, "MoneyMovement"),
+                SearchAttributePair(sa.STAGE, Stage.POSTING.value),
+                SearchAttributePair(sa.BRANCH, resolved.branch),
+                SearchAttributePair(sa.AMOUNT_MINOR, resolved.amount_minor),
+                SearchAttributePair(sa.CURRENCY, body.currency),
+                SearchAttributePair(sa.BUSINESS_ID, mid),
+            ]
+        ),
+        static_summary=f"{body.kind} of {to_major(resolved.amount_minor, resolved.scale)} "
+        f"{body.currency}",
+    )
+    try:
+        state: MovementState = await asyncio.wait_for(
+            client.execute_update_with_start_workflow(
+                INITIAL_OUTCOME, start_workflow_operation=start, result_type=MovementState
+            ),
+            timeout=settings.api_wait_timeout.total_seconds(),
+        )
+    except WorkflowAlreadyStartedError:
+        state = await _state(_handle(client, mid))
+    except TimeoutError:
+        response.headers["Location"] = f"/v1/movements/{mid}"
+        response.status_code = 202
+        return view(
+            MovementState(
+                movement_id=mid,
+                kind=body.kind,
+                stage=Stage.POSTING,
+                amount_minor=inp.amount_minor,
+                currency=inp.currency,
+                scale=inp.scale,
+                debit_account=inp.debit_account,
+                credit_account=inp.credit_account,
+                needs_approval=False,
+                requested_by=principal.username,
+            )
+        )
+    return respond(state, response)
+
+
+@router.get("/{movement_id}")
+async def get_movement(_: Reader, movement_id: MovementId, client: TemporalDep) -> MovementView:
+    """A movement's stage, decision and history, straight from its workflow."""
+    return view(await _state(_handle(client, movement_id)))
+
+
+@router.get("")
+async def list_movements(
+    _: Reader,
+    client: TemporalDep,
+    stage: Annotated[Stage | None, Query(description="e.g. awaiting_approval")] = None,
+    branch: Annotated[str | None, Query(max_length=20, pattern=r"^[A-Za-z0-9_-]+$")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[MovementSummary]:
+    """Movements, newest first; `?stage=awaiting_approval` is the supervisors' inbox."""
+    query = "WorkflowType = 'MoneyMovement'"
+    if stage:
+        query += f" AND {sa.STAGE.name} = '{stage.value}'"
+    if branch:
+        query += f" AND {sa.BRANCH.name} = '{branch}'"
+    found: list[MovementSummary] = []
+    async for wf in client.list_workflows(query, limit=limit):
+        attrs = wf.typed_search_attributes
+        mid = attrs.get(sa.BUSINESS_ID) or wf.id.removeprefix(WORKFLOW_PREFIX)
+        found.append(
+            MovementSummary(
+                movement_id=mid,
+                workflow_id=wf.id,
+                status=wf.status.name.lower() if wf.status else "unknown",
+                stage=attrs.get(sa.STAGE),
+                amount_minor=attrs.get(sa.AMOUNT_MINOR),
+                currency=attrs.get(sa.CURRENCY),
+                branch=attrs.get(sa.BRANCH),
+                started_at=wf.start_time,
+            )
+        )
+    return found
+
+
+@router.post("/{movement_id}/decisions")
+async def decide_movement(
+    principal: Supervisor, movement_id: MovementId, body: DecisionRequest, client: TemporalDep
+) -> MovementView:
+    """Approve or reject a movement awaiting approval. Branch managers only; never the requester.
+
+    The workflow is the authority on four-eyes: it refuses the requester, a role that may not
+    decide, and a movement no longer awaiting a decision, before anything is written.
+    """
+    handle = _handle(client, movement_id)
+    decision = DecisionInput(
+        approve=body.approve,
+        reason=body.reason,
+        approver_id=principal.id,
+        approver=principal.username,
+        approver_roles=sorted(principal.roles),
+    )
+    try:
+        state: MovementState = await handle.execute_update(
+            DECIDE, decision, result_type=MovementState
+        )
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        code = known_code(cause.type) if isinstance(cause, ApplicationError) else None
+        if code is not None and isinstance(cause, ApplicationError):
+            raise BankflowError(code, cause.message) from exc
+        raise
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            # Unknown id, or the movement has already finished (decided, declined or expired).
+            state = await _state(handle)
+            raise BankflowError(
+                ErrorCode.NOT_AWAITING_DECISION, f"movement is {state.stage.value}"
+            ) from exc
+        raise
+    return view(state)

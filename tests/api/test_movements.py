@@ -1,0 +1,236 @@
+"""Money movements through the API, a real Temporal dev server, the real worker and Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import func, select
+from temporalio.client import Client
+
+from activities.ledger_verify import verify_ledger
+from activities.models import AuditEntry, Journal
+from api.app import create_app
+from schemas.settings import Settings
+from tests.api.conftest import Staff, make_client, new_staff
+from tests.conftest import CURRENCY, Factory
+
+Idem = Callable[[], dict[str, str]]
+
+
+@pytest.fixture
+async def api(
+    settings: Settings, temporal_client: Client, worker: str, chart: dict[str, int]
+) -> AsyncIterator[AsyncClient]:
+    """The app wired to the real Temporal server, starting workflows on this test's queue."""
+    app = create_app(
+        settings.model_copy(
+            update={"interactive_task_queue": worker, "approval_threshold": Decimal("500")}
+        ),
+        temporal_client=temporal_client,
+    )
+    async with app.router.lifespan_context(app), make_client(app) as client:
+        yield client
+
+
+async def movement(api: AsyncClient, who: Staff, idem: Idem, **body: str):  # type: ignore[no-untyped-def]
+    return await api.post(
+        "/v1/movements", json={"currency": CURRENCY, **body}, headers={**who.headers, **idem()}
+    )
+
+
+async def account_json(api: AsyncClient, who: Staff, number: str) -> dict[str, str]:
+    response = await api.get(f"/v1/accounts/{number}", headers=who.headers)
+    assert response.status_code == 200, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+async def test_fifty_concurrent_withdrawals_give_exactly_ten(
+    api: AsyncClient, staff: dict[str, Staff], factory: Factory, idem: Idem, sessions
+) -> None:
+    acc = await factory.savings_account(1_000_00)
+    responses = await asyncio.gather(
+        *(
+            movement(
+                api,
+                staff["teller"],
+                idem,
+                kind="withdrawal",
+                amount="100.00",
+                from_account=acc.code,
+            )
+            for _ in range(50)
+        )
+    )
+    codes = sorted(r.status_code for r in responses)
+    assert codes.count(201) == 10 and codes.count(422) == 40, codes
+    assert {r.json()["error"] for r in responses if r.status_code == 422} == {"InsufficientFunds"}
+    body = await account_json(api, staff["teller"], acc.code)
+    assert body["balance"] == "0.00" and body["available"] == "0.00"
+    async with sessions() as s:
+        assert (await verify_ledger(s)).ok
+
+
+async def test_deposit_transfer_and_statement(
+    api: AsyncClient, staff: dict[str, Staff], factory: Factory, idem: Idem
+) -> None:
+    a = await factory.savings_account()
+    b = await factory.savings_account()
+    teller = staff["teller"]
+    dep = await movement(api, teller, idem, kind="deposit", amount="250.00", to_account=a.code)
+    assert dep.status_code == 201, dep.text
+    assert dep.json()["stage"] == "completed" and dep.headers["Location"].startswith(
+        "/v1/movements/"
+    )
+    tr = await movement(
+        api, teller, idem, kind="transfer", amount="75.50", from_account=a.code, to_account=b.code
+    )
+    assert tr.status_code == 201, tr.text
+    assert (await account_json(api, teller, a.code))["balance"] == "174.50"
+    assert (await account_json(api, teller, b.code))["balance"] == "75.50"
+    statement = (await api.get(f"/v1/accounts/{a.code}/statement", headers=teller.headers)).json()
+    assert [line["balance"] for line in statement["lines"]] == ["250.00", "174.50"]
+    got = await api.get(f"/v1/movements/{tr.json()['movement_id']}", headers=teller.headers)
+    assert got.status_code == 200 and got.json()["journal_id"] == tr.json()["journal_id"]
+
+
+async def test_large_withdrawal_needs_another_supervisor(
+    api: AsyncClient, staff: dict[str, Staff], factory: Factory, idem: Idem, sessions, api_settings
+) -> None:
+    acc = await factory.savings_account(2_000_00)
+    manager = staff["branch_manager"]
+    requested = await movement(
+        api, manager, idem, kind="withdrawal", amount="1200.00", from_account=acc.code
+    )
+    assert requested.status_code == 202, requested.text
+    mid = requested.json()["movement_id"]
+    assert requested.json()["stage"] == "awaiting_approval"
+    assert (await account_json(api, manager, acc.code))["available"] == "800.00"
+
+    inbox = await api.get("/v1/movements?stage=awaiting_approval", headers=manager.headers)
+    assert inbox.status_code == 200  # visibility is eventually consistent: not asserted on mid
+
+    decide = f"/v1/movements/{mid}/decisions"
+    own = await api.post(decide, json={"approve": True}, headers=manager.headers)
+    assert own.status_code == 403 and own.json()["error"] == "FourEyesViolation"
+    teller = await api.post(decide, json={"approve": True}, headers=staff["teller"].headers)
+    assert teller.status_code == 403 and teller.json()["error"] == "Forbidden"
+    admin = await api.post(decide, json={"approve": True}, headers=staff["admin"].headers)
+    assert admin.status_code == 403  # the workflow, not the API, decides who may approve
+    assert (await account_json(api, manager, acc.code))["balance"] == "2000.00"
+
+    other = await new_staff(sessions, api_settings, "branch_manager")
+    approved = await api.post(
+        decide, json={"approve": True, "reason": "ID seen"}, headers=other.headers
+    )
+    assert approved.status_code == 200, approved.text
+    assert (
+        approved.json()["stage"] == "completed" and approved.json()["decided_by"] == other.username
+    )
+    assert (await account_json(api, manager, acc.code))["balance"] == "800.00"
+    again = await api.post(decide, json={"approve": False}, headers=other.headers)
+    assert again.status_code == 409 and again.json()["error"] == "NotAwaitingDecision"
+
+
+async def test_rejected_withdrawal_releases_the_hold(
+    api: AsyncClient, staff: dict[str, Staff], factory: Factory, idem: Idem
+) -> None:
+    acc = await factory.savings_account(2_000_00)
+    requested = await movement(
+        api, staff["teller"], idem, kind="withdrawal", amount="600.00", from_account=acc.code
+    )
+    assert requested.status_code == 202
+    rejected = await api.post(
+        f"/v1/movements/{requested.json()['movement_id']}/decisions",
+        json={"approve": False, "reason": "signature mismatch"},
+        headers=staff["branch_manager"].headers,
+    )
+    assert rejected.status_code == 200 and rejected.json()["stage"] == "rejected"
+    assert (await account_json(api, staff["teller"], acc.code))["available"] == "2000.00"
+
+
+async def test_idempotency_key_replays_and_conflicts(
+    api: AsyncClient, staff: dict[str, Staff], factory: Factory, sessions
+) -> None:
+    acc = await factory.savings_account()
+    headers = {**staff["teller"].headers, "Idempotency-Key": uuid.uuid4().hex}
+    body = {"kind": "deposit", "amount": "10.00", "currency": CURRENCY, "to_account": acc.code}
+    first = await api.post("/v1/movements", json=body, headers=headers)
+    second = await api.post("/v1/movements", json=body, headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert first.json() == second.json()
+    other = await api.post("/v1/movements", json={**body, "amount": "11.00"}, headers=headers)
+    assert other.status_code == 409 and other.json()["error"] == "IdempotencyKeyConflict"
+    assert (await account_json(api, staff["teller"], acc.code))["balance"] == "10.00"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "error"),
+    [
+        ({"kind": "deposit", "amount": "-5.00"}, 422, "InvalidAmount"),
+        ({"kind": "deposit", "amount": "0"}, 422, "InvalidAmount"),
+        ({"kind": "deposit", "amount": "1.001"}, 422, "InvalidAmount"),
+        ({"kind": "deposit", "amount": "ten"}, 422, "InvalidAmount"),
+        ({"kind": "deposit", "amount": "5.00", "currency": "EUR"}, 422, "CurrencyMismatch"),
+        ({"kind": "deposit", "amount": "5.00", "currency": "XXX"}, 422, "CurrencyMismatch"),
+        ({"kind": "deposit", "amount": "5.00", "to_account": "SV99999999"}, 404, "AccountNotFound"),
+        ({"kind": "withdrawal", "amount": "5.00"}, 422, "ValidationError"),
+        ({"kind": "deposit", "amount": 5.0}, 422, "ValidationError"),
+        ({"kind": "deposit", "amount": "5.00", "bogus": 1}, 422, "ValidationError"),
+    ],
+)
+async def test_bad_movements_change_nothing(
+    api: AsyncClient,
+    staff: dict[str, Staff],
+    factory: Factory,
+    idem: Idem,
+    sessions,
+    body: dict[str, object],
+    status: int,
+    error: str,
+) -> None:
+    acc = await factory.savings_account(100_00)
+    payload: dict[str, object] = {"currency": CURRENCY, "to_account": acc.code, **body}
+    if body["kind"] == "withdrawal":
+        payload.pop("to_account")
+    async with sessions() as s:
+        before = await s.scalar(select(func.count()).select_from(Journal))
+    response = await api.post(
+        "/v1/movements", json=payload, headers={**staff["teller"].headers, **idem()}
+    )
+    assert (response.status_code, response.json()["error"]) == (status, error), response.text
+    async with sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(Journal)) == before
+    assert (await account_json(api, staff["teller"], acc.code))["balance"] == "100.00"
+
+
+async def test_malformed_json_and_missing_key_are_refused(
+    api: AsyncClient, staff: dict[str, Staff], idem: Idem, sessions
+) -> None:
+    broken = await api.post(
+        "/v1/movements",
+        content=b'{"kind": "deposit", ',
+        headers={**staff["teller"].headers, **idem(), "Content-Type": "application/json"},
+    )
+    assert 400 <= broken.status_code < 500 and broken.json()["error"] == "ValidationError"
+    no_key = await api.post(
+        "/v1/movements",
+        json={"kind": "deposit", "amount": "1.00", "currency": CURRENCY, "to_account": "SV1"},
+        headers=staff["teller"].headers,
+    )
+    assert no_key.status_code == 422 and "Idempotency-Key" in no_key.json()["detail"]
+    finance = await api.post(
+        "/v1/movements", json={}, headers={**staff["finance"].headers, **idem()}
+    )
+    assert finance.status_code == 403
+    async with sessions() as s:
+        audited = await s.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.action.like("POST /v1/movements%"), AuditEntry.outcome_status == 403)
+        )
+    assert audited and audited >= 1
