@@ -41,6 +41,7 @@ from scripts.local_postgres import (
 from worker import build_workers
 
 CURRENCY = "USD"
+Sessions = async_sessionmaker[AsyncSession]
 BRANCH = "HQ"
 
 

@@ -35,7 +35,7 @@ def bankflow(url: str, *args: str, **extra_env: str) -> subprocess.CompletedProc
 def sql(url: str, *statements: str) -> None:
     with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
         for statement in statements:
-            conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute(statement)
 
 
 def test_seed_is_idempotent_and_verify_catches_breaches(cli_db: str, tmp_path: Path) -> None:

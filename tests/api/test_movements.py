@@ -17,7 +17,7 @@ from activities.models import AuditEntry, Journal
 from api.app import create_app
 from schemas.settings import Settings
 from tests.api.conftest import Staff, make_client, new_staff
-from tests.conftest import CURRENCY, Factory
+from tests.conftest import CURRENCY, Factory, Sessions
 
 Idem = Callable[[], dict[str, str]]
 
@@ -50,7 +50,7 @@ async def account_json(api: AsyncClient, who: Staff, number: str) -> dict[str, s
 
 
 async def test_fifty_concurrent_withdrawals_give_exactly_ten(
-    api: AsyncClient, staff: dict[str, Staff], factory: Factory, idem: Idem, sessions
+    api: AsyncClient, staff: dict[str, Staff], factory: Factory, idem: Idem, sessions: Sessions
 ) -> None:
     acc = await factory.savings_account(1_000_00)
     responses = await asyncio.gather(
@@ -99,7 +99,12 @@ async def test_deposit_transfer_and_statement(
 
 
 async def test_large_withdrawal_needs_another_supervisor(
-    api: AsyncClient, staff: dict[str, Staff], factory: Factory, idem: Idem, sessions, api_settings
+    api: AsyncClient,
+    staff: dict[str, Staff],
+    factory: Factory,
+    idem: Idem,
+    sessions: Sessions,
+    api_settings: Settings,
 ) -> None:
     acc = await factory.savings_account(2_000_00)
     manager = staff["branch_manager"]
@@ -154,7 +159,7 @@ async def test_rejected_withdrawal_releases_the_hold(
 
 
 async def test_idempotency_key_replays_and_conflicts(
-    api: AsyncClient, staff: dict[str, Staff], factory: Factory, sessions
+    api: AsyncClient, staff: dict[str, Staff], factory: Factory, sessions: Sessions
 ) -> None:
     acc = await factory.savings_account()
     headers = {**staff["teller"].headers, "Idempotency-Key": uuid.uuid4().hex}
@@ -188,7 +193,7 @@ async def test_bad_movements_change_nothing(
     staff: dict[str, Staff],
     factory: Factory,
     idem: Idem,
-    sessions,
+    sessions: Sessions,
     body: dict[str, object],
     status: int,
     error: str,
@@ -209,7 +214,7 @@ async def test_bad_movements_change_nothing(
 
 
 async def test_malformed_json_and_missing_key_are_refused(
-    api: AsyncClient, staff: dict[str, Staff], idem: Idem, sessions
+    api: AsyncClient, staff: dict[str, Staff], idem: Idem, sessions: Sessions
 ) -> None:
     broken = await api.post(
         "/v1/movements",

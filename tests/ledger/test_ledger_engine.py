@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import date
 
 import pytest
@@ -22,12 +23,13 @@ from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import (
     HoldRequest,
     JournalRequest,
+    JournalResult,
     PostHoldRequest,
     PostingLine,
     ReversalRequest,
     VoidHoldRequest,
 )
-from tests.conftest import CURRENCY, Factory
+from tests.conftest import CURRENCY, Factory, Sessions
 
 TODAY = date(2026, 11, 23)
 
@@ -50,9 +52,7 @@ def journal(
     )
 
 
-async def post(
-    sessions: async_sessionmaker[AsyncSession], req: JournalRequest
-) -> engine.JournalResult:
+async def post(sessions: async_sessionmaker[AsyncSession], req: JournalRequest) -> JournalResult:
     return await in_transaction(sessions, lambda s: engine.post_journal(s, req))
 
 
@@ -66,7 +66,9 @@ async def journal_exists(sessions: async_sessionmaker[AsyncSession], journal_id:
         return await s.get(Journal, journal_id) is not None
 
 
-async def test_transfer_moves_money_and_repeat_posts_once(sessions, factory: Factory) -> None:
+async def test_transfer_moves_money_and_repeat_posts_once(
+    sessions: Sessions, factory: Factory
+) -> None:
     a = await factory.savings_account(100_00)
     b = await factory.savings_account()
     req = journal(jid(), (a.id, b.id, 30_00))
@@ -78,7 +80,7 @@ async def test_transfer_moves_money_and_repeat_posts_once(sessions, factory: Fac
     assert await balance(factory, b.id) == 30_00
 
 
-async def test_same_id_other_content_is_conflict(sessions, factory: Factory) -> None:
+async def test_same_id_other_content_is_conflict(sessions: Sessions, factory: Factory) -> None:
     a = await factory.savings_account(100_00)
     b = await factory.savings_account()
     journal_id = jid()
@@ -89,7 +91,9 @@ async def test_same_id_other_content_is_conflict(sessions, factory: Factory) -> 
     assert await balance(factory, b.id) == 30_00
 
 
-async def test_racing_retries_of_one_journal_post_once(sessions, factory: Factory) -> None:
+async def test_racing_retries_of_one_journal_post_once(
+    sessions: Sessions, factory: Factory
+) -> None:
     a = await factory.savings_account(100_00)
     b = await factory.savings_account()
     req = journal(jid(), (a.id, b.id, 10_00))
@@ -99,7 +103,7 @@ async def test_racing_retries_of_one_journal_post_once(sessions, factory: Factor
 
 
 async def test_overdraft_refused_and_multi_posting_journal_is_atomic(
-    sessions, factory: Factory
+    sessions: Sessions, factory: Factory
 ) -> None:
     a = await factory.savings_account(50_00)
     b = await factory.savings_account()
@@ -119,7 +123,12 @@ async def test_overdraft_refused_and_multi_posting_journal_is_atomic(
         (lambda a, b, cash: ((a, a, 1_00),), ErrorCode.INVALID_POSTING),
     ],
 )
-async def test_bad_postings_change_nothing(sessions, factory: Factory, mutate, code) -> None:
+async def test_bad_postings_change_nothing(
+    sessions: Sessions,
+    factory: Factory,
+    mutate: Callable[[int, int, int], tuple[tuple[int, int, int], ...]],
+    code: ErrorCode,
+) -> None:
     a = await factory.savings_account(10_00)
     b = await factory.savings_account()
     req = journal(jid(), *mutate(a.id, b.id, factory.gl(CASH.number)))
@@ -130,7 +139,7 @@ async def test_bad_postings_change_nothing(sessions, factory: Factory, mutate, c
     assert await balance(factory, a.id) == 10_00
 
 
-async def test_wrong_currency_refused(sessions, factory: Factory) -> None:
+async def test_wrong_currency_refused(sessions: Sessions, factory: Factory) -> None:
     a = await factory.savings_account(10_00)
     b = await factory.savings_account()
     req = journal(jid(), (a.id, b.id, 1_00), currency="EUR")
@@ -141,7 +150,7 @@ async def test_wrong_currency_refused(sessions, factory: Factory) -> None:
 
 
 async def test_closed_account_refuses_postings_and_close_needs_zero(
-    sessions, factory: Factory
+    sessions: Sessions, factory: Factory
 ) -> None:
     a = await factory.savings_account(10_00)
     b = await factory.savings_account()
@@ -165,7 +174,9 @@ async def test_closed_account_refuses_postings_and_close_needs_zero(
         "TRUNCATE postings",
     ],
 )
-async def test_database_refuses_to_change_history(sessions, factory: Factory, sql: str) -> None:
+async def test_database_refuses_to_change_history(
+    sessions: Sessions, factory: Factory, sql: str
+) -> None:
     a = await factory.savings_account(10_00)
     b = await factory.savings_account()
     req = journal(jid(), (a.id, b.id, 1_00))
@@ -190,7 +201,7 @@ def hold(hold_id: str, debit: int, credit: int, amount: int) -> HoldRequest:
     )
 
 
-async def test_hold_reserves_funds_until_posted(sessions, factory: Factory) -> None:
+async def test_hold_reserves_funds_until_posted(sessions: Sessions, factory: Factory) -> None:
     a = await factory.savings_account(100_00)
     b = await factory.savings_account()
     h = hold(f"h-{uuid.uuid4().hex}", a.id, b.id, 80_00)
@@ -208,7 +219,7 @@ async def test_hold_reserves_funds_until_posted(sessions, factory: Factory) -> N
     assert err.value.code == ErrorCode.HOLD_CONFLICT
 
 
-async def test_hold_over_available_is_refused(sessions, factory: Factory) -> None:
+async def test_hold_over_available_is_refused(sessions: Sessions, factory: Factory) -> None:
     a = await factory.savings_account(10_00)
     b = await factory.savings_account()
     h = hold(f"h-{uuid.uuid4().hex}", a.id, b.id, 10_01)
@@ -218,7 +229,9 @@ async def test_hold_over_available_is_refused(sessions, factory: Factory) -> Non
     assert (await factory.account(a.id)).debits_pending_minor == 0
 
 
-async def test_hold_posts_or_voids_exactly_once_under_race(sessions, factory: Factory) -> None:
+async def test_hold_posts_or_voids_exactly_once_under_race(
+    sessions: Sessions, factory: Factory
+) -> None:
     a = await factory.savings_account(100_00)
     b = await factory.savings_account()
     h = hold(f"h-{uuid.uuid4().hex}", a.id, b.id, 60_00)
@@ -254,7 +267,9 @@ async def test_hold_posts_or_voids_exactly_once_under_race(sessions, factory: Fa
         assert await balance(factory, b.id) == 0
 
 
-async def test_post_hold_is_idempotent_for_the_same_journal(sessions, factory: Factory) -> None:
+async def test_post_hold_is_idempotent_for_the_same_journal(
+    sessions: Sessions, factory: Factory
+) -> None:
     a = await factory.savings_account(100_00)
     b = await factory.savings_account()
     h = hold(f"h-{uuid.uuid4().hex}", a.id, b.id, 60_00)
@@ -272,7 +287,7 @@ async def test_post_hold_is_idempotent_for_the_same_journal(sessions, factory: F
     assert err.value.code == ErrorCode.HOLD_ALREADY_RESOLVED
 
 
-async def test_reversal_mirrors_once_even_under_race(sessions, factory: Factory) -> None:
+async def test_reversal_mirrors_once_even_under_race(sessions: Sessions, factory: Factory) -> None:
     a = await factory.savings_account(100_00)
     b = await factory.savings_account()
     original = await post(sessions, journal(jid(), (a.id, b.id, 25_00)))
@@ -304,7 +319,9 @@ async def test_reversal_mirrors_once_even_under_race(sessions, factory: Factory)
     assert err.value.code == ErrorCode.NOT_REVERSIBLE
 
 
-async def test_reversal_that_would_overdraw_is_refused(sessions, factory: Factory) -> None:
+async def test_reversal_that_would_overdraw_is_refused(
+    sessions: Sessions, factory: Factory
+) -> None:
     a = await factory.savings_account(100_00)
     b = await factory.savings_account()
     c = await factory.savings_account()
@@ -318,7 +335,7 @@ async def test_reversal_that_would_overdraw_is_refused(sessions, factory: Factor
     assert err.value.code == ErrorCode.INSUFFICIENT_FUNDS
 
 
-async def test_fifty_concurrent_debits_never_overdraw(sessions, factory: Factory) -> None:
+async def test_fifty_concurrent_debits_never_overdraw(sessions: Sessions, factory: Factory) -> None:
     a = await factory.savings_account(1_000_00)
     cash = factory.gl(CASH.number)
 
@@ -335,7 +352,7 @@ async def test_fifty_concurrent_debits_never_overdraw(sessions, factory: Factory
     assert await balance(factory, a.id) == 0
 
 
-async def test_verify_passes_on_the_shared_ledger(sessions, factory: Factory) -> None:
+async def test_verify_passes_on_the_shared_ledger(sessions: Sessions, factory: Factory) -> None:
     await factory.savings_account(5_00)
     async with sessions() as s:
         report = await verify_ledger(s)

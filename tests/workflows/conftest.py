@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import WorkflowHandle
 
 HISTORIES = Path(__file__).parent / "histories"
 
 
-async def record_history(handle: WorkflowHandle[object, object], name: str) -> None:
+async def record_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
     """Save a finished workflow's history for the replay tests when BANKFLOW_RECORD_HISTORIES=1.
 
     Recorded histories are committed; CI replays them against the current workflow code, so a

@@ -31,7 +31,7 @@ def movement(
 ) -> MovementInput:
     return MovementInput(
         movement_id=f"MV{uuid.uuid4().hex[:12].upper()}",
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         debit_account_id=debit,
         credit_account_id=credit,
         debit_account=str(debit),
@@ -75,7 +75,9 @@ async def balance(factory: Factory, account_id: int) -> tuple[int, int]:
     return acc.credits_posted_minor - acc.debits_posted_minor, acc.debits_pending_minor
 
 
-async def test_small_withdrawal_posts_at_once(temporal_client, worker, factory: Factory) -> None:
+async def test_small_withdrawal_posts_at_once(
+    temporal_client: Client, worker: str, factory: Factory
+) -> None:
     acc = await factory.savings_account(1_000_00)
     handle = await start(temporal_client, worker, movement(acc.id, factory.gl(CASH.number), 200_00))
     result = await handle.result()
@@ -85,7 +87,7 @@ async def test_small_withdrawal_posts_at_once(temporal_client, worker, factory: 
 
 
 async def test_large_withdrawal_waits_for_a_supervisor(
-    temporal_client, worker, factory: Factory
+    temporal_client: Client, worker: str, factory: Factory
 ) -> None:
     acc = await factory.savings_account(1_000_00)
     handle = await start(temporal_client, worker, movement(acc.id, factory.gl(CASH.number), 700_00))
@@ -111,7 +113,9 @@ async def test_large_withdrawal_waits_for_a_supervisor(
     await record_history(handle, "money_movement_approved")
 
 
-async def test_rejection_releases_the_hold(temporal_client, worker, factory: Factory) -> None:
+async def test_rejection_releases_the_hold(
+    temporal_client: Client, worker: str, factory: Factory
+) -> None:
     acc = await factory.savings_account(1_000_00)
     handle = await start(temporal_client, worker, movement(acc.id, factory.gl(CASH.number), 900_00))
     await handle.execute_update(MoneyMovementWorkflow.initial_outcome)
@@ -122,7 +126,7 @@ async def test_rejection_releases_the_hold(temporal_client, worker, factory: Fac
 
 
 async def test_no_decision_expires_and_releases_the_hold(
-    temporal_client, worker, factory: Factory
+    temporal_client: Client, worker: str, factory: Factory
 ) -> None:
     acc = await factory.savings_account(1_000_00)
     inp = movement(acc.id, factory.gl(CASH.number), 600_00, timeout=timedelta(seconds=1))
@@ -134,7 +138,7 @@ async def test_no_decision_expires_and_releases_the_hold(
 
 
 async def test_insufficient_funds_is_declined_not_retried(
-    temporal_client, worker, factory: Factory
+    temporal_client: Client, worker: str, factory: Factory
 ) -> None:
     acc = await factory.savings_account(100_00)
     handle = await start(temporal_client, worker, movement(acc.id, factory.gl(CASH.number), 200_00))
@@ -147,7 +151,7 @@ async def test_insufficient_funds_is_declined_not_retried(
 
 
 async def test_a_duplicate_start_is_refused_by_temporal(
-    temporal_client, worker, factory: Factory
+    temporal_client: Client, worker: str, factory: Factory
 ) -> None:
     acc = await factory.savings_account(1_000_00)
     inp = movement(acc.id, factory.gl(CASH.number), 10_00)
@@ -158,7 +162,9 @@ async def test_a_duplicate_start_is_refused_by_temporal(
     assert await balance(factory, acc.id) == (990_00, 0)
 
 
-async def test_unknown_account_declines(temporal_client, worker, factory: Factory) -> None:
+async def test_unknown_account_declines(
+    temporal_client: Client, worker: str, factory: Factory
+) -> None:
     acc = await factory.savings_account(1_000_00)
     handle = await start(
         temporal_client, worker, movement(acc.id, 987_654_321, 10_00, kind="transfer")

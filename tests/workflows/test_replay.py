@@ -10,11 +10,18 @@ import pytest
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
+from temporalio.workflow import _Definition
 
 from worker import BATCH_WORKFLOWS, INTERACTIVE_WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 HISTORY_TEXT = {p: p.read_text() for p in HISTORIES}
+
+
+def workflow_name(cls: type) -> str:
+    definition = _Definition.must_from_class(cls)
+    assert definition.name is not None
+    return definition.name
 
 
 def test_every_workflow_type_has_recorded_histories() -> None:
@@ -24,9 +31,7 @@ def test_every_workflow_type_has_recorded_histories() -> None:
         ]["name"]
         for p in HISTORIES
     }
-    defined = {
-        w.__temporal_workflow_definition.name for w in INTERACTIVE_WORKFLOWS + BATCH_WORKFLOWS
-    }  # type: ignore[attr-defined]
+    defined = {workflow_name(w) for w in INTERACTIVE_WORKFLOWS + BATCH_WORKFLOWS}
     assert defined <= recorded, f"no recorded history for {defined - recorded}"
 
 
