@@ -26,7 +26,8 @@ run: install
 	$(PY) scripts/dev.py
 
 # An empty -m overrides the `-m 'not slow'` in pyproject's addopts, i.e. selects every test.
-test: install
+# Lint first: CI runs only `make test`, and ruff and mypy must be clean there too.
+test: install lint
 	$(VENV)/bin/pytest -m '$(PYTEST_MARK)' $(PYTEST_ARGS)
 
 # --explicit-package-bases: tests/api/ is a package while tests/ is not, so without it mypy

@@ -119,6 +119,23 @@ class MovementState(BaseModel):
     expires_at: datetime | None = None
     history: list[HistoryEntry] = Field(default_factory=list)
 
+    @classmethod
+    def initial(cls, inp: MovementInput) -> MovementState:
+        """The state before any step ran; the threshold rule lives here, in one place."""
+        return cls(
+            movement_id=inp.movement_id,
+            kind=inp.kind,
+            stage=Stage.POSTING,
+            amount_minor=inp.amount_minor,
+            currency=inp.currency,
+            scale=inp.scale,
+            debit_account=inp.debit_account,
+            credit_account=inp.credit_account,
+            needs_approval=inp.kind != "deposit"
+            and inp.amount_minor > inp.approval_threshold_minor,
+            requested_by=inp.requested_by,
+        )
+
 
 class MovementSummary(BaseModel):
     """One line of a movement list, read from Temporal's visibility store."""

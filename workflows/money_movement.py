@@ -66,19 +66,7 @@ class MoneyMovementWorkflow:
     def __init__(self, inp: MovementInput) -> None:
         self._inp = inp
         self._decision: DecisionInput | None = None
-        self._state = MovementState(
-            movement_id=inp.movement_id,
-            kind=inp.kind,
-            stage=Stage.POSTING,
-            amount_minor=inp.amount_minor,
-            currency=inp.currency,
-            scale=inp.scale,
-            debit_account=inp.debit_account,
-            credit_account=inp.credit_account,
-            needs_approval=inp.kind != "deposit"
-            and inp.amount_minor > inp.approval_threshold_minor,
-            requested_by=inp.requested_by,
-        )
+        self._state = MovementState.initial(inp)
 
     @workflow.run
     async def run(self, inp: MovementInput) -> MovementState:

@@ -7,7 +7,6 @@ retry that outlives the idempotency record meets the same workflow instead of pa
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from datetime import UTC, datetime
 from typing import Annotated
@@ -17,9 +16,11 @@ from fastapi.responses import JSONResponse
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -101,14 +102,21 @@ def _handle(client: Client, mid: str) -> WorkflowHandle[MoneyMovementWorkflow, M
     return client.get_workflow_handle_for(MoneyMovementWorkflow.run, WORKFLOW_PREFIX + mid)
 
 
-async def _state(handle: WorkflowHandle[MoneyMovementWorkflow, MovementState]) -> MovementState:
-    """Ask a running movement for its state; read a finished one's result from history."""
+async def _describe(
+    handle: WorkflowHandle[MoneyMovementWorkflow, MovementState],
+    missing: ErrorCode = ErrorCode.NOT_FOUND,
+) -> WorkflowExecutionDescription:
     try:
-        described = await handle.describe()
+        return await handle.describe()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
-            raise BankflowError(ErrorCode.NOT_FOUND, "no such movement") from exc
+            raise BankflowError(missing, f"no movement {handle.id}") from exc
         raise
+
+
+async def _state(handle: WorkflowHandle[MoneyMovementWorkflow, MovementState]) -> MovementState:
+    """Ask a running movement for its state; read a finished one's result from history."""
+    described = await _describe(handle)
     if described.status == WorkflowExecutionStatus.COMPLETED:
         return await handle.result()
     return await handle.query(MoneyMovementWorkflow.state)
@@ -177,31 +185,22 @@ async def create_movement(
         f"{body.currency}",
     )
     try:
-        state: MovementState = await asyncio.wait_for(
-            client.execute_update_with_start_workflow(
-                INITIAL_OUTCOME, start_workflow_operation=start, result_type=MovementState
-            ),
-            timeout=settings.api_wait_timeout.total_seconds(),
+        state: MovementState = await client.execute_update_with_start_workflow(
+            INITIAL_OUTCOME,
+            start_workflow_operation=start,
+            result_type=MovementState,
+            rpc_timeout=settings.api_wait_timeout,
         )
     except WorkflowAlreadyStartedError:
         state = await _state(_handle(client, mid))
-    except TimeoutError:
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        # Started but not yet answered (no worker free): 202, and the caller polls Location.
+        # Not started at all: 503, which the idempotency layer does not store, so a retry with
+        # the same key starts it instead of replaying a promise nobody keeps.
+        await _describe(_handle(client, mid), missing=ErrorCode.PROCESS_UNAVAILABLE)
         response.headers["Location"] = f"/v1/movements/{mid}"
         response.status_code = 202
-        return view(
-            MovementState(
-                movement_id=mid,
-                kind=body.kind,
-                stage=Stage.POSTING,
-                amount_minor=inp.amount_minor,
-                currency=inp.currency,
-                scale=inp.scale,
-                debit_account=inp.debit_account,
-                credit_account=inp.credit_account,
-                needs_approval=False,
-                requested_by=principal.username,
-            )
-        )
+        return view(MovementState.initial(inp))
     return respond(state, response)
 
 

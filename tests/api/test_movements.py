@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -12,12 +13,14 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 from temporalio.client import Client
 
+from activities.ledger import LedgerActivities
 from activities.ledger_verify import verify_ledger
 from activities.models import AuditEntry, Journal
 from api.app import create_app
 from schemas.settings import Settings
 from tests.api.conftest import Staff, make_client, new_staff
 from tests.conftest import CURRENCY, Factory, Sessions
+from worker import build_workers
 
 Idem = Callable[[], dict[str, str]]
 
@@ -239,3 +242,53 @@ async def test_malformed_json_and_missing_key_are_refused(
             .where(AuditEntry.action.like("POST /v1/movements%"), AuditEntry.outcome_status == 403)
         )
     assert audited and audited >= 1
+
+
+async def test_no_worker_answers_202_and_the_movement_runs_later(
+    settings: Settings,
+    temporal_client: Client,
+    staff: dict[str, Staff],
+    factory: Factory,
+    idem: Idem,
+    sessions: Sessions,
+    task_queue: str,
+) -> None:
+    """With no worker polling, the API stops waiting after api_wait_timeout and says 202;
+    the movement posts once a worker comes up."""
+    acc = await factory.savings_account()
+    app = create_app(
+        settings.model_copy(
+            update={"interactive_task_queue": task_queue, "api_wait_timeout": timedelta(seconds=1)}
+        ),
+        temporal_client=temporal_client,
+    )
+    async with app.router.lifespan_context(app), make_client(app) as api:
+        started = await movement(
+            api, staff["teller"], idem, kind="deposit", amount="40.00", to_account=acc.code
+        )
+        assert started.status_code == 202 and started.json()["stage"] == "posting"
+        assert (await account_json(api, staff["teller"], acc.code))["balance"] == "0.00"
+        workers = build_workers(
+            temporal_client,
+            settings,
+            LedgerActivities(sessions),
+            interactive_queue=task_queue,
+            batch_queue=f"{task_queue}-b",
+        )
+        async with workers[0]:
+            handle = temporal_client.get_workflow_handle(started.json()["workflow_id"])
+            await handle.result()
+            done = await api.get(started.headers["Location"], headers=staff["teller"].headers)
+        assert done.json()["stage"] == "completed"
+        assert (await account_json(api, staff["teller"], acc.code))["balance"] == "40.00"
+
+
+async def test_temporal_down_is_503_and_nothing_moves(
+    client: AsyncClient, staff: dict[str, Staff], factory: Factory, idem: Idem
+) -> None:
+    acc = await factory.savings_account()
+    response = await movement(
+        client, staff["teller"], idem, kind="deposit", amount="40.00", to_account=acc.code
+    )
+    assert response.status_code == 503 and response.json()["error"] == "ProcessUnavailable"
+    assert (await account_json(client, staff["teller"], acc.code))["balance"] == "0.00"
