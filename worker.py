@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
@@ -29,28 +32,37 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=60)
 log = logging.getLogger("bankflow.worker")
 
 
+def activities_for(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> list[Callable[..., Any]]:
+    """Every activity, bound to this process's database sessions and settings."""
+    ledger = LedgerActivities(sessions)
+    return [*ledger.all()]
+
+
 def build_workers(
     client: Client,
     settings: Settings,
-    ledger: LedgerActivities,
+    sessions: async_sessionmaker[AsyncSession],
     *,
     interactive_queue: str | None = None,
     batch_queue: str | None = None,
 ) -> list[Worker]:
     """The two workers of one process; tests pass their own task queues."""
+    activities = activities_for(settings, sessions)
     return [
         Worker(
             client,
             task_queue=interactive_queue or settings.interactive_task_queue,
             workflows=INTERACTIVE_WORKFLOWS,
-            activities=ledger.all(),
+            activities=activities,
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         ),
         Worker(
             client,
             task_queue=batch_queue or settings.batch_task_queue,
             workflows=BATCH_WORKFLOWS,
-            activities=ledger.all(),
+            activities=activities,
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
             max_concurrent_activities=4,
         ),
@@ -65,7 +77,7 @@ async def main() -> None:
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
     )
-    workers = build_workers(client, settings, LedgerActivities(make_sessionmaker(engine)))
+    workers = build_workers(client, settings, make_sessionmaker(engine))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -12,12 +12,10 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities import ledger_engine
-from activities.db import in_transaction
+from activities.errors import transaction
 from activities.ledger_verify import verify_ledger
-from schemas.errors import BankflowError
 from schemas.ledger import (
     HoldRequest,
     HoldResult,
@@ -37,16 +35,7 @@ class LedgerActivities:
         self.sessions = sessions
 
     async def _run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        try:
-            return await in_transaction(self.sessions, work)
-        except BankflowError as exc:
-            # BENIGN: a declined payment is business as usual, not an alert in the worker's log.
-            raise ApplicationError(
-                exc.detail,
-                type=exc.code.value,
-                non_retryable=True,
-                category=ApplicationErrorCategory.BENIGN,
-            ) from exc
+        return await transaction(self.sessions, work)
 
     @activity.defn(name="post_journal")
     async def post_journal(self, req: JournalRequest) -> JournalResult:

@@ -23,7 +23,6 @@ from temporalio.testing import WorkflowEnvironment
 from activities import ledger_engine
 from activities.accounts import create_member, open_account
 from activities.db import in_transaction, make_engine, make_sessionmaker
-from activities.ledger import LedgerActivities
 from activities.migrate import upgrade
 from activities.models import LedgerAccount
 from activities.setup import CASH, EQUITY, ensure_branch, ensure_chart, gl_code
@@ -200,7 +199,7 @@ async def worker(
     workers = build_workers(
         temporal_client,
         settings,
-        LedgerActivities(sessions),
+        sessions,
         interactive_queue=task_queue,
         batch_queue=f"{task_queue}-batch",
     )

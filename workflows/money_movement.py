@@ -10,12 +10,12 @@ workflow id and the step, so a retry, a reset or a worker crash never posts twic
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.common import DB_ACTIVITY, BusinessFailure, business_failure
 
 with workflow.unsafe.imports_passed_through():
     from activities.ledger import LedgerActivities
@@ -42,22 +42,9 @@ with workflow.unsafe.imports_passed_through():
 A = TypeVar("A")
 R = TypeVar("R")
 
-LEDGER_CALL: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
-}
-
-
 # Update names, shared with the API (which calls them by name: see api/routes/movements.py).
 INITIAL_OUTCOME = "initial_outcome"
 DECIDE = "decide"
-
-
-class BusinessFailure(Exception):
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
 
 
 @workflow.defn(name="MoneyMovement")
@@ -165,12 +152,12 @@ class MoneyMovementWorkflow:
     async def _ledger(self, activity: Callable[[LedgerActivities, A], Awaitable[R]], arg: A) -> R:
         """Run a ledger activity; its typed business failure ends the movement as declined."""
         try:
-            return await workflow.execute_activity_method(activity, arg, **LEDGER_CALL)
+            return await workflow.execute_activity_method(activity, arg, **DB_ACTIVITY)
         except ActivityError as exc:
-            cause = exc.cause
-            if isinstance(cause, ApplicationError) and cause.non_retryable and cause.type:
-                raise BusinessFailure(cause.type, cause.message) from exc
-            raise
+            failure = business_failure(exc)
+            if failure is None:
+                raise
+            raise failure from exc
 
     def _enter(self, stage: Stage, note: str = "", role: str | None = None) -> None:
         self._state.stage = stage

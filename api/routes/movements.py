@@ -19,7 +19,6 @@ from temporalio.client import (
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHandle,
-    WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
@@ -28,13 +27,14 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.movements import resolve_movement
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import error_response
 from api.idempotency import IdempotencyKey
+from api.processes import execute_decision
 from domain.money import to_major, to_minor
 from schemas import search_attributes as sa
 from schemas.errors import BankflowError, ErrorCode, known_code
@@ -260,22 +260,5 @@ async def decide_movement(
         approver=principal.username,
         approver_roles=sorted(principal.roles),
     )
-    try:
-        state: MovementState = await handle.execute_update(
-            DECIDE, decision, result_type=MovementState
-        )
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        code = known_code(cause.type) if isinstance(cause, ApplicationError) else None
-        if code is not None and isinstance(cause, ApplicationError):
-            raise BankflowError(code, cause.message) from exc
-        raise
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            # Unknown id, or the movement has already finished (decided, declined or expired).
-            state = await _state(handle)
-            raise BankflowError(
-                ErrorCode.NOT_AWAITING_DECISION, f"movement is {state.stage.value}"
-            ) from exc
-        raise
+    state = await execute_decision(handle, DECIDE, decision, MovementState)
     return view(state)

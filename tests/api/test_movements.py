@@ -13,7 +13,6 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 from temporalio.client import Client
 
-from activities.ledger import LedgerActivities
 from activities.ledger_verify import verify_ledger
 from activities.models import AuditEntry, Journal
 from api.app import create_app
@@ -271,7 +270,7 @@ async def test_no_worker_answers_202_and_the_movement_runs_later(
         workers = build_workers(
             temporal_client,
             settings,
-            LedgerActivities(sessions),
+            sessions,
             interactive_queue=task_queue,
             batch_queue=f"{task_queue}-b",
         )

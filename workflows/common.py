@@ -1,0 +1,33 @@
+"""Helpers every workflow shares: calling activities and telling business failures apart."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+# Ledger and database activities: short, idempotent, retried with backoff until they succeed or
+# fail for a business reason (non-retryable). Operations see a stuck retry in the UI.
+DB_ACTIVITY: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=30),
+    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
+}
+
+
+class BusinessFailure(Exception):
+    """An activity refused for a business reason (its ErrorCode in `code`)."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def business_failure(exc: ActivityError) -> BusinessFailure | None:
+    """The typed business failure behind an activity error, or None for anything else."""
+    cause = exc.cause
+    if isinstance(cause, ApplicationError) and cause.non_retryable and cause.type:
+        return BusinessFailure(cause.type, cause.message)
+    return None
