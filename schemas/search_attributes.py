@@ -16,6 +16,7 @@ AMOUNT_MINOR = SearchAttributeKey.for_int("BankflowAmountMinor")
 CURRENCY = SearchAttributeKey.for_keyword("BankflowCurrency")
 ASSIGNED_ROLE = SearchAttributeKey.for_keyword("BankflowAssignedRole")
 BUSINESS_ID = SearchAttributeKey.for_keyword("BankflowBusinessId")
+RISK = SearchAttributeKey.for_keyword("BankflowRisk")
 
 ALL: tuple[SearchAttributeKey[str] | SearchAttributeKey[int], ...] = (
     PROCESS,
@@ -26,6 +27,7 @@ ALL: tuple[SearchAttributeKey[str] | SearchAttributeKey[int], ...] = (
     CURRENCY,
     ASSIGNED_ROLE,
     BUSINESS_ID,
+    RISK,
 )
 
 
