@@ -1,0 +1,334 @@
+"""Ledger and money-movement throughput, measured in one run on a throwaway database.
+
+    .venv/bin/python bench/ledger.py [--journals N] [--movements M] [--concurrency C]
+
+Figures, each printed as it is measured:
+  a. postings_per_s: N one-posting journals straight through the ledger engine, one transaction
+     each (in_transaction), C tasks each moving money between its own pair of accounts;
+  b. hot_account_per_s: the same N journals, all cash deposits into ONE member account, so every
+     transaction queues on the same two rows (cash GL and the member account);
+  c. movements_per_s: M MoneyMovement deposits (below the approval threshold: one post_journal
+     activity each) on a local Temporal dev server and the real workers, C in flight;
+  d. bare_workflows_per_s: M trivial workflows running one no-op activity on the same server and
+     an identically configured worker: the Temporal floor a movement cannot beat.
+
+How to read them: movements/bare near 1 means Temporal dominates a movement and the ledger is
+cheap; well below 1 means the ledger activity is the cost. hot/uncontended is what a single hot
+row costs (1 = none). Absolute numbers depend on the machine (Postgres, the Temporal server and
+this process share its cores); compare ratios from one run, not figures across machines. Finally
+`verify_ledger` checks the invariants and the hot account must hold exactly N x amount.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from datetime import date, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from temporalio import activity, workflow
+
+# `python bench/ledger.py` puts bench/, not the root, on the path. The workflow sandbox re-runs
+# this module, where the file system is off limits and the path is already set.
+if not workflow.unsafe.in_sandbox():
+    _root = str(Path(__file__).resolve().parent.parent)
+    if _root not in sys.path:
+        sys.path.insert(0, _root)
+
+with workflow.unsafe.imports_passed_through():
+    from sqlalchemy import func, select
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+    from temporalio.client import Client
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+    from temporalio.worker import Worker
+
+    from activities import ledger_engine
+    from activities.accounts import create_member, open_account
+    from activities.db import in_transaction, make_engine, make_sessionmaker
+    from activities.ledger_verify import verify_ledger
+    from activities.migrate import upgrade
+    from activities.models import LedgerAccount
+    from activities.setup import CASH, ensure_branch, ensure_chart
+    from schemas import search_attributes
+    from schemas.ledger import JournalRequest, PostingLine
+    from schemas.members import AccountOpen, MemberCreate
+    from schemas.movements import MovementInput, Stage
+    from schemas.settings import Settings
+    from scripts.local_postgres import (
+        DEFAULT_URL,
+        create_database,
+        drop_database,
+        reachable,
+        start_private,
+    )
+    from worker import GRACEFUL_SHUTDOWN, build_workers
+    from workflows.common import DB_ACTIVITY
+    from workflows.money_movement import MoneyMovementWorkflow
+
+A = LedgerAccount
+AMOUNT = 1_00  # 1.00 USD per journal and per movement
+# A broken workflow retries its task forever; a bench run fails instead of hanging.
+RUN_LIMIT = timedelta(minutes=5)
+
+
+@activity.defn(name="BenchNoop")
+async def noop(n: int) -> int:
+    return n
+
+
+@workflow.defn(name="BenchBare")
+class BareWorkflow:
+    """One activity and nothing else: the Temporal cost of a workflow shaped like a movement."""
+
+    @workflow.run
+    async def run(self, n: int) -> int:
+        return await workflow.execute_activity(noop, n, **DB_ACTIVITY)
+
+
+class RetryCounter(logging.Handler):
+    """Counts in_transaction's deadlock/serialization retries (it logs one warning per retry)."""
+
+    count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+async def new_account(sessions: Sessions) -> int:
+    async def work(session: AsyncSession) -> int:
+        member = await create_member(
+            session,
+            MemberCreate(
+                first_name="Bench",
+                last_name=uuid.uuid4().hex[:8],
+                date_of_birth=date(1990, 1, 1),
+                branch_code="HQ",
+            ),
+        )
+        return (await open_account(session, member, AccountOpen(currency="USD"))).id
+
+    return await in_transaction(sessions, work)
+
+
+async def post(sessions: Sessions, journal_id: str, debit: int, credit: int, amount: int) -> None:
+    line = PostingLine(
+        debit_account_id=debit, credit_account_id=credit, amount_minor=amount, currency="USD"
+    )
+    req = JournalRequest(
+        journal_id=journal_id, kind="transfer", value_date=date.today(), postings=[line]
+    )
+    await in_transaction(sessions, lambda s: ledger_engine.post_journal(s, req))
+
+
+async def closed_loop(
+    label: str, total: int, tasks: int, one: Callable[[int, int], Awaitable[None]]
+) -> float:
+    """Run one(task, i) `total` times from `tasks` tasks, each waiting for its previous call;
+    print and return calls per second of wall time, with this process's CPU per call."""
+
+    async def run(task: int) -> None:
+        for i in range(task, total, tasks):
+            await one(task, i)
+
+    wall, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(run(t) for t in range(tasks)))
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    if label:
+        print(
+            f"{label}: {total} in {wall:.1f}s, {tasks} in flight: {total / wall:.1f}/s"
+            f" (this process: {1000 * cpu / total:.1f} ms CPU each)",
+            flush=True,
+        )
+    return total / wall
+
+
+def deposit(i: int, cash: int, account: int) -> MovementInput:
+    return MovementInput(
+        movement_id=f"BENCH{i:07d}",
+        kind="deposit",
+        debit_account_id=cash,
+        credit_account_id=account,
+        debit_account=str(cash),
+        credit_account=str(account),
+        amount_minor=AMOUNT,
+        currency="USD",
+        scale=2,
+        value_date=date.today(),
+        branch="HQ",
+        requested_by_id=1,
+        requested_by="bench",
+        approval_threshold_minor=500_00,
+        approval_timeout=timedelta(hours=1),
+    )
+
+
+async def measure_workflows(
+    client: Client, settings: Settings, sessions: Sessions, cash: int, m: int, c: int
+) -> tuple[float, float, list[int]]:
+    """c. and d., each after an untimed warm-up of C runs (the sandbox's first imports)."""
+    accounts = [await new_account(sessions) for _ in range(c)]
+    queue = f"bench-{uuid.uuid4().hex[:8]}"
+    workers = build_workers(
+        client,
+        settings,
+        sessions,
+        interactive_queue=queue,
+        batch_queue=queue + "b",
+    )
+    workers.append(  # configured like the interactive worker of build_workers
+        Worker(
+            client,
+            task_queue=queue + "-bare",
+            workflows=[BareWorkflow],
+            activities=[noop],
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        )
+    )
+    incomplete: list[int] = []
+
+    async def movement(task: int, i: int) -> None:
+        state = await client.execute_workflow(
+            MoneyMovementWorkflow.run,
+            deposit(i, cash, accounts[task]),
+            id=f"movement-BENCH{i:07d}",
+            task_queue=queue,
+            execution_timeout=RUN_LIMIT,
+        )
+        if state.stage != Stage.COMPLETED:
+            incomplete.append(i)
+
+    async def bare(task: int, i: int) -> None:
+        await client.execute_workflow(
+            BareWorkflow.run,
+            i,
+            id=f"bare-{i}",
+            task_queue=queue + "-bare",
+            execution_timeout=RUN_LIMIT,
+        )
+
+    async with AsyncExitStack() as stack:
+        for w in workers:
+            await stack.enter_async_context(w)
+        await closed_loop("", c, c, lambda t, i: movement(t, m + i))
+        movements = await closed_loop("c. money movements (deposits)", m, c, movement)
+        await closed_loop("", c, c, lambda t, i: bare(t, m + i))
+        bares = await closed_loop("d. bare workflows (one no-op activity)", m, c, bare)
+    if incomplete:
+        print(f"   {len(incomplete)} movements did not complete, e.g. {incomplete[:3]}")
+    return movements, bares, accounts
+
+
+async def balance(sessions: Sessions, ids: list[int]) -> int:
+    async with sessions() as session:
+        total = await session.scalar(
+            select(func.sum(A.credits_posted_minor - A.debits_posted_minor)).where(A.id.in_(ids))
+        )
+    return int(total or 0)
+
+
+async def bench(url: str, n: int, m: int, c: int) -> int:
+    retries = RetryCounter()
+    logging.getLogger("activities.db").addHandler(retries)
+    settings = Settings(database_url=url)
+    engine = make_engine(settings, pool_size=max(10, c))
+    sessions = make_sessionmaker(engine)
+
+    async def chart(session: AsyncSession) -> dict[str, int]:
+        await ensure_branch(session, "HQ", "Head office", "UTC")
+        return await ensure_chart(session, "USD")
+
+    cash = (await in_transaction(sessions, chart))[CASH.number]
+    pairs = [(await new_account(sessions), await new_account(sessions)) for _ in range(c)]
+    hot = await new_account(sessions)
+    for k, (source, _) in enumerate(pairs):
+        await post(sessions, f"bench-fund-{k}", cash, source, n * AMOUNT)
+
+    async def uncontended(task: int, i: int) -> None:
+        await post(sessions, f"bench-a-{i}", *pairs[task], AMOUNT)
+
+    async def contended(task: int, i: int) -> None:
+        await post(sessions, f"bench-b-{i}", cash, hot, AMOUNT)
+
+    postings = await closed_loop("a. uncontended postings", n, c, uncontended)
+    hot_rate = await closed_loop("b. postings into one hot account", n, c, contended)
+    print(f"   deadlock/serialization retries so far: {retries.count}")
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        search_attributes=search_attributes.ALL,
+        ui=False,
+        dev_server_log_level="error",
+    )
+    try:
+        movements, bare, mv_accounts = await measure_workflows(
+            env.client, settings, sessions, cash, m, c
+        )
+    finally:
+        await env.shutdown()
+    print(f"movements_per_s / bare_workflows_per_s = {movements / bare:.2f}")
+    print(f"hot_account_per_s / postings_per_s = {hot_rate / postings:.2f}")
+
+    async with sessions() as session, session.begin():
+        report = await verify_ledger(session)
+    for check in (c for c in report.checks if not c.ok):
+        print(f"   FAILED {check.name}: {check.detail}")
+    print(f"ledger verify: {'ok' if report.ok else 'FAILED'}")
+    hot_ok = await balance(sessions, [hot]) == n * AMOUNT
+    mv_ok = await balance(sessions, mv_accounts) == (m + c) * AMOUNT  # warm-ups included
+    print(
+        f"exactly once: hot account == N x amount: {hot_ok}; movements == (M + C) x amount: {mv_ok}"
+    )
+    await engine.dispose()
+    print(
+        f"ledger postings_per_s={postings:.1f} hot_account_per_s={hot_rate:.1f}"
+        f" movements_per_s={movements:.1f} bare_workflows_per_s={bare:.1f}"
+    )
+    return 0 if report.ok and hot_ok and mv_ok else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="ledger and money-movement throughput")
+    parser.add_argument("--journals", type=int, default=1500, help="N, for a. and b.")
+    parser.add_argument("--movements", type=int, default=300, help="M, for c. and d.")
+    parser.add_argument("--concurrency", type=int, default=8, help="C, calls in flight")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still drop the database
+    env_url = os.environ.get("BANKFLOW_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    server = Settings(database_url=env_url or DEFAULT_URL).sqlalchemy_url
+    private: tuple[Path, subprocess.Popen[bytes]] | None = None
+    if not reachable(server):
+        tmp = Path(tempfile.mkdtemp(prefix="bankflow-bench-pg-"))
+        server, proc = start_private(tmp / "data")
+        private = (tmp, proc)
+    name = f"bankflow_bench_{uuid.uuid4().hex[:10]}"
+    try:
+        url = create_database(server, name)
+        upgrade(url)
+        print(f"database {name} on {urlsplit(url).netloc}", flush=True)
+        return asyncio.run(bench(url, args.journals, args.movements, args.concurrency))
+    finally:
+        drop_database(server, name)
+        if private:
+            private[1].terminate()
+            private[1].wait(30)
+            shutil.rmtree(private[0], ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
