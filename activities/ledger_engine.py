@@ -15,8 +15,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,6 +40,8 @@ from schemas.ledger import (
 )
 
 A = LedgerAccount
+JOURNALS = cast(Table, Journal.__table__)
+POSTINGS = cast(Table, Posting.__table__)
 
 
 @dataclass
@@ -69,11 +73,38 @@ class _Deltas:
         self.currency_of[debit] = self.currency_of[credit] = currency
 
 
-async def _lock_accounts(session: AsyncSession, ids: Iterable[int]) -> dict[int, LedgerAccount]:
+ACCOUNTS = cast(Table, LedgerAccount.__table__)
+LOCKED_COLUMNS = (
+    A.id,
+    A.code,
+    A.status,
+    A.currency,
+    A.debits_must_not_exceed_credits,
+    A.credits_must_not_exceed_debits,
+    A.debits_posted_minor,
+    A.credits_posted_minor,
+    A.debits_pending_minor,
+    A.credits_pending_minor,
+)
+# One statement for every touched account, sent as one batch (executemany).
+APPLY_DELTA = (
+    update(ACCOUNTS)
+    .where(ACCOUNTS.c.id == bindparam("account_id"))
+    .values(
+        debits_posted_minor=ACCOUNTS.c.debits_posted_minor + bindparam("dp"),
+        credits_posted_minor=ACCOUNTS.c.credits_posted_minor + bindparam("cp"),
+        debits_pending_minor=ACCOUNTS.c.debits_pending_minor + bindparam("dpe"),
+        credits_pending_minor=ACCOUNTS.c.credits_pending_minor + bindparam("cpe"),
+    )
+)
+
+
+async def _lock_accounts(session: AsyncSession, ids: Iterable[int]) -> dict[int, Any]:
+    """Lock the rows in ascending id order: two journals over the same accounts queue."""
     wanted = sorted(set(ids))
-    rows = (
-        await session.scalars(select(A).where(A.id.in_(wanted)).order_by(A.id).with_for_update())
-    ).all()
+    rows = await session.execute(
+        select(*LOCKED_COLUMNS).where(A.id.in_(wanted)).order_by(A.id).with_for_update()
+    )
     found = {a.id: a for a in rows}
     missing = [i for i in wanted if i not in found]
     if missing:
@@ -110,19 +141,20 @@ async def _apply(session: AsyncSession, deltas: _Deltas, *, check_open: bool = T
                 ErrorCode.INSUFFICIENT_FUNDS,
                 f"account {acc.code} cannot be credited beyond its debits",
             )
-    for account_id, delta in sorted(deltas.by_account.items()):
-        if not delta.nonzero():
-            continue
-        await session.execute(
-            update(A)
-            .where(A.id == account_id)
-            .values(
-                debits_posted_minor=A.debits_posted_minor + delta.debits_posted,
-                credits_posted_minor=A.credits_posted_minor + delta.credits_posted,
-                debits_pending_minor=A.debits_pending_minor + delta.debits_pending,
-                credits_pending_minor=A.credits_pending_minor + delta.credits_pending,
-            )
-        )
+    changes = [
+        {
+            "account_id": account_id,
+            "dp": delta.debits_posted,
+            "cp": delta.credits_posted,
+            "dpe": delta.debits_pending,
+            "cpe": delta.credits_pending,
+        }
+        for account_id, delta in sorted(deltas.by_account.items())
+        if delta.nonzero()
+    ]
+    if changes:
+        connection = await session.connection()
+        await connection.execute(APPLY_DELTA, changes)
 
 
 async def load_journal(
@@ -163,15 +195,16 @@ async def load_journal(
 
 async def _claim_journal_id(
     session: AsyncSession, req: JournalRequest, digest: str, reverses: str | None
-) -> bool:
-    """Insert the journal row, or find the one already there. True when this call owns it.
+) -> datetime | None:
+    """Insert the journal row, or find the one already there. Its creation time when this call
+    owns it, None when an identical journal was there already.
 
     ON CONFLICT DO NOTHING waits for a concurrent insert of the same id to commit or roll back,
     so two racing retries cannot both post.
     """
     try:
         inserted = await session.scalar(
-            insert(Journal)
+            insert(JOURNALS)
             .values(
                 id=req.journal_id,
                 kind=req.kind,
@@ -183,7 +216,7 @@ async def _claim_journal_id(
                 metadata=req.metadata,
             )
             .on_conflict_do_nothing(index_elements=["id"])
-            .returning(Journal.id)
+            .returning(JOURNALS.c.created_at)
         )
     except IntegrityError as exc:
         if "reverses_journal_id" in str(exc.orig):
@@ -192,19 +225,20 @@ async def _claim_journal_id(
             ) from exc
         raise
     if inserted is not None:
-        return True
+        return cast(datetime, inserted)
     stored = await session.scalar(select(Journal.content_hash).where(Journal.id == req.journal_id))
     if stored != digest:
         raise BankflowError(
             ErrorCode.JOURNAL_CONFLICT,
             f"journal {req.journal_id!r} exists with different content",
         )
-    return False
+    return None
 
 
 async def _write_postings(session: AsyncSession, journal_id: str, lines: list[PostingLine]) -> None:
-    await session.execute(
-        insert(Posting),
+    connection = await session.connection()
+    await connection.execute(
+        insert(POSTINGS),
         [
             {
                 "journal_id": journal_id,
@@ -229,14 +263,28 @@ async def post_journal(
                 ErrorCode.INVALID_POSTING, "a posting must move money between two accounts"
             )
     digest = content_hash(req.kind, req.value_date, req.postings, reverses)
-    if not await _claim_journal_id(session, req, digest, reverses):
+    created_at = await _claim_journal_id(session, req, digest, reverses)
+    if created_at is None:
         return await load_journal(session, req.journal_id)
     deltas = _Deltas()
     for p in req.postings:
         deltas.post(p.debit_account_id, p.credit_account_id, p.amount_minor, p.currency)
     await _apply(session, deltas)
     await _write_postings(session, req.journal_id, req.postings)
-    return await load_journal(session, req.journal_id, created=True)
+    # Built from what was just written rather than read back: the hot path stays short, and
+    # the account locks are held for less time.
+    return JournalResult(
+        journal_id=req.journal_id,
+        kind=req.kind,
+        value_date=req.value_date,
+        description=req.description,
+        reverses_journal_id=reverses,
+        created_at=created_at,
+        created=True,
+        postings=[
+            PostingView(line=n, **p.model_dump()) for n, p in enumerate(req.postings, start=1)
+        ],
+    )
 
 
 async def reverse_journal(session: AsyncSession, req: ReversalRequest) -> JournalResult:
@@ -350,7 +398,7 @@ async def post_hold(session: AsyncSession, req: PostHoldRequest) -> JournalResul
         metadata={"hold_id": hold.id},
     )
     digest = content_hash(journal.kind, journal.value_date, journal.postings)
-    if not await _claim_journal_id(session, journal, digest, None):
+    if await _claim_journal_id(session, journal, digest, None) is None:
         raise BankflowError(ErrorCode.JOURNAL_CONFLICT, f"journal {req.journal_id!r} exists")
     deltas = _Deltas()
     deltas.pend(line.debit_account_id, line.credit_account_id, -line.amount_minor, line.currency)
