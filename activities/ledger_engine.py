@@ -20,10 +20,12 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities.db import sqlstate
 from activities.models import Hold, Journal, LedgerAccount, Posting
+from activities.reversal_models import PERIOD_CLOSED_SQLSTATE
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import (
     HoldRequest,
@@ -222,6 +224,16 @@ async def _claim_journal_id(
         if "reverses_journal_id" in str(exc.orig):
             raise BankflowError(
                 ErrorCode.ALREADY_REVERSED, f"journal {reverses!r} is already reversed"
+            ) from exc
+        raise
+    except DBAPIError as exc:
+        # The journals_period_open trigger (migration 0004) refuses a value date in a closed
+        # month: post_journal, post_hold and reverse_journal all claim their id here.
+        if sqlstate(exc) == PERIOD_CLOSED_SQLSTATE:
+            raise BankflowError(
+                ErrorCode.PERIOD_CLOSED,
+                f"the period {req.value_date:%Y-%m} is closed: no journal may be dated "
+                f"{req.value_date.isoformat()}",
             ) from exc
         raise
     if inserted is not None:

@@ -1,0 +1,239 @@
+"""Reversals of posted journals: request, inbox, state and approvers' decisions.
+
+The API never moves money: it checks the journal can be reversed (a clear 4xx and no process
+otherwise), then starts the Reversal workflow, whose id is `reversal-<journal id>` so that two
+requests for one journal meet the same process. A request after a rejected or expired case
+starts a new run under the same id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.reversals import check_reversible
+from api.deps import ANY_STAFF, Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.idempotency import IdempotencyKey
+from api.processes import execute_decision
+from domain.money import to_major
+from schemas import search_attributes as sa
+from schemas.errors import BankflowError, ErrorCode, known_code
+from schemas.reversals import (
+    REQUESTER_ROLES,
+    DecisionInput,
+    DecisionRequest,
+    ReversalCreate,
+    ReversalInput,
+    ReversalState,
+    ReversalSummary,
+    ReversalView,
+    Stage,
+)
+from schemas.settings import Settings
+from workflows.reversal import DECIDE, INITIAL_OUTCOME, ReversalWorkflow
+
+router = APIRouter(prefix="/v1", tags=["reversals"])
+
+Requester = Annotated[Principal, Depends(require_roles(*REQUESTER_ROLES))]
+Reader = Annotated[
+    Principal,
+    Depends(require_roles("teller", "branch_manager", "finance", "ops", "compliance_officer")),
+]
+Staff = Annotated[Principal, Depends(require_roles(*ANY_STAFF))]
+JournalId = Annotated[str, Path(min_length=1, max_length=200)]
+WORKFLOW_PREFIX = "reversal-"
+
+
+def _handle(client: Client, journal_id: str) -> WorkflowHandle[ReversalWorkflow, ReversalState]:
+    return client.get_workflow_handle_for(ReversalWorkflow.run, WORKFLOW_PREFIX + journal_id)
+
+
+def view(state: ReversalState) -> ReversalView:
+    scale = state.scale or 0
+    return ReversalView(
+        reversal_id=state.reversal_id,
+        journal_id=state.journal_id,
+        stage=state.stage,
+        kind=state.kind,
+        amount=to_major(state.amount_minor, scale) if state.amount_minor is not None else None,
+        currency=state.currency,
+        reason_code=state.reason_code,
+        reason=state.reason,
+        requested_by=state.requested_by,
+        checks=state.checks,
+        approvers_needed=state.tier.approvers if state.tier else None,
+        approver_roles=sorted(state.tier.roles) if state.tier else [],
+        needs_override=state.needs_override,
+        assigned_role=state.assigned_role,
+        decisions=state.decisions,
+        held=state.holds,
+        shortfalls=state.shortfalls,
+        reversal_journal_id=state.reversal_journal_id,
+        cover_journal_id=state.cover_journal_id,
+        notified=state.notified,
+        error=state.error,
+        error_detail=state.error_detail,
+        expires_at=state.expires_at,
+        history=state.history,
+    )
+
+
+async def _state(handle: WorkflowHandle[ReversalWorkflow, ReversalState]) -> ReversalState:
+    try:
+        described = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise BankflowError(ErrorCode.NOT_FOUND, f"no reversal {handle.id}") from exc
+        raise
+    if described.status == WorkflowExecutionStatus.COMPLETED:
+        return await handle.result()
+    return await handle.query(ReversalWorkflow.state)
+
+
+def _input(
+    journal_id: str, body: ReversalCreate, who: Principal, key: str, s: Settings
+) -> ReversalInput:
+    request_id = "RV" + hashlib.sha256(f"{who.id}:{key}".encode()).hexdigest()[:16].upper()
+    return ReversalInput(
+        journal_id=journal_id,
+        request_id=request_id,
+        reason_code=body.reason_code,
+        reason=body.reason,
+        requested_by_id=who.id,
+        requested_by=who.username,
+        tiers=s.reversal_tiers,
+        override_roles=s.reversal_override_roles,
+        approval_timeout=s.reversal_approval_timeout,
+    )
+
+
+@router.post(
+    "/journals/{journal_id}/reversals",
+    status_code=202,
+    response_model=ReversalView,
+    responses={409: {"description": "already reversed, or its period is closed"}},
+)
+async def request_reversal(
+    principal: Requester,
+    key: IdempotencyKey,
+    journal_id: JournalId,
+    body: ReversalCreate,
+    response: Response,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    client: TemporalDep,
+) -> ReversalView:
+    """Ask for a journal to be reversed (tellers, branch managers, finance; `Idempotency-Key`).
+
+    202 with the case waiting for approvers, the funds the journal credited now held. A journal
+    that does not exist is 404; a reversal, an already reversed journal or one in a closed
+    period is 422/409; a second request for a journal under review answers with that case.
+    """
+    async with sessions() as session:
+        _, _, refusal = await check_reversible(session, journal_id)
+    if refusal is not None:
+        raise refusal
+    inp = _input(journal_id, body, principal, key, settings)
+    start = WithStartWorkflowOperation(
+        ReversalWorkflow.run,
+        inp,
+        id=WORKFLOW_PREFIX + journal_id,
+        task_queue=settings.interactive_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.PROCESS, "Reversal"),
+                SearchAttributePair(sa.STAGE, Stage.VALIDATING.value),
+                SearchAttributePair(sa.BUSINESS_ID, journal_id),
+            ]
+        ),
+        static_summary=f"reversal of journal {journal_id}",
+    )
+    location = f"/v1/journals/{journal_id}/reversals"
+    response.headers["Location"] = location
+    try:
+        state: ReversalState = await client.execute_update_with_start_workflow(
+            INITIAL_OUTCOME,
+            start_workflow_operation=start,
+            result_type=ReversalState,
+            rpc_timeout=settings.api_wait_timeout,
+        )
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        return view(await _state(_handle(client, journal_id)))
+    code = known_code(state.error)
+    if state.stage == Stage.REFUSED and code is not None:
+        raise BankflowError(code, state.error_detail or "refused")
+    return view(state)
+
+
+@router.get("/journals/{journal_id}/reversals")
+async def get_reversal(_: Reader, journal_id: JournalId, client: TemporalDep) -> ReversalView:
+    """The latest reversal case of a journal: checks, holds, decisions, outcome and history."""
+    return view(await _state(_handle(client, journal_id)))
+
+
+@router.post("/journals/{journal_id}/reversals/decisions")
+async def decide_reversal(
+    principal: Staff, journal_id: JournalId, body: DecisionRequest, client: TemporalDep
+) -> ReversalView:
+    """Approve or reject a reversal awaiting approval. Never the requester, once per approver.
+
+    The workflow is the authority: it checks the roles of the amount's tier, the number of
+    approvers, and that an overdraft override comes from a role allowed to give it.
+    """
+    decision = DecisionInput(
+        approve=body.approve,
+        reason=body.reason,
+        override_overdraft=body.override_overdraft,
+        approver_id=principal.id,
+        approver=principal.username,
+        approver_roles=sorted(principal.roles),
+    )
+    state = await execute_decision(_handle(client, journal_id), DECIDE, decision, ReversalState)
+    return view(state)
+
+
+@router.get("/reversals")
+async def list_reversals(
+    _: Reader,
+    client: TemporalDep,
+    stage: Annotated[Stage | None, Query(description="e.g. awaiting_approval")] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[ReversalSummary]:
+    """Reversal cases, newest first; `?stage=awaiting_approval` is the approvers' inbox."""
+    query = "WorkflowType = 'Reversal'"
+    if stage:
+        query += f" AND {sa.STAGE.name} = '{stage.value}'"
+    found: list[ReversalSummary] = []
+    async for wf in client.list_workflows(query, limit=limit):
+        attrs = wf.typed_search_attributes
+        found.append(
+            ReversalSummary(
+                journal_id=attrs.get(sa.BUSINESS_ID) or wf.id.removeprefix(WORKFLOW_PREFIX),
+                workflow_id=wf.id,
+                status=wf.status.name.lower() if wf.status else "unknown",
+                stage=attrs.get(sa.STAGE),
+                assigned_role=attrs.get(sa.ASSIGNED_ROLE),
+                amount_minor=attrs.get(sa.AMOUNT_MINOR),
+                currency=attrs.get(sa.CURRENCY),
+                started_at=wf.start_time,
+            )
+        )
+    return found
