@@ -412,7 +412,9 @@ def _flat(rules: _Rules) -> list[Installment]:
     t = rules.terms
     total = _flat_total_interest(rules)
     per_installment = rules.round(Fraction(total, t.repayments))
-    total_due = total - per_installment * t.grace_interest_charged
+    # Rounding per_installment up can make the grace's share exceed the total on tiny loans;
+    # Fineract would then charge negative interest. A grace never costs the borrower.
+    total_due = max(0, total - per_installment * t.grace_interest_charged)
     paying = t.repayments - t.grace_interest_payment - t.grace_interest_charged
     averaged = rules.round(Fraction(total_due, max(paying, 1)))
     balance, deferred, repaid, charged = t.principal_minor, 0, 0, 0
