@@ -20,6 +20,7 @@ from activities.seed import seed_demo
 from activities.setup import ensure_chart, ensure_currency
 from activities.staff import create_staff_user
 from api.auth import issue_token
+from api.schedule_cli import loans_app
 from schemas.errors import BankflowError
 from schemas.settings import get_settings
 
@@ -39,6 +40,7 @@ for sub, name in (
     (chart_app, "chart"),
 ):
     app.add_typer(sub, name=name)
+app.add_typer(loans_app, name="loans")
 
 console = Console()
 err_console = Console(stderr=True)

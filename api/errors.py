@@ -56,6 +56,16 @@ STATUS: dict[ErrorCode, int] = {
     E.VALIDATION: 422,
     E.RATE_LIMITED: 429,
     E.PROCESS_UNAVAILABLE: 503,
+    E.PERIOD_CLOSED: 409,
+    E.PERIOD_NOT_ENDED: 422,
+    E.OVERRIDE_REQUIRED: 403,
+    E.DOCUMENT_REJECTED: 422,
+    E.DOCUMENT_TOO_LARGE: 413,
+    E.NOTIFICATION_REJECTED: 422,
+    E.ALREADY_VOTED: 409,
+    E.LOAN_NOT_ELIGIBLE: 422,
+    E.GUARANTEE_NOT_MET: 422,
+    E.INVALID_SCHEDULE: 422,
 }
 
 # Temporal failures that mean "the process engine is unreachable right now", not a bug.

@@ -35,6 +35,20 @@ class ErrorCode(StrEnum):
     FOUR_EYES = "FourEyesViolation"
     NOT_AWAITING_DECISION = "NotAwaitingDecision"
     PROCESS_UNAVAILABLE = "ProcessUnavailable"
+    # reversals and period close
+    PERIOD_CLOSED = "PeriodClosed"
+    PERIOD_NOT_ENDED = "PeriodNotEnded"
+    OVERRIDE_REQUIRED = "OverdraftOverrideRequired"
+
+    # KYC documents and notifications
+    DOCUMENT_REJECTED = "DocumentRejected"
+    DOCUMENT_TOO_LARGE = "DocumentTooLarge"
+    NOTIFICATION_REJECTED = "NotificationRejected"
+    # loans
+    ALREADY_VOTED = "AlreadyVoted"
+    LOAN_NOT_ELIGIBLE = "LoanNotEligible"
+    GUARANTEE_NOT_MET = "GuaranteeNotMet"
+    INVALID_SCHEDULE = "InvalidSchedule"
 
 
 class BankflowError(Exception):
