@@ -21,12 +21,22 @@ from temporalio.worker import Worker
 
 from activities.db import make_engine, make_sessionmaker
 from activities.ledger import LedgerActivities
+from activities.loans import LoanActivities
+from activities.month_end import MonthEndActivities
+from activities.notifications import NotificationActivities
+from activities.reversals import ReversalActivities
 from schemas.settings import Settings, get_settings
 from workflows.ledger_verify import LedgerVerifyWorkflow
+from workflows.loan_approval import LoanApprovalWorkflow
+from workflows.month_end_interest import MonthEndInterestWorkflow
 from workflows.money_movement import MoneyMovementWorkflow
+from workflows.reversal import ReversalWorkflow
 
 INTERACTIVE_WORKFLOWS: list[type] = [MoneyMovementWorkflow]
+INTERACTIVE_WORKFLOWS.append(ReversalWorkflow)
+INTERACTIVE_WORKFLOWS.append(LoanApprovalWorkflow)
 BATCH_WORKFLOWS: list[type] = [LedgerVerifyWorkflow]
+BATCH_WORKFLOWS.append(MonthEndInterestWorkflow)
 GRACEFUL_SHUTDOWN = timedelta(seconds=60)
 
 log = logging.getLogger("bankflow.worker")
@@ -37,7 +47,11 @@ def activities_for(
 ) -> list[Callable[..., Any]]:
     """Every activity, bound to this process's database sessions and settings."""
     ledger = LedgerActivities(sessions)
-    return [*ledger.all()]
+    notifications = NotificationActivities(settings, sessions)
+    reversals = ReversalActivities(sessions)
+    month_end = MonthEndActivities(sessions)
+    loans = LoanActivities(sessions)
+    return [*ledger.all(), *notifications.all(), *reversals.all(), *month_end.all(), *loans.all()]
 
 
 def build_workers(

@@ -7,6 +7,11 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+import activities.kyc_models
+import activities.loan_models  # noqa: F401
+import activities.notification_models
+import activities.reversal_models  # noqa: F401
+import activities.savings_models  # noqa: F401
 from activities.models import Base
 from schemas.settings import Settings
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.reversals import DEFAULT_TIERS, ReversalTier
 
 INTERACTIVE_TASK_QUEUE = "bankflow-interactive"
 BATCH_TASK_QUEUE = "bankflow-batch"
@@ -37,6 +40,61 @@ class Settings(BaseSettings):
     )
     approval_timeout: timedelta = timedelta(hours=24)
     api_wait_timeout: timedelta = timedelta(seconds=30)
+    reversal_tiers: list[ReversalTier] = Field(
+        default_factory=lambda: list(DEFAULT_TIERS),
+        description="Approval tiers for reversals by amount (JSON list of up_to/roles/approvers).",
+    )
+    reversal_override_roles: list[str] = Field(
+        default_factory=lambda: ["finance"],
+        description="Roles that may approve a reversal which overdraws a no-overdraft account.",
+    )
+    reversal_approval_timeout: timedelta = timedelta(hours=72)
+
+    # notifications (activities/notifications.py)
+    notification_transport: Literal["outbox", "sendgrid"] = Field(
+        default="outbox",
+        description="outbox stores messages in Postgres (GET /v1/notifications); sendgrid sends.",
+    )
+    sendgrid_api_key: SecretStr = SecretStr("")
+    sendgrid_api_host: str = "https://api.sendgrid.com"
+    sendgrid_timeout: timedelta = timedelta(seconds=10)
+    notification_from_email: str = "no-reply@bankflow.example.org"
+    notification_from_name: str = "bankflow"
+
+    # KYC review (workflows/kyc_review.py)
+    kyc_required_documents: list[list[str]] = Field(
+        default_factory=lambda: [
+            ["national_id", "passport", "drivers_licence"],
+            ["proof_of_address"],
+            ["photo"],
+        ],
+        description="Each inner list is one requirement met by any of its document types.",
+    )
+    kyc_low_risk_routing: Literal["auto", "reviewer"] = Field(
+        default="auto", description="auto-approve low-risk cases, or send them to one reviewer"
+    )
+    kyc_reminder_after: timedelta = timedelta(hours=24)
+    kyc_escalate_after: timedelta = timedelta(hours=48)
+    kyc_supervisor_role: str = "branch_manager"
+    kyc_member_response_timeout: timedelta = timedelta(days=30)
+    kyc_upload_max_bytes: int = 10 * 1024 * 1024
+    kyc_watchlist_hit_score: float = Field(default=90, ge=0, le=100)
+    kyc_watchlist_similar_score: float = Field(default=80, ge=0, le=100)
+    kyc_account_currency: str = "USD"
+
+    # loan approval (workflows/loan_approval.py)
+    loan_guarantor_timeout: timedelta = Field(
+        default=timedelta(days=7), description="no consent from every guarantor by then ends it"
+    )
+    loan_reminder_after: timedelta = timedelta(hours=24)
+    loan_escalate_after: timedelta = timedelta(hours=72)
+    loan_return_timeout: timedelta = Field(
+        default=timedelta(days=30), description="a returned application not amended by then ends"
+    )
+    loan_approval_validity: timedelta = Field(
+        default=timedelta(days=30),
+        description="how long an approved loan may be withdrawn before disbursement takes over",
+    )
 
     @property
     def sqlalchemy_url(self) -> str:

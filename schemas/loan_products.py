@@ -1,0 +1,233 @@
+"""Loan products: what the API accepts, what it shows, and the snapshot a LoanApproval carries.
+
+A product is configured once (`POST /v1/loan-products`) and copied into every application at
+submission (`ProductSnapshot`), so a later change to the product never changes the rules of an
+application already in flight.
+"""
+
+from __future__ import annotations
+
+import decimal
+from datetime import date
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from domain.schedule import (
+    Amortization,
+    DaysInMonth,
+    DaysInYear,
+    Frequency,
+    InterestMethod,
+    ScheduleTerms,
+)
+from domain.schedule import InterestPeriod as InterestCalculationPeriod
+
+# Roles that can sit on an approval level (the workflow checks decisions against them).
+ApproverRole = Literal[
+    "loan_officer", "branch_manager", "credit_committee", "compliance_officer", "finance"
+]
+RoundingMode = Literal["HALF_EVEN", "HALF_UP", "HALF_DOWN", "UP", "DOWN", "CEILING", "FLOOR"]
+FeeKind = Literal["flat", "percent"]
+Percent = Decimal
+CODE_PATTERN = r"^[A-Z0-9][A-Z0-9_-]{1,31}$"
+
+# Who escalation hands a level to when a product names no `escalate_to`.
+DEFAULT_ESCALATION: dict[str, str] = {
+    "loan_officer": "branch_manager",
+    "branch_manager": "credit_committee",
+}
+
+
+class ApprovalLevel(BaseModel):
+    """One level of a tier: `quorum` distinct staff holding `role` must approve."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: ApproverRole
+    quorum: int = Field(default=1, ge=1, le=15)
+    escalate_to: ApproverRole | None = Field(
+        default=None, description="who may also decide after the escalation time (default chain)"
+    )
+
+
+class ApprovalTierIn(BaseModel):
+    """Applications up to `up_to` (major units; null = no limit) go through `levels` in order."""
+
+    model_config = ConfigDict(extra="forbid")
+    up_to: str | None = Field(default=None, max_length=40)
+    levels: list[ApprovalLevel] = Field(min_length=1, max_length=6)
+
+
+class ApprovalTier(BaseModel):
+    """A tier as stored and carried by the workflow: the bound in minor units."""
+
+    up_to_minor: int | None
+    levels: list[ApprovalLevel]
+
+
+class DisbursementFee(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: FeeKind
+    value: str = Field(max_length=40, description="flat: major units; percent: of the principal")
+
+
+class GuaranteeRules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min_guaranteed_by_others_pct: Percent = Field(
+        default=Decimal(0),
+        ge=0,
+        le=100,
+        description="share of the principal other members guarantee",
+    )
+    own_savings_pct: Percent = Field(
+        default=Decimal(0), ge=0, le=100, description="share of the principal the applicant holds"
+    )
+
+
+class EligibilityRules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    require_kyc_verified: bool = True
+    min_membership_days: int = Field(default=0, ge=0, le=36500)
+    max_savings_multiple: Decimal | None = Field(
+        default=None, gt=0, le=1000, description="principal at most K times the member's savings"
+    )
+    no_loan_in_arrears: bool = True
+
+
+class ScheduleRules(BaseModel):
+    """The repayment terms a product fixes (everything but principal, count and dates)."""
+
+    model_config = ConfigDict(extra="forbid")
+    annual_interest_rate: Percent = Field(ge=0, le=1000, description="nominal, percent per year")
+    repayment_every: int = Field(default=1, ge=1, le=366)
+    repayment_frequency: Frequency = "months"
+    interest_method: InterestMethod = "declining_balance"
+    amortization: Amortization = "equal_installments"
+    interest_calculation_period: InterestCalculationPeriod = "same_as_repayment"
+    days_in_year: DaysInYear = "actual"
+    days_in_month: DaysInMonth = "actual"
+    installment_multiple: str = Field(default="0", max_length=40, description="major units")
+    rounding_mode: RoundingMode = "HALF_EVEN"
+    grace_on_principal: int = Field(default=0, ge=0, le=600)
+    grace_on_interest_payment: int = Field(default=0, ge=0, le=600)
+    grace_on_interest_charged: int = Field(default=0, ge=0, le=600)
+
+
+def schedule_terms(
+    rules: ScheduleRules,
+    *,
+    principal_minor: int,
+    repayments: int,
+    scale: int,
+    disbursed_on: date,
+    first_repayment_on: date | None = None,
+) -> ScheduleTerms:
+    """The calculator's input for a loan under these rules (pure: workflows call it too)."""
+    return ScheduleTerms(
+        principal_minor=principal_minor,
+        annual_rate=rules.annual_interest_rate,
+        repayments=repayments,
+        disbursed_on=disbursed_on,
+        scale=scale,
+        every=rules.repayment_every,
+        frequency=rules.repayment_frequency,
+        interest_method=rules.interest_method,
+        amortization=rules.amortization,
+        interest_period=rules.interest_calculation_period,
+        days_in_year=rules.days_in_year,
+        days_in_month=rules.days_in_month,
+        first_repayment_on=first_repayment_on,
+        installment_multiple=Decimal(rules.installment_multiple),
+        rounding=getattr(decimal, f"ROUND_{rules.rounding_mode}"),
+        grace_principal=rules.grace_on_principal,
+        grace_interest_payment=rules.grace_on_interest_payment,
+        grace_interest_charged=rules.grace_on_interest_charged,
+    )
+
+
+class LoanProductCreate(ScheduleRules):
+    """A new loan product. Amounts are decimal strings in the product currency's major units."""
+
+    code: str = Field(pattern=CODE_PATTERN, description="the product's id in URLs, e.g. SALARY")
+    name: str = Field(min_length=1, max_length=200)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    min_principal: str = Field(max_length=40)
+    max_principal: str = Field(max_length=40)
+    min_repayments: int = Field(ge=1, le=600)
+    max_repayments: int = Field(ge=1, le=600)
+    disbursement_fee: DisbursementFee | None = None
+    penalty_rate: Percent = Field(
+        default=Decimal(0), ge=0, le=1000, description="percent per year on overdue amounts"
+    )
+    guarantee: GuaranteeRules = Field(default_factory=GuaranteeRules)
+    eligibility: EligibilityRules = Field(default_factory=EligibilityRules)
+    approval_tiers: list[ApprovalTierIn] = Field(min_length=1, max_length=10)
+
+    @model_validator(mode="after")
+    def _ranges(self) -> LoanProductCreate:
+        if self.min_repayments > self.max_repayments:
+            raise ValueError("min_repayments is above max_repayments")
+        grace = max(self.grace_on_principal, self.grace_on_interest_payment)
+        if grace >= self.min_repayments:
+            raise ValueError("grace periods must leave at least one full repayment")
+        return self
+
+
+class ProductSnapshot(ScheduleRules):
+    """A product as an application carries it (amounts in minor units, fixed at submission)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    code: str
+    name: str
+    currency: str
+    scale: int
+    min_principal_minor: int
+    max_principal_minor: int
+    min_repayments: int
+    max_repayments: int
+    disbursement_fee_kind: FeeKind | None = None
+    disbursement_fee_flat_minor: int = 0
+    disbursement_fee_pct: Percent = Decimal(0)
+    penalty_rate: Percent = Decimal(0)
+    guarantee: GuaranteeRules
+    eligibility: EligibilityRules
+    approval_tiers: list[ApprovalTier]
+
+    def tier_for(self, principal_minor: int) -> tuple[int, ApprovalTier]:
+        """The first tier whose bound covers the amount (the last tier covers everything)."""
+        for index, tier in enumerate(self.approval_tiers):
+            if tier.up_to_minor is None or principal_minor <= tier.up_to_minor:
+                return index, tier
+        return len(self.approval_tiers) - 1, self.approval_tiers[-1]
+
+
+class ApprovalTierView(BaseModel):
+    up_to: str | None
+    levels: list[ApprovalLevel]
+
+
+class LoanProductView(ScheduleRules):
+    code: str
+    name: str
+    currency: str
+    min_principal: str
+    max_principal: str
+    min_repayments: int
+    max_repayments: int
+    disbursement_fee: DisbursementFee | None
+    penalty_rate: Percent
+    guarantee: GuaranteeRules
+    eligibility: EligibilityRules
+    approval_tiers: list[ApprovalTierView]
+    status: str
+
+
+class SchedulePreviewRequest(BaseModel):
+    """Principal and number of repayments to preview under a product's terms."""
+
+    model_config = ConfigDict(extra="forbid")
+    principal: str = Field(max_length=40)
+    repayments: int = Field(ge=1, le=600)
+    disbursed_on: date | None = Field(default=None, description="default today")
+    first_repayment_on: date | None = Field(default=None, description="default one period later")

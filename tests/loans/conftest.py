@@ -1,0 +1,263 @@
+"""Loan test harness: products with three approval tiers, KYC-verified members with savings,
+applications registered through the real code path, and LoanApproval started on a test queue."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.db import in_transaction
+from activities.loan_applications import register_application
+from activities.loan_models import Loan, LoanEvent
+from activities.loan_products import create_product
+from activities.models import LedgerAccount, Member
+from activities.staff import Principal
+from schemas import search_attributes
+from schemas.loan_products import LoanProductCreate
+from schemas.loans import Actor, Decision, GuarantorIn, LoanApprovalState, LoanCreate, LoanInput
+from schemas.settings import Settings
+from tests.api.conftest import Staff, new_staff
+from tests.conftest import CURRENCY, Factory
+from worker import build_workers
+from workflows.loan_approval import LoanApprovalWorkflow
+
+Handle = WorkflowHandle[Any, Any]
+
+# Up to 1,000.00: one loan officer. Up to 10,000.00: a loan officer, then a branch manager.
+# Above: a branch manager, then two votes of the credit committee.
+TIERS: list[dict[str, Any]] = [
+    {"up_to": "1000.00", "levels": [{"role": "loan_officer"}]},
+    {"up_to": "10000.00", "levels": [{"role": "loan_officer"}, {"role": "branch_manager"}]},
+    {
+        "up_to": None,
+        "levels": [{"role": "branch_manager"}, {"role": "credit_committee", "quorum": 2}],
+    },
+]
+
+
+def product_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "code": f"T{uuid.uuid4().hex[:8].upper()}",
+        "name": "Test product",
+        "currency": CURRENCY,
+        "min_principal": "100.00",
+        "max_principal": "50000.00",
+        "min_repayments": 3,
+        "max_repayments": 36,
+        "annual_interest_rate": "12",
+        "guarantee": {"min_guaranteed_by_others_pct": "0", "own_savings_pct": "10"},
+        "eligibility": {
+            "require_kyc_verified": True,
+            "min_membership_days": 0,
+            "max_savings_multiple": "20",
+            "no_loan_in_arrears": True,
+        },
+        "approval_tiers": TIERS,
+    }
+    body.update(overrides)
+    return body
+
+
+@dataclass
+class LoanKit:
+    """Everything a loan test needs, created through the real code paths."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    factory: Factory
+    settings: Settings
+
+    async def staff(self, *roles: str) -> Staff:
+        return await new_staff(self.sessions, self.settings, *roles)
+
+    async def product(self, **overrides: Any) -> str:
+        body = LoanProductCreate.model_validate(product_body(**overrides))
+        product = await in_transaction(self.sessions, lambda s: create_product(s, body, None))
+        return product.code
+
+    async def member(self, savings_minor: int = 1_000_00, *, verified: bool = True) -> str:
+        """A member with a savings account holding `savings_minor`, KYC verified or not."""
+        account = await self.factory.savings_account(savings_minor)
+
+        async def work(session: AsyncSession) -> str:
+            acc = await session.get(LedgerAccount, account.id)
+            assert acc is not None and acc.member_id is not None
+            await session.execute(
+                update(Member)
+                .where(Member.id == acc.member_id)
+                .values(
+                    kyc_status="verified" if verified else "unverified",
+                    email=f"member{acc.member_id}@example.org",
+                )
+            )
+            number = await session.scalar(
+                select(Member.member_number).where(Member.id == acc.member_id)
+            )
+            assert number is not None
+            return number
+
+        return await in_transaction(self.sessions, work)
+
+    async def register(
+        self,
+        officer: Staff,
+        product: str,
+        member: str,
+        principal: str,
+        *,
+        repayments: int = 12,
+        guarantors: list[tuple[str, str]] = (),  # type: ignore[assignment]
+        timeouts: dict[str, timedelta] | None = None,
+    ) -> LoanInput:
+        body = LoanCreate(
+            member_number=member,
+            product=product,
+            principal=principal,
+            repayments=repayments,
+            purpose="working capital",
+            guarantors=[GuarantorIn(member_number=m, amount=a) for m, a in guarantors],
+            expected_disbursement_on=date(2026, 12, 1),
+        )
+        who = Principal(officer.id, officer.username, frozenset({"loan_officer"}))
+        app = await in_transaction(
+            self.sessions, lambda s: register_application(s, body, who, uuid.uuid4().hex)
+        )
+        times = {
+            "guarantor_timeout": timedelta(days=7),
+            "reminder_after": timedelta(hours=24),
+            "escalate_after": timedelta(hours=72),
+            "return_timeout": timedelta(days=30),
+            "approval_validity": timedelta(days=30),
+            **(timeouts or {}),
+        }
+        return LoanInput(
+            loan_id=app.loan.id,
+            loan_number=app.loan.loan_number,
+            member_id=app.loan.member_id,
+            member_number=app.member_number,
+            branch=app.branch,
+            product=app.product,
+            principal_minor=app.loan.principal_minor,
+            repayments=app.loan.repayments,
+            purpose=app.loan.purpose,
+            expected_disbursement_on=app.loan.expected_disbursement_on,
+            guarantors=app.guarantors,
+            entered_by_id=officer.id,
+            entered_by=officer.username,
+            **times,
+        )
+
+    async def loan(self, loan_id: int) -> Loan:
+        async with self.sessions() as session:
+            loan = await session.get(Loan, loan_id)
+            assert loan is not None
+            return loan
+
+    async def events(self, loan_id: int) -> list[LoanEvent]:
+        async with self.sessions() as session:
+            rows = await session.scalars(
+                select(LoanEvent).where(LoanEvent.loan_id == loan_id).order_by(LoanEvent.seq)
+            )
+            return list(rows)
+
+
+async def start(client: Client, queue: str, inp: LoanInput) -> Handle:
+    return await client.start_workflow(
+        LoanApprovalWorkflow.run, inp, id=f"loan-{inp.loan_number}", task_queue=queue
+    )
+
+
+async def send(handle: Handle, name: str, arg: object = None) -> LoanApprovalState:
+    """Run one of LoanApproval's Updates and return the state it answers with."""
+    args = [] if arg is None else [arg]
+    state: LoanApprovalState = await handle.execute_update(
+        name, args=args, result_type=LoanApprovalState
+    )
+    return state
+
+
+async def query_state(handle: Handle) -> LoanApprovalState:
+    state: LoanApprovalState = await handle.query("state", result_type=LoanApprovalState)
+    return state
+
+
+def vote(
+    who: Staff,
+    role: str,
+    action: str = "approve",
+    *,
+    reason: str = "",
+    member_ids: list[int] | None = None,
+    **terms: int,
+) -> Decision:
+    return Decision.model_validate(
+        {
+            "action": action,
+            "reason": reason,
+            **terms,
+            "actor": Actor(
+                user_id=who.id,
+                username=who.username,
+                roles=[role],
+                member_ids=member_ids or [],
+            ),
+        }
+    )
+
+
+@pytest.fixture
+def kit(
+    sessions: async_sessionmaker[AsyncSession], factory: Factory, settings: Settings
+) -> LoanKit:
+    return LoanKit(sessions, factory, settings)
+
+
+@pytest.fixture(scope="session")
+async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server: a week of SLA timers passes in moments."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(Path(sys.executable).parent / "temporal-test-server"),
+    )
+    # The test server knows no custom search attributes until told; LoanApproval upserts ours.
+    kinds = {
+        key.name: IndexedValueType.INDEXED_VALUE_TYPE_INT
+        if key.name == search_attributes.AMOUNT_MINOR.name
+        else IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+        for key in search_attributes.ALL
+    }
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(namespace="default", search_attributes=kinds)
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+async def skipping_worker(
+    skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[str]:
+    queue = f"tq-skip-{uuid.uuid4().hex[:10]}"
+    workers = build_workers(
+        skipping_env.client, settings, sessions, interactive_queue=queue, batch_queue=f"{queue}-b"
+    )
+    async with AsyncExitStack() as stack:
+        for w in workers:
+            await stack.enter_async_context(w)
+        yield queue

@@ -1,0 +1,720 @@
+"""LoanApproval: from a member's application to an approved (or rejected, or withdrawn) loan.
+
+1. Eligibility: the product's rules (KYC, membership age, savings multiple, arrears, own savings,
+   guarantee share), each recorded with its reason; an ineligible application ends rejected.
+2. Guarantor consent: each guarantor accepts or declines (Signal); an acceptance counts only if
+   the guarantor's free savings cover the guarantee; a decline, or no answer from everyone within
+   the consent time, ends the application.
+3. Approval routing by the product's amount tiers: levels in order, each needing `quorum`
+   distinct approvers of its role. Decisions are Updates whose validator refuses, before
+   anything is written, a role not allowed at this level, the staff user who entered the
+   application, the applicant, a guarantor and a second vote. Approval may lower the principal
+   or change the term (the schedule is recomputed and guarantees re-checked); return for changes
+   waits for the applicant's amendment and restarts routing.
+4. SLA per level: a reminder, then escalation to the next role. The applicant may withdraw at
+   any time until disbursement takes over.
+Every step goes to the loan's trail (`loan_events`) with who, when and why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, Literal
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows.common import DB_ACTIVITY, business_failure
+
+with workflow.unsafe.imports_passed_through():
+    import email_validator  # noqa: F401  (NotificationRequest validates e-mail addresses)
+    from activities.loans import LoanActivities
+    from domain.money import to_major
+    from domain.schedule import ScheduleError, generate_schedule
+    from schemas import search_attributes as sa
+    from schemas.errors import ErrorCode
+    from schemas.loan_products import DEFAULT_ESCALATION, ApprovalLevel, schedule_terms
+    from schemas.loans import (
+        REQUESTER_ROLES,
+        SYSTEM,
+        TERMINAL_STAGES,
+        Actor,
+        Amendment,
+        CoverRequest,
+        Decision,
+        EligibilityCheck,
+        GuarantorAnswer,
+        LevelProgress,
+        LoanApprovalState,
+        LoanEventRecord,
+        LoanInput,
+        LoanState,
+        Recipient,
+        StaffRecipientsRequest,
+        Stage,
+        TermsCheckRequest,
+        TermsCheckResult,
+        Vote,
+        Withdrawal,
+    )
+    from schemas.notifications import NotificationRequest, NotificationResult
+
+# Update, signal and query names, shared with the API.
+INITIAL_OUTCOME = "initial_outcome"
+DECIDE = "decide"
+AMEND = "amend"
+WITHDRAW = "withdraw"
+GUARANTOR_ANSWER = "guarantor_answer"
+
+
+def refuse(code: ErrorCode, message: str) -> ApplicationError:
+    return ApplicationError(message, type=code.value, non_retryable=True)
+
+
+def words(role: str) -> str:
+    return role.replace("_", " ")
+
+
+@workflow.defn(name="LoanApproval")
+class LoanApprovalWorkflow:
+    @workflow.init
+    def __init__(self, inp: LoanInput) -> None:
+        self._inp = inp
+        self._seq = 0
+        self._state = LoanApprovalState(
+            loan_number=inp.loan_number,
+            state=LoanState.SUBMITTED,
+            stage=Stage.CHECKING_ELIGIBILITY,
+            principal_minor=inp.principal_minor,
+            repayments=inp.repayments,
+            purpose=inp.purpose,
+            guarantors={g.member_number: "pending" for g in inp.guarantors},
+        )
+        self._answers: list[GuarantorAnswer] = []
+        # Decisions wait here, tagged with the (round, level) they were validated for.
+        self._queue: list[tuple[int, tuple[int, int], Decision]] = []
+        self._tickets = 0
+        self._taken = 0
+        self._stale: set[int] = set()
+        self._voters: set[int] = set()
+        self._amendment: Amendment | None = None
+        self._withdrawal: Withdrawal | None = None
+        self._idle = False
+        self._finished = False
+
+    @workflow.run
+    async def run(self, inp: LoanInput) -> LoanApprovalState:
+        await self._process()
+        self._finished = True
+        self._settle_all()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._state
+
+    # --- the process -------------------------------------------------------------------------
+
+    async def _process(self) -> None:
+        result = await self._check_terms(self._state.principal_minor, guarantor_cover=False)
+        self._state.eligibility = result.checks
+        await self._record("eligibility_checked", eligibility=result.checks)
+        if not result.eligible:
+            await self._reject(None, "not eligible: " + "; ".join(result.reasons))
+            return
+        if self._withdrawal is not None:
+            await self._withdraw()
+            return
+        if self._inp.guarantors and not await self._collect_consents():
+            return
+        while True:
+            outcome = await self._route()
+            if outcome == "approved":
+                break
+            if outcome != "returned" or not await self._await_amendment():
+                return
+        await self._approved()
+
+    async def _collect_consents(self) -> bool:
+        inp = self._inp
+        await self._record("awaiting_guarantors", stage=Stage.AWAITING_GUARANTORS)
+        deadline = workflow.now() + inp.guarantor_timeout
+        by_number = {g.member_number: g for g in inp.guarantors}
+        while self._pending_guarantors():
+            try:
+                await self._wait(
+                    lambda: bool(self._answers) or self._withdrawal is not None,
+                    deadline - workflow.now(),
+                )
+            except TimeoutError:
+                missing = ", ".join(self._pending_guarantors())
+                await self._reject(
+                    None, f"no consent within {inp.guarantor_timeout} from {missing}"
+                )
+                return False
+            if self._withdrawal is not None:
+                await self._withdraw()
+                return False
+            answer = self._answers.pop(0)
+            if self._state.guarantors.get(answer.member_number) != "pending":
+                continue  # unknown or already answered: the first answer stands
+            g = by_number[answer.member_number]
+            reason, accepted = answer.note, answer.accept
+            if accepted:
+                cover = await self._activity(
+                    LoanActivities.check_guarantor_cover,
+                    CoverRequest(
+                        loan_id=inp.loan_id,
+                        member_id=g.member_id,
+                        amount_minor=g.amount_minor,
+                        currency=inp.product.currency,
+                    ),
+                )
+                if not cover.covered:
+                    accepted = False
+                    reason = (
+                        f"free savings {self._money(cover.free_minor)} do not cover the "
+                        f"guarantee of {self._money(g.amount_minor)}"
+                    )
+            self._state.guarantors[g.member_number] = "accepted" if accepted else "declined"
+            await self._record(
+                "guarantor_accepted" if accepted else "guarantor_declined",
+                actor=answer.recorded_by,
+                actor_id=answer.recorded_by_id,
+                reason=reason,
+                data={"guarantor": g.member_number, "amount": self._money(g.amount_minor)},
+                guarantor=(g.member_id, "accepted" if accepted else "declined"),
+            )
+            if not accepted:
+                await self._reject(None, f"guarantor {g.member_number} declined: {reason}".strip())
+                return False
+        return True
+
+    async def _route(self) -> str:
+        """One approval round through the tier's levels: approved, rejected, returned, withdrawn."""
+        self._state.round += 1
+        self._voters = set()
+        tier_index, tier = self._inp.product.tier_for(self._state.principal_minor)
+        self._state.tier = tier_index
+        for number, level in enumerate(tier.levels, start=1):
+            self._state.level = LevelProgress(
+                level=number, role=level.role, quorum=level.quorum, allowed_roles=[level.role]
+            )
+            await self._record(
+                "awaiting_approval",
+                stage=Stage.AWAITING_APPROVAL,
+                role=level.role,
+                data={"round": self._state.round, "level": number, "of": len(tier.levels)},
+            )
+            outcome = await self._await_level(level)
+            if outcome != "approved":
+                return outcome
+        return "approved"
+
+    async def _await_level(self, level: ApprovalLevel) -> str:
+        progress = self._state.level
+        assert progress is not None
+        started = workflow.now()
+        escalate_to = level.escalate_to or DEFAULT_ESCALATION.get(level.role)
+        while progress.approvals < progress.quorum:
+            deadline = None
+            if not progress.reminded:
+                deadline = started + self._inp.reminder_after
+            elif not progress.escalated and escalate_to:
+                deadline = started + self._inp.escalate_after
+            try:
+                await self._wait(
+                    lambda: bool(self._queue) or self._withdrawal is not None,
+                    None if deadline is None else max(deadline - workflow.now(), timedelta(0)),
+                )
+            except TimeoutError:
+                await self._sla(progress, escalate_to)
+                continue
+            if self._withdrawal is not None:
+                await self._withdraw()
+                return "withdrawn"
+            ticket, at, decision = self._queue.pop(0)
+            self._taken = ticket
+            if at != (self._state.round, progress.level):
+                self._stale.add(ticket)
+                continue
+            outcome = await self._apply(decision, progress)
+            if outcome != "vote":
+                return outcome
+        return "approved"
+
+    async def _apply(self, d: Decision, progress: LevelProgress) -> str:
+        role = next(r for r in progress.allowed_roles if r in d.actor.roles)
+        self._state.votes.append(
+            Vote(
+                at=workflow.now(),
+                round=self._state.round,
+                level=progress.level,
+                role=role,
+                action=d.action,
+                approver=d.actor.username,
+                approver_id=d.actor.user_id,
+                reason=d.reason,
+                principal_minor=d.principal_minor,
+                repayments=d.repayments,
+            )
+        )
+        data: dict[str, Any] = {"level": progress.level, "role": role, "round": self._state.round}
+        if d.action == "reject":
+            await self._reject(d.actor, d.reason)
+            return "rejected"
+        if d.action == "return":
+            await self._record(
+                "returned_for_changes",
+                stage=Stage.RETURNED_FOR_CHANGES,
+                actor=d.actor.username,
+                actor_id=d.actor.user_id,
+                reason=d.reason,
+                data=data,
+            )
+            return "returned"
+        progress.approvals += 1
+        if d.principal_minor is not None:
+            data["principal"] = self._money(d.principal_minor)
+            self._state.principal_minor = d.principal_minor
+        if d.repayments is not None:
+            data["repayments"] = self._state.repayments = d.repayments
+        data.update(self._schedule_summary(), approvals=progress.approvals, quorum=progress.quorum)
+        await self._record(
+            "approval_vote",
+            actor=d.actor.username,
+            actor_id=d.actor.user_id,
+            reason=d.reason,
+            data=data,
+        )
+        return "vote"
+
+    async def _sla(self, progress: LevelProgress, escalate_to: str | None) -> None:
+        """First timeout: remind the level's role; second: let the next role decide too."""
+        escalated = progress.reminded
+        if escalated:
+            assert escalate_to is not None
+            progress.escalated = True
+            progress.allowed_roles.append(escalate_to)
+        progress.reminded = True
+        role = (escalate_to if escalated else None) or progress.role
+        await self._record(
+            "escalated" if escalated else "reminder_sent",
+            role=role,
+            reason=f"no decision within {self._inp.escalate_after if escalated else self._inp.reminder_after}",
+            data={"level": progress.level, "roles": progress.allowed_roles},
+        )
+        staff = await self._activity(
+            LoanActivities.loan_staff_recipients, StaffRecipientsRequest(roles=[role])
+        )
+        kind = "escalation" if escalated else "reminder"
+        for person in staff:
+            await self._notify(
+                "loan_approval_escalated" if escalated else "loan_approval_reminder",
+                person,
+                process=f"{workflow.info().workflow_id}/round-{self._state.round}/"
+                f"level-{progress.level}/{kind}",
+                context={"role": words(role), "level": progress.level},
+            )
+
+    async def _await_amendment(self) -> bool:
+        try:
+            await self._wait(
+                lambda: self._amendment is not None or self._withdrawal is not None,
+                self._inp.return_timeout,
+            )
+        except TimeoutError:
+            await self._reject(None, f"not amended within {self._inp.return_timeout}")
+            return False
+        if self._withdrawal is not None:
+            await self._withdraw()
+            return False
+        a = self._amendment
+        assert a is not None
+        data: dict[str, Any] = {}
+        if a.principal_minor is not None:
+            self._state.principal_minor = a.principal_minor
+            data["principal"] = self._money(a.principal_minor)
+        if a.repayments is not None:
+            data["repayments"] = self._state.repayments = a.repayments
+        if a.purpose is not None:
+            data["purpose"] = self._state.purpose = a.purpose
+        await self._record(
+            "amended", actor=a.actor.username, actor_id=a.actor.user_id, reason=a.reason, data=data
+        )
+        self._amendment = None
+        return True
+
+    async def _approved(self) -> None:
+        self._state.level = None
+        await self._record(
+            "approved",
+            stage=Stage.APPROVED,
+            to_state=LoanState.APPROVED,
+            data=self._schedule_summary(),
+        )
+        await self._notify_member("loan_approved", self._schedule_summary())
+        try:
+            await self._wait(lambda: self._withdrawal is not None, self._inp.approval_validity)
+        except TimeoutError:
+            return  # still approved: disbursement (the next process) takes it from here
+        await self._withdraw()
+
+    async def _reject(self, actor: Actor | None, reason: str) -> None:
+        self._state.level = None
+        self._state.reason = reason
+        await self._record(
+            "rejected",
+            stage=Stage.REJECTED,
+            to_state=LoanState.REJECTED,
+            actor=actor.username if actor else SYSTEM,
+            actor_id=actor.user_id if actor else None,
+            reason=reason,
+        )
+        await self._notify_member("loan_rejected", {"reason": reason})
+
+    async def _withdraw(self) -> None:
+        w = self._withdrawal
+        assert w is not None
+        self._state.level = None
+        self._state.reason = w.reason
+        await self._record(
+            "withdrawn",
+            stage=Stage.WITHDRAWN,
+            to_state=LoanState.WITHDRAWN,
+            actor=w.actor.username,
+            actor_id=w.actor.user_id,
+            reason=w.reason,
+        )
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    async def _wait(self, ready: Callable[[], bool], limit: timedelta | None) -> None:
+        """Wait for input; while waiting the workflow is `idle`, which is when handlers answer."""
+        self._settle()
+        self._idle = True
+        try:
+            await workflow.wait_condition(ready, timeout=limit)
+        finally:
+            self._idle = False
+
+    def _settle(self) -> None:
+        self._taken = max(self._taken, self._tickets - len(self._queue))
+
+    def _settle_all(self) -> None:
+        for ticket, _, _ in self._queue:
+            self._stale.add(ticket)
+        self._queue.clear()
+        self._taken = self._tickets
+        self._amendment = None
+        self._idle = True
+
+    def _pending_guarantors(self) -> list[str]:
+        return [n for n, status in self._state.guarantors.items() if status == "pending"]
+
+    def _money(self, amount_minor: int) -> str:
+        p = self._inp.product
+        return f"{to_major(amount_minor, p.scale)} {p.currency}"
+
+    def _schedule_summary(self) -> dict[str, Any]:
+        p = self._inp.product
+        schedule = generate_schedule(
+            schedule_terms(
+                p,
+                principal_minor=self._state.principal_minor,
+                repayments=self._state.repayments,
+                scale=p.scale,
+                disbursed_on=self._inp.expected_disbursement_on,
+            )
+        )
+        first = schedule.installments[0]
+        return {
+            "loan_number": self._inp.loan_number,
+            "principal": self._money(self._state.principal_minor),
+            "repayments": self._state.repayments,
+            "first_installment": self._money(first.total_minor),
+            "first_due_date": first.due_date.isoformat(),
+            "total_interest": self._money(schedule.total_interest_minor),
+            "total_due": self._money(schedule.total_due_minor),
+        }
+
+    def _details(self) -> str:
+        s, inp = self._state, self._inp
+        head = f"{inp.loan_number}: {self._money(s.principal_minor)} {inp.product.name}: "
+        level = s.level
+        if s.stage == Stage.CHECKING_ELIGIBILITY:
+            return head + "checking eligibility"
+        if s.stage == Stage.AWAITING_GUARANTORS:
+            pending = len(self._pending_guarantors())
+            return head + f"waiting for {pending} of {len(s.guarantors)} guarantors to consent"
+        if s.stage == Stage.AWAITING_APPROVAL and level is not None:
+            _, tier = inp.product.tier_for(s.principal_minor)
+            who = " or ".join(words(r) for r in level.allowed_roles)
+            step = f" (level {level.level} of {len(tier.levels)})"
+            if level.quorum > 1:
+                remaining = level.quorum - level.approvals
+                return head + f"waiting for {remaining} of {level.quorum} {who} votes{step}"
+            return head + f"waiting for a {who} to decide{step}"
+        if s.stage == Stage.RETURNED_FOR_CHANGES:
+            return head + "returned for changes: waiting for the applicant to amend"
+        if s.stage == Stage.APPROVED:
+            return head + "approved: waiting for disbursement"
+        return head + f"{s.stage.value}: {s.reason}"
+
+    async def _record(
+        self,
+        event: str,
+        *,
+        stage: Stage | None = None,
+        role: str | None = None,
+        to_state: LoanState | None = None,
+        actor: str = SYSTEM,
+        actor_id: int | None = None,
+        reason: str = "",
+        data: dict[str, Any] | None = None,
+        eligibility: list[EligibilityCheck] | None = None,
+        guarantor: tuple[int, Literal["accepted", "declined"]] | None = None,
+    ) -> None:
+        """Move the workflow's state, the UI's view of it, and the loan's trail in Postgres."""
+        s = self._state
+        from_state = s.state
+        if stage is not None:
+            s.stage = stage
+            s.assigned_role = role
+        elif role is not None:
+            s.assigned_role = role
+        if to_state is not None:
+            s.state = to_state
+        s.details = self._details()
+        workflow.upsert_search_attributes(
+            [
+                sa.STAGE.value_set(s.stage.value),
+                sa.AMOUNT_MINOR.value_set(s.principal_minor),
+                sa.ASSIGNED_ROLE.value_set(s.assigned_role)
+                if s.assigned_role
+                else sa.ASSIGNED_ROLE.value_unset(),
+            ]
+        )
+        workflow.set_current_details(s.details)
+        self._seq += 1
+        await self._activity(
+            LoanActivities.record_loan_event,
+            LoanEventRecord(
+                loan_id=self._inp.loan_id,
+                workflow_id=workflow.info().workflow_id,
+                seq=self._seq,
+                at=workflow.now(),
+                event=event,
+                actor=actor,
+                actor_id=actor_id,
+                from_state=from_state if to_state else None,
+                to_state=to_state,
+                reason=reason,
+                data=data or {},
+                stage=s.stage,
+                assigned_role=s.assigned_role,
+                current_details=s.details,
+                principal_minor=s.principal_minor,
+                repayments=s.repayments,
+                purpose=s.purpose,
+                eligibility=eligibility,
+                guarantor_member_id=guarantor[0] if guarantor else None,
+                guarantor_status=guarantor[1] if guarantor else None,
+            ),
+        )
+
+    async def _check_terms(
+        self, principal_minor: int, *, guarantor_cover: bool
+    ) -> TermsCheckResult:
+        inp = self._inp
+        result: TermsCheckResult = await self._activity(
+            LoanActivities.check_loan_terms,
+            TermsCheckRequest(
+                loan_id=inp.loan_id,
+                member_id=inp.member_id,
+                product=inp.product,
+                principal_minor=principal_minor,
+                guarantors=inp.guarantors,
+                guarantor_cover=guarantor_cover,
+            ),
+        )
+        return result
+
+    async def _activity(self, method: Any, arg: Any) -> Any:
+        return await workflow.execute_activity_method(method, arg, **DB_ACTIVITY)
+
+    async def _notify_member(self, template: str, context: dict[str, Any]) -> None:
+        member = await self._activity(LoanActivities.loan_member_recipient, self._inp.member_id)
+        await self._notify(template, member, workflow.info().workflow_id, context)
+
+    async def _notify(
+        self, template: str, to: Recipient, process: str, context: dict[str, Any]
+    ) -> None:
+        """Send one e-mail; a message the notification service refuses is noted, not fatal."""
+        if not to.email:
+            await self._record("notification_skipped", reason=f"{template}: no e-mail address")
+            return
+        try:
+            await workflow.execute_activity(
+                "send_notification",
+                NotificationRequest(
+                    process_id=process,
+                    template=template,
+                    recipient=to.email,
+                    recipient_name=to.name,
+                    context={
+                        "loan_number": self._inp.loan_number,
+                        "product": self._inp.product.name,
+                        **context,
+                    },
+                ),
+                result_type=NotificationResult,
+                **DB_ACTIVITY,
+            )
+        except ActivityError as exc:
+            failure = business_failure(exc)
+            if failure is None:
+                raise
+            await self._record("notification_failed", reason=f"{template}: {failure.detail}")
+
+    # --- handlers ------------------------------------------------------------------------------
+
+    @workflow.query(name="state")
+    def state(self) -> LoanApprovalState:
+        return self._state
+
+    @workflow.update(name=INITIAL_OUTCOME)
+    async def initial_outcome(self) -> LoanApprovalState:
+        """Wait until the application needs a person (guarantors, approvers) or has ended."""
+        await workflow.wait_condition(lambda: self._idle)
+        return self._state
+
+    @workflow.signal(name=GUARANTOR_ANSWER)
+    def guarantor_answer(self, answer: GuarantorAnswer) -> None:
+        self._answers.append(answer)
+
+    @workflow.update(name=DECIDE)
+    async def decide(self, d: Decision) -> LoanApprovalState:
+        """An approver's vote; returns once the workflow has acted on it."""
+        self._refuse_decision(d)  # again: a concurrent vote may have landed since validation
+        level = self._state.level
+        assert level is not None
+        at = (self._state.round, level.level)
+        self._voters.add(d.actor.user_id)
+        changes = d.principal_minor is not None or d.repayments is not None
+        if d.action == "approve" and changes:
+            principal = d.principal_minor or self._state.principal_minor
+            result = await self._check_terms(principal, guarantor_cover=True)
+            if not result.eligible:
+                self._voters.discard(d.actor.user_id)
+                raise refuse(ErrorCode.GUARANTEE_NOT_MET, "; ".join(result.reasons))
+        self._tickets += 1
+        ticket = self._tickets
+        self._queue.append((ticket, at, d))
+        await workflow.wait_condition(lambda: self._taken >= ticket and self._idle)
+        if ticket in self._stale:
+            raise refuse(ErrorCode.NOT_AWAITING_DECISION, "the level had moved on")
+        return self._state
+
+    @decide.validator
+    def _validate_decide(self, d: Decision) -> None:
+        self._refuse_decision(d)
+
+    def _refuse_decision(self, d: Decision) -> None:
+        s, inp, who = self._state, self._inp, d.actor
+        level = s.level
+        if s.stage != Stage.AWAITING_APPROVAL or level is None:
+            raise refuse(ErrorCode.NOT_AWAITING_DECISION, f"loan is {s.stage.value}")
+        if who.user_id == inp.entered_by_id:
+            raise refuse(ErrorCode.FOUR_EYES, "four-eyes: you entered this application")
+        if inp.member_id in who.member_ids:
+            raise refuse(ErrorCode.FOUR_EYES, "four-eyes: you are the applicant")
+        if {g.member_id for g in inp.guarantors} & set(who.member_ids):
+            raise refuse(ErrorCode.FOUR_EYES, "four-eyes: you guarantee this loan")
+        if not set(level.allowed_roles) & set(who.roles):
+            allowed = " or ".join(level.allowed_roles)
+            raise refuse(ErrorCode.FORBIDDEN, f"level {level.level} is decided by {allowed}")
+        if who.user_id in self._voters:
+            raise refuse(ErrorCode.ALREADY_VOTED, "you have already decided in this round")
+        if d.action != "approve" and not d.reason:
+            raise refuse(ErrorCode.VALIDATION, f"a reason is required to {d.action}")
+        self._refuse_terms(d.principal_minor, d.repayments, lower_only=True)
+
+    def _refuse_terms(
+        self, principal: int | None, repayments: int | None, *, lower_only: bool
+    ) -> None:
+        s, p = self._state, self._inp.product
+        if principal is not None:
+            if lower_only and principal > s.principal_minor:
+                raise refuse(ErrorCode.VALIDATION, "an approval may only lower the principal")
+            if not p.min_principal_minor <= principal <= p.max_principal_minor:
+                raise refuse(
+                    ErrorCode.VALIDATION,
+                    f"{p.code} lends {self._money(p.min_principal_minor)} to "
+                    f"{self._money(p.max_principal_minor)}",
+                )
+        if repayments is not None and not p.min_repayments <= repayments <= p.max_repayments:
+            raise refuse(
+                ErrorCode.VALIDATION,
+                f"{p.code} takes {p.min_repayments} to {p.max_repayments} repayments",
+            )
+        try:
+            generate_schedule(
+                schedule_terms(
+                    p,
+                    principal_minor=principal or s.principal_minor,
+                    repayments=repayments or s.repayments,
+                    scale=p.scale,
+                    disbursed_on=self._inp.expected_disbursement_on,
+                )
+            )
+        except ScheduleError as exc:
+            raise refuse(ErrorCode.INVALID_SCHEDULE, str(exc)) from exc
+
+    @workflow.update(name=AMEND)
+    async def amend(self, a: Amendment) -> LoanApprovalState:
+        """The applicant's changes to a returned application; routing restarts with them."""
+        self._refuse_amendment(a)
+        result = await self._check_terms(
+            a.principal_minor or self._state.principal_minor, guarantor_cover=True
+        )
+        if not result.eligible:
+            raise refuse(ErrorCode.LOAN_NOT_ELIGIBLE, "; ".join(result.reasons))
+        self._refuse_amendment(a)
+        self._amendment = a
+        await workflow.wait_condition(lambda: self._amendment is None and self._idle)
+        return self._state
+
+    @amend.validator
+    def _validate_amend(self, a: Amendment) -> None:
+        self._refuse_amendment(a)
+
+    def _refuse_amendment(self, a: Amendment) -> None:
+        if self._state.stage != Stage.RETURNED_FOR_CHANGES or self._amendment is not None:
+            raise refuse(
+                ErrorCode.NOT_AWAITING_DECISION,
+                f"loan is {self._state.stage.value}, not returned for changes",
+            )
+        if not set(REQUESTER_ROLES) & set(a.actor.roles):
+            raise refuse(ErrorCode.FORBIDDEN, f"amending needs one of {list(REQUESTER_ROLES)}")
+        if a.principal_minor is None and a.repayments is None and a.purpose is None:
+            raise refuse(
+                ErrorCode.VALIDATION, "an amendment changes principal, repayments or purpose"
+            )
+        self._refuse_terms(a.principal_minor, a.repayments, lower_only=False)
+
+    @workflow.update(name=WITHDRAW)
+    async def withdraw(self, w: Withdrawal) -> LoanApprovalState:
+        """The applicant withdraws (any time before disbursement)."""
+        self._withdrawal = w
+        await workflow.wait_condition(
+            lambda: (self._state.stage == Stage.WITHDRAWN and self._idle) or self._finished
+        )
+        return self._state
+
+    @withdraw.validator
+    def _validate_withdraw(self, w: Withdrawal) -> None:
+        if self._state.stage in TERMINAL_STAGES or self._withdrawal is not None or self._finished:
+            raise refuse(ErrorCode.NOT_AWAITING_DECISION, f"loan is {self._state.stage.value}")
+        if not set(REQUESTER_ROLES) & set(w.actor.roles):
+            raise refuse(ErrorCode.FORBIDDEN, f"withdrawing needs one of {list(REQUESTER_ROLES)}")
+        if not w.reason:
+            raise refuse(ErrorCode.VALIDATION, "a reason is required to withdraw")
