@@ -69,7 +69,7 @@ class ScheduleTerms:
     repayments: number of installments; one every `every` `frequency`.
     first_repayment_on: default is one period after `disbursed_on`.
     installment_multiple: installments round to a multiple of this (major units; 0 = none).
-    rounding: a `decimal.ROUND_*` name, used for every rounding (Fineract uses one mode too).
+    rounding: a `decimal.ROUND_*` name ("HALF_EVEN" also accepted), used for every rounding.
     grace_principal: the first n installments pay interest only.
     grace_interest_payment: interest of the first n installments is deferred to the first paying one.
     grace_interest_charged: the first n periods charge no interest at all.
