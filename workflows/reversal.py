@@ -26,6 +26,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from workflows.common import DB_ACTIVITY, BusinessFailure, business_failure
 
 with workflow.unsafe.imports_passed_through():
+    import email_validator  # noqa: F401  (NotificationRequest validates e-mail addresses)
+
     from activities.reversals import ReversalActivities
     from domain.money import to_major
     from schemas import search_attributes as sa

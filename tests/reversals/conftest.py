@@ -15,6 +15,7 @@ from activities.db import in_transaction
 from activities.models import LedgerAccount
 from schemas.ledger import JournalRequest, JournalResult, PostingLine
 from schemas.reversals import DecisionInput, ReversalInput, ReversalState, ReversalTier
+from tests.api.conftest import api_settings, idem, staff  # noqa: F401  (fixtures)
 from tests.conftest import CURRENCY, Factory, Sessions
 from workflows.reversal import DECIDE, INITIAL_OUTCOME, ReversalWorkflow
 

@@ -3,6 +3,9 @@ the workflow's Update directly, so every rule is proven inside the workflow itse
 
 from __future__ import annotations
 
+import asyncio
+from datetime import date
+
 import pytest
 from sqlalchemy import select
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
@@ -10,12 +13,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from activities import ledger_engine
+from activities.db import in_transaction
 from activities.ledger_verify import verify_ledger
 from activities.reversal_models import ReversalEvent
-from activities.reversals import OVERDRAFT_RECEIVABLE
+from activities.reversals import OVERDRAFT_RECEIVABLE, execute
 from activities.setup import CASH, FEE_INCOME, INTEREST_EXPENSE, gl_code
-from schemas.errors import ErrorCode
-from schemas.reversals import DecisionInput, ReversalState, Stage
+from schemas.errors import BankflowError, ErrorCode
+from schemas.reversals import DecisionInput, ExecuteRequest, ReversalState, Stage
 from tests.conftest import CURRENCY, Factory, Sessions
 from tests.reversals.conftest import (
     FINANCE_ID,
@@ -243,3 +247,31 @@ async def test_a_reversal_and_a_reversed_journal_are_refused(
     ).result()
     assert mirror.stage == Stage.REFUSED and mirror.error == ErrorCode.NOT_REVERSIBLE
     assert await balances(factory, acc.id) == (0, 0)
+
+
+async def test_concurrent_executions_reverse_the_original_once(
+    factory: Factory, sessions: Sessions
+) -> None:
+    """Even two cases racing past every check (which the workflow id prevents) post one
+    reversal: the unique link to the original decides, and the loser changes nothing."""
+    acc = await factory.savings_account()
+    original = await post(sessions, "deposit", (factory.gl(CASH.number), acc.id, 60_00))
+
+    async def run(case: str) -> str:
+        req = ExecuteRequest(
+            reversal_id=f"reversal-race-{case}-{original.journal_id}",
+            journal_id=original.journal_id,
+            hold_ids=[],
+            value_date=date.today(),
+            description="race",
+            override=False,
+        )
+        try:
+            return (await in_transaction(sessions, lambda s: execute(s, req))).reversal_journal_id
+        except BankflowError as exc:
+            return exc.code.value
+
+    outcomes = await asyncio.gather(*(run(str(n)) for n in range(8)))
+    assert sorted(outcomes).count(ErrorCode.ALREADY_REVERSED.value) == 7, outcomes
+    assert await balances(factory, acc.id) == (0, 0)
+    await verified(sessions)
