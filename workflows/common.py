@@ -31,3 +31,16 @@ def business_failure(exc: ActivityError) -> BusinessFailure | None:
     if isinstance(cause, ApplicationError) and cause.non_retryable and cause.type:
         return BusinessFailure(cause.type, cause.message)
     return None
+
+
+# send_notification: an e-mail provider's 429/5xx is retried with exponential backoff for up to a
+# day (a reminder that arrives late is still worth sending); a 400 fails at once (non-retryable).
+NOTIFY_ACTIVITY: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=60),
+    "retry_policy": RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=timedelta(minutes=10),
+    ),
+    "schedule_to_close_timeout": timedelta(days=1),
+}

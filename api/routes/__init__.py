@@ -2,7 +2,10 @@
 
 from fastapi import APIRouter
 
-from api.routes import accounts, auth, health, ledger, members, movements
+from api.routes import accounts, auth, health, ledger, members, movements, notifications
+from api.routes import periods, reversals
+from api.routes import schedule
+from api.routes import approvals, loan_products, loans
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -11,4 +14,11 @@ ROUTERS: list[APIRouter] = [
     accounts.router,
     ledger.router,
     movements.router,
+    notifications.router,
+    reversals.router,
+    periods.router,
+    schedule.router,
+    loan_products.router,
+    loans.router,
+    approvals.router,
 ]
