@@ -27,7 +27,7 @@ from temporalio.common import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.reversals import check_reversible
+from activities.reversal_checks import check_reversible
 from api.deps import ANY_STAFF, Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.idempotency import IdempotencyKey
 from api.processes import execute_decision
