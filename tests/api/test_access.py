@@ -22,6 +22,25 @@ PROTECTED = [
     ("POST", "/v1/accounts/SV00000001/close", "teller"),
     ("GET", "/v1/ledger/trial-balance?currency=USD", "teller"),
     ("GET", "/v1/journals/j-1", "teller"),
+    ("POST", "/v1/loans/schedule-preview", "none"),
+    ("POST", "/v1/loan-products", "teller"),
+    ("GET", "/v1/loan-products", "none"),
+    ("GET", "/v1/loan-products/PERSONAL", "none"),
+    ("POST", "/v1/loan-products/PERSONAL/schedule-preview", "none"),
+    ("POST", "/v1/loans", "finance"),
+    ("GET", "/v1/loans/LN000001", "none"),
+    ("POST", "/v1/loans/LN000001/decisions", "teller"),
+    ("POST", "/v1/loans/LN000001/amendments", "finance"),
+    ("POST", "/v1/loans/LN000001/withdrawal", "finance"),
+    ("POST", "/v1/loans/LN000001/guarantors/M0000001/consent", "finance"),
+    ("GET", "/v1/approvals", "none"),
+    ("POST", "/v1/journals/j-1/reversals", "ops"),
+    ("GET", "/v1/journals/j-1/reversals", "none"),
+    ("POST", "/v1/journals/j-1/reversals/decisions", "none"),
+    ("GET", "/v1/reversals", "none"),
+    ("POST", "/v1/ledger/periods/1999-01/close", "teller"),
+    ("GET", "/v1/ledger/periods", "teller"),
+    ("GET", "/v1/ledger/periods/1999-01", "teller"),
 ]
 PUBLIC = {"/health", "/ready", "/v1/auth/token"}
 
@@ -59,6 +78,8 @@ def test_every_route_is_listed(api_app: FastAPI) -> None:
             continue
         concrete = template.replace("{member_number}", "M0000001")
         concrete = concrete.replace("{number}", "SV00000001").replace("{journal_id}", "j-1")
+        concrete = concrete.replace("{period}", "1999-01")
+        concrete = concrete.replace("{code}", "PERSONAL").replace("{loan_number}", "LN000001")
         for method, operation in operations.items():
             seen += 1
             assert (method.upper(), concrete) in mine or concrete in PUBLIC, template
