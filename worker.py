@@ -20,21 +20,24 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.db import make_engine, make_sessionmaker
+from activities.kyc import KycActivities
 from activities.ledger import LedgerActivities
 from activities.loans import LoanActivities
 from activities.month_end import MonthEndActivities
 from activities.notifications import NotificationActivities
 from activities.reversals import ReversalActivities
 from schemas.settings import Settings, get_settings
+from workflows.kyc_review import KycReviewWorkflow
 from workflows.ledger_verify import LedgerVerifyWorkflow
 from workflows.loan_approval import LoanApprovalWorkflow
-from workflows.month_end_interest import MonthEndInterestWorkflow
 from workflows.money_movement import MoneyMovementWorkflow
+from workflows.month_end_interest import MonthEndInterestWorkflow
 from workflows.reversal import ReversalWorkflow
 
 INTERACTIVE_WORKFLOWS: list[type] = [MoneyMovementWorkflow]
 INTERACTIVE_WORKFLOWS.append(ReversalWorkflow)
 INTERACTIVE_WORKFLOWS.append(LoanApprovalWorkflow)
+INTERACTIVE_WORKFLOWS.append(KycReviewWorkflow)
 BATCH_WORKFLOWS: list[type] = [LedgerVerifyWorkflow]
 BATCH_WORKFLOWS.append(MonthEndInterestWorkflow)
 GRACEFUL_SHUTDOWN = timedelta(seconds=60)
@@ -51,7 +54,15 @@ def activities_for(
     reversals = ReversalActivities(sessions)
     month_end = MonthEndActivities(sessions)
     loans = LoanActivities(sessions)
-    return [*ledger.all(), *notifications.all(), *reversals.all(), *month_end.all(), *loans.all()]
+    kyc = KycActivities(sessions)
+    return [
+        *ledger.all(),
+        *notifications.all(),
+        *reversals.all(),
+        *month_end.all(),
+        *loans.all(),
+        *kyc.all(),
+    ]
 
 
 def build_workers(

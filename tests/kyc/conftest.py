@@ -5,14 +5,27 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client, WorkflowHandle
 
+from activities.accounts import create_member
+from activities.db import in_transaction
+from activities.kyc import store_document
+from activities.models import Member
+from schemas.kyc import DocumentMeta, KycInput, KycPolicy, KycState
+from schemas.members import MemberCreate
+from schemas.settings import Settings
 from tests.api.conftest import api_app, api_settings, staff
+from tests.conftest import BRANCH, Sessions
+from workflows.kyc_review import KycReviewWorkflow
 
 __all__ = ["api_app", "api_settings", "staff"]
 
@@ -89,3 +102,111 @@ def sendgrid() -> Iterator[FakeSendGrid]:
     yield fake
     server.shutdown()
     server.server_close()
+
+
+# --- KYC helpers -----------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def institution(chart: dict[str, int]) -> dict[str, int]:
+    """Every KYC test needs the HQ branch and the chart (a savings account opens on approval)."""
+    return chart
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+PDF = b"%PDF-1.7\n"
+SUBMITTER_ID = 7001
+
+
+def file_bytes(magic: bytes = PNG) -> bytes:
+    """A small file of the given type, unique so each upload has its own sha256."""
+    return magic + uuid.uuid4().bytes * 8
+
+
+def far_future() -> date:
+    return date.today() + timedelta(days=3 * 365)
+
+
+async def new_member(
+    sessions: Sessions,
+    *,
+    first: str = "Test",
+    last: str | None = None,
+    born: date = date(1990, 1, 1),
+    email: str | None = "member@example.org",
+) -> Member:
+    async def work(session: AsyncSession) -> Member:
+        return await create_member(
+            session,
+            MemberCreate(
+                first_name=first,
+                last_name=last or f"Member{uuid.uuid4().hex[:8]}",
+                date_of_birth=born,
+                email=email,
+                branch_code=BRANCH,
+            ),
+        )
+
+    return await in_transaction(sessions, work)
+
+
+async def upload(sessions: Sessions, member: Member, magic: bytes = PNG, **meta: Any) -> None:
+    doc = DocumentMeta(**meta)
+    await in_transaction(
+        sessions,
+        lambda s: store_document(
+            s, member.member_number, doc, file_bytes(magic), max_bytes=10**7, uploaded_by="t"
+        ),
+    )
+
+
+async def complete_documents(
+    sessions: Sessions, member: Member, *, passport: str | None = None, expiry: date | None = None
+) -> None:
+    """A full, valid set: passport, proof of address, photo."""
+    await upload(
+        sessions,
+        member,
+        doc_type="passport",
+        number=passport or f"P{uuid.uuid4().int % 10**7:07d}",
+        issuing_country="NG",
+        issue_date=date(2020, 1, 1),
+        expiry_date=expiry or far_future(),
+    )
+    await upload(sessions, member, PDF, doc_type="proof_of_address")
+    await upload(sessions, member, doc_type="photo")
+
+
+def policy(settings: Settings, **overrides: Any) -> KycPolicy:
+    values: dict[str, Any] = {
+        "required_documents": settings.kyc_required_documents,
+        "low_risk_routing": settings.kyc_low_risk_routing,
+        "reminder_after": settings.kyc_reminder_after,
+        "escalate_after": settings.kyc_escalate_after,
+        "supervisor_role": settings.kyc_supervisor_role,
+        "member_response_timeout": settings.kyc_member_response_timeout,
+        "watchlist_hit_score": settings.kyc_watchlist_hit_score,
+        "watchlist_similar_score": settings.kyc_watchlist_similar_score,
+        "account_currency": settings.kyc_account_currency,
+    }
+    return KycPolicy(**{**values, **overrides})
+
+
+def kyc_input(member: Member, pol: KycPolicy) -> KycInput:
+    return KycInput(
+        case_number=f"{member.member_number}-1",
+        member_id=member.id,
+        member_number=member.member_number,
+        branch=BRANCH,
+        submitted_by_id=SUBMITTER_ID,
+        submitted_by="teller1",
+        policy=pol,
+    )
+
+
+async def start_case(
+    client: Client, queue: str, inp: KycInput
+) -> WorkflowHandle[KycReviewWorkflow, KycState]:
+    return await client.start_workflow(
+        KycReviewWorkflow.run, inp, id=f"kyc-{inp.member_number}", task_queue=queue
+    )
