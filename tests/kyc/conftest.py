@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 
 from activities.accounts import create_member
 from activities.db import in_transaction
 from activities.kyc import store_document
 from activities.models import Member
-from schemas.kyc import DocumentMeta, KycInput, KycPolicy, KycState
+from schemas.kyc import DocumentMeta, KycInput, KycPolicy
 from schemas.members import MemberCreate
 from schemas.settings import Settings
 from tests.api.conftest import api_app, api_settings, staff
@@ -204,9 +204,7 @@ def kyc_input(member: Member, pol: KycPolicy) -> KycInput:
     )
 
 
-async def start_case(
-    client: Client, queue: str, inp: KycInput
-) -> WorkflowHandle[KycReviewWorkflow, KycState]:
+async def start_case(client: Client, queue: str, inp: KycInput) -> Any:
     return await client.start_workflow(
         KycReviewWorkflow.run, inp, id=f"kyc-{inp.member_number}", task_queue=queue
     )

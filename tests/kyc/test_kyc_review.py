@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import date, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
@@ -35,7 +36,7 @@ from tests.kyc.conftest import (
 from tests.workflows.conftest import record_history
 from workflows.kyc_review import KycReviewWorkflow
 
-Handle = WorkflowHandle[KycReviewWorkflow, KycState]
+Handle = Any  # execute_update is typed for sync handlers; results are KycState
 REVIEWER_ID, REVIEWER2_ID, COMPLIANCE_ID = 7101, 7102, 7201
 
 
@@ -65,9 +66,11 @@ async def refused(handle: Handle, bad: DecisionInput) -> str:
 
 async def wait_for_stage(handle: Handle, stage: Stage) -> KycState:
     """Poll the Query until the case reaches `stage` (a Signal's effect is asynchronous)."""
-    while (state := await handle.query(KycReviewWorkflow.state)).stage != stage:  # noqa: ASYNC110
+    while True:
+        state: KycState = await handle.query(KycReviewWorkflow.state)
+        if state.stage == stage:
+            return state
         await asyncio.sleep(0.05)
-    return state
 
 
 async def member_row(sessions: Sessions, member_id: int) -> Member:
