@@ -1,0 +1,156 @@
+"""Month-end savings interest: workflow input, batch payloads, progress and the stored summary."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, Field, field_validator
+
+PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+READER_ROLES = ("finance", "ops")
+WORKFLOW_PREFIX = "month-end-"
+SCHEDULE_ID = "month-end-interest"
+
+
+def check_period(value: str) -> str:
+    if not re.match(PERIOD_PATTERN, value):
+        raise ValueError(f"{value!r} is not a period YYYY-MM")
+    return value
+
+
+def previous_period(period: str) -> str:
+    year, month = (int(p) for p in period.split("-"))
+    return f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
+
+
+def periods_between(first: str, last: str) -> list[str]:
+    """Every period from `first` to `last` inclusive, in order."""
+    out: list[str] = []
+    year, month = (int(p) for p in first.split("-"))
+    while f"{year}-{month:02d}" <= last:
+        out.append(f"{year}-{month:02d}")
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return out
+
+
+class Stage(StrEnum):
+    PLANNING = "planning"
+    POSTING = "posting"
+    SUMMARISING = "summarising"
+    NOTIFYING = "notifying"
+    COMPLETED = "completed"
+    ALREADY_DONE = "already_done"
+
+
+class MonthEndInput(BaseModel):
+    """`period` is YYYY-MM; None means "the month before the scheduled time" (Schedules).
+
+    The remaining fields carry progress across continue-as-new; callers leave them at defaults.
+    """
+
+    period: str | None = None
+    timezone: str = "UTC"
+    notify: list[str] = Field(default_factory=list, description="finance e-mail addresses")
+    batch_size: int = Field(default=5000, ge=1, le=15000)
+    concurrency: int = Field(default=3, ge=1, le=32)
+    batches_per_run: int = Field(default=400, ge=1, le=2000)
+    heartbeat_s: int = Field(default=20, ge=2, le=600, description="batch heartbeat timeout")
+    # carried state
+    after_account_id: int = 0
+    accounts_total: int = 0
+    accounts_done: int = 0
+    interest_minor: dict[str, int] = Field(default_factory=dict)
+    scales: dict[str, int] = Field(default_factory=dict)
+    started_at: datetime | None = None
+
+    @field_validator("period")
+    @classmethod
+    def _period(cls, value: str | None) -> str | None:
+        return None if value is None else check_period(value)
+
+
+class PlanRequest(BaseModel):
+    period: str
+    workflow_id: str
+    started_at: datetime
+
+
+class PlanResult(BaseModel):
+    accounts_total: int
+    scales: dict[str, int] = Field(default_factory=dict, description="currency -> decimals")
+    completed: MonthEndSummary | None = None
+
+
+class RangesRequest(BaseModel):
+    period: str
+    after_account_id: int
+    batch_size: int
+    limit: int
+
+
+class AccountRange(BaseModel):
+    first_account_id: int
+    last_account_id: int
+
+
+class RangesResult(BaseModel):
+    ranges: list[AccountRange]
+    more: bool
+
+
+class BatchRequest(BaseModel):
+    period: str
+    workflow_id: str
+    first_account_id: int
+    last_account_id: int
+
+
+class BatchResult(BaseModel):
+    accounts: int = Field(description="eligible accounts in the range, posted now or before")
+    posted_now: int
+    journal_id: str | None
+    interest_minor: dict[str, int] = Field(description="gross interest posted now, per currency")
+    tax_minor: dict[str, int]
+
+
+class FinishRequest(BaseModel):
+    period: str
+    workflow_id: str
+    started_at: datetime
+
+
+class CurrencyTotals(BaseModel):
+    currency: str
+    accounts: int
+    interest: str = Field(description="gross interest posted, major units")
+    tax: str = Field(description="withholding tax, major units")
+    net: str
+    interest_minor: int
+    tax_minor: int
+
+
+class MonthEndSummary(BaseModel):
+    period: str
+    status: str
+    workflow_id: str
+    value_date: date
+    accounts: int
+    totals: list[CurrencyTotals]
+    started_at: datetime
+    finished_at: datetime | None
+    duration_s: float | None
+
+
+class MonthEndProgress(BaseModel):
+    period: str | None
+    stage: Stage
+    accounts_total: int
+    accounts_done: int
+    interest_minor: dict[str, int]
+    scales: dict[str, int] = Field(default_factory=dict)
+    summary: MonthEndSummary | None = None
+
+
+PlanResult.model_rebuild()

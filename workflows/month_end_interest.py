@@ -1,0 +1,238 @@
+"""MonthEndInterest: a month's savings interest for every account, exactly once, on the batch queue.
+
+The period's accounts are split into id ranges; each range is one batch activity (set-based SQL,
+idempotent per account and period, heartbeating), at most `concurrency` in flight. After
+`batches_per_run` batches the workflow continues as new, carrying its cursor and counters, so
+its history stays small at any number of accounts. When every range is done it stores the
+summary (from the database, not from counters), e-mails it to finance, and completes. A period
+already completed returns its stored summary and posts nothing. Started by a Temporal Schedule
+it takes the month before the scheduled time, in the institution's time zone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    import email_validator  # noqa: F401  (NotificationRequest's EmailStr, loaded once)
+
+    from activities.month_end import MonthEndActivities, period_bounds
+    from domain.money import to_major
+    from schemas import search_attributes as sa
+    from schemas.errors import ErrorCode
+    from schemas.month_end import (
+        AccountRange,
+        BatchRequest,
+        FinishRequest,
+        MonthEndInput,
+        MonthEndProgress,
+        MonthEndSummary,
+        PlanRequest,
+        PlanResult,
+        RangesRequest,
+        RangesResult,
+        Stage,
+        previous_period,
+    )
+    from schemas.notifications import NotificationRequest, NotificationResult
+
+SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
+PROCESS = "MonthEndInterest"
+TEMPLATE = "month_end_summary"
+SHORT: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(minutes=5),
+    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
+}
+BATCH_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
+NOTIFY: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(seconds=60),
+    "schedule_to_close_timeout": timedelta(days=1),
+    "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=10)),
+}
+
+
+def _refuse(code: ErrorCode, message: str) -> ApplicationError:
+    return ApplicationError(message, type=code.value, non_retryable=True)
+
+
+@workflow.defn(name=PROCESS)
+class MonthEndInterestWorkflow:
+    @workflow.init
+    def __init__(self, inp: MonthEndInput) -> None:
+        self._progress = MonthEndProgress(
+            period=inp.period,
+            stage=Stage.PLANNING,
+            accounts_total=inp.accounts_total,
+            accounts_done=inp.accounts_done,
+            interest_minor=dict(inp.interest_minor),
+            scales=dict(inp.scales),
+        )
+
+    @workflow.run
+    async def run(self, inp: MonthEndInput) -> MonthEndSummary:
+        period = inp.period or self._scheduled_period(inp.timezone)
+        self._check_ended(period, inp.timezone)
+        self._progress.period = period
+        wf_id = workflow.info().workflow_id
+        workflow.upsert_search_attributes(
+            [sa.PROCESS.value_set(PROCESS), sa.BUSINESS_ID.value_set(period)]
+        )
+        started_at = inp.started_at or workflow.now()
+        if inp.started_at is None:
+            self._enter(Stage.PLANNING)
+            plan: PlanResult = await workflow.execute_activity_method(
+                MonthEndActivities.plan,
+                PlanRequest(period=period, workflow_id=wf_id, started_at=started_at),
+                **SHORT,
+            )
+            if plan.completed is not None:
+                self._progress.summary = plan.completed
+                self._progress.accounts_total = self._progress.accounts_done = plan.accounts_total
+                self._enter(Stage.ALREADY_DONE)
+                return plan.completed
+            self._progress.accounts_total = plan.accounts_total
+            self._progress.scales = plan.scales
+        self._enter(Stage.POSTING)
+        found: RangesResult = await workflow.execute_activity_method(
+            MonthEndActivities.ranges,
+            RangesRequest(
+                period=period,
+                after_account_id=inp.after_account_id,
+                batch_size=inp.batch_size,
+                limit=inp.batches_per_run,
+            ),
+            **SHORT,
+        )
+        await self._post_all(period, wf_id, found.ranges, inp)
+        if found.more:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            workflow.continue_as_new(
+                inp.model_copy(
+                    update={
+                        "period": period,
+                        "after_account_id": found.ranges[-1].last_account_id,
+                        "accounts_total": self._progress.accounts_total,
+                        "accounts_done": self._progress.accounts_done,
+                        "interest_minor": self._progress.interest_minor,
+                        "scales": self._progress.scales,
+                        "started_at": started_at,
+                    }
+                )
+            )
+        self._enter(Stage.SUMMARISING)
+        summary: MonthEndSummary = await workflow.execute_activity_method(
+            MonthEndActivities.finish,
+            FinishRequest(period=period, workflow_id=wf_id, started_at=started_at),
+            **SHORT,
+        )
+        self._progress.summary = summary
+        self._enter(Stage.NOTIFYING)
+        for recipient in inp.notify:
+            await self._notify(summary, recipient, wf_id)
+        self._enter(Stage.COMPLETED)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return summary
+
+    async def _post_all(
+        self, period: str, wf_id: str, ranges: list[AccountRange], inp: MonthEndInput
+    ) -> None:
+        """Every range, at most `concurrency` batches in flight (asyncio is deterministic here)."""
+        slots = asyncio.Semaphore(inp.concurrency)
+        heartbeat_s = inp.heartbeat_s
+
+        async def one(r: AccountRange) -> None:
+            async with slots:
+                result = await workflow.execute_activity_method(
+                    MonthEndActivities.post_batch,
+                    BatchRequest(
+                        period=period,
+                        workflow_id=wf_id,
+                        first_account_id=r.first_account_id,
+                        last_account_id=r.last_account_id,
+                    ),
+                    start_to_close_timeout=timedelta(minutes=10),
+                    heartbeat_timeout=timedelta(seconds=heartbeat_s),
+                    retry_policy=BATCH_RETRY,
+                )
+            self._progress.accounts_done += result.accounts
+            for currency, amount in result.interest_minor.items():
+                total = self._progress.interest_minor.get(currency, 0) + amount
+                self._progress.interest_minor[currency] = total
+            self._enter(Stage.POSTING)
+
+        await asyncio.gather(*(one(r) for r in ranges))
+
+    async def _notify(self, summary: MonthEndSummary, recipient: str, wf_id: str) -> None:
+        # By name: the notifications module owns the activity; its contract is the schema.
+        await workflow.execute_activity(
+            "send_notification",
+            NotificationRequest(
+                process_id=wf_id,
+                template=TEMPLATE,
+                recipient=recipient,
+                recipient_name="Finance",
+                context={
+                    "period": summary.period,
+                    "accounts": summary.accounts,
+                    "value_date": summary.value_date.isoformat(),
+                    "duration_s": summary.duration_s,
+                    "totals": [t.model_dump() for t in summary.totals],
+                },
+            ),
+            result_type=NotificationResult,
+            **NOTIFY,
+        )
+
+    def _scheduled_period(self, timezone: str) -> str:
+        """The month before the schedule's nominal fire time, in the institution's zone (the
+        nominal time, so a catch-up run days later still posts the month it was meant for)."""
+        fired = workflow.info().typed_search_attributes.get(SCHEDULED_START)
+        if fired is None:
+            raise _refuse(ErrorCode.VALIDATION, "no period given and not started by a schedule")
+        local = self._local(fired, timezone)
+        return previous_period(f"{local.year}-{local.month:02d}")
+
+    def _check_ended(self, period: str, timezone: str) -> None:
+        """A month is posted once it is over in the institution's zone, never before."""
+        today = self._local(workflow.now(), timezone).date()
+        if period_bounds(period)[1] >= today:
+            raise _refuse(
+                ErrorCode.PERIOD_NOT_ENDED, f"{period} has not ended yet ({timezone} {today})"
+            )
+
+    @staticmethod
+    def _local(moment: datetime, timezone: str) -> datetime:
+        """`moment` in the institution's zone. The sandbox proxies zoneinfo; the tz database is
+        fixed data, so reading it unrestricted stays deterministic."""
+        with workflow.unsafe.sandbox_unrestricted():
+            try:
+                zone = ZoneInfo(timezone)
+                offset = zone.utcoffset(moment)
+                return moment.astimezone(dt_timezone(offset)) if offset is not None else moment
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise _refuse(ErrorCode.VALIDATION, f"unknown time zone {timezone!r}") from exc
+
+    def _enter(self, stage: Stage) -> None:
+        p = self._progress
+        p.stage = stage
+        workflow.upsert_search_attributes([sa.STAGE.value_set(stage.value)])
+        amounts = ", ".join(
+            f"{to_major(v, p.scales.get(c, 2))} {c}" for c, v in sorted(p.interest_minor.items())
+        )
+        workflow.set_current_details(
+            f"month-end {p.period}: **{stage.value}**, {p.accounts_done:,} / "
+            f"{p.accounts_total:,} accounts" + (f", interest posted {amounts}" if amounts else "")
+        )
+
+    @workflow.query(name="progress")
+    def progress(self) -> MonthEndProgress:
+        return self._progress
