@@ -15,15 +15,13 @@ step in `_reverse`; until it exists the first step refuses those kinds.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.common import DB_ACTIVITY, BusinessFailure, business_failure
+from workflows.common import DB_ACTIVITY, NOTIFY_ACTIVITY, BusinessFailure, business_failure
 
 with workflow.unsafe.imports_passed_through():
     import email_validator  # noqa: F401  (NotificationRequest validates e-mail addresses)
@@ -56,11 +54,6 @@ R = TypeVar("R")
 INITIAL_OUTCOME = "initial_outcome"
 DECIDE = "decide"
 SEND_NOTIFICATION = "send_notification"  # the notifications process's activity, by name
-NOTICE_ACTIVITY: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(seconds=30),
-    # Bounded: a mail outage must not keep a posted reversal from completing.
-    "retry_policy": RetryPolicy(maximum_attempts=5, maximum_interval=timedelta(seconds=30)),
-}
 
 
 def _refuse(code: ErrorCode, message: str) -> ApplicationError:
@@ -198,7 +191,7 @@ class ReversalWorkflow:
                     SEND_NOTIFICATION,
                     notice,
                     result_type=NotificationResult,
-                    **NOTICE_ACTIVITY,
+                    **NOTIFY_ACTIVITY,
                 )
                 s.notified += 1
             except ActivityError as exc:
@@ -289,7 +282,7 @@ class ReversalWorkflow:
     @workflow.update(name=DECIDE)
     async def decide(self, decision: DecisionInput) -> ReversalState:
         """Approve or reject. Returns at once while more approvals are needed, else once the
-        ledger reflects the outcome."""
+        ledger reflects the outcome (the mirror posted, or the holds released)."""
         s = self._state
         s.decisions.append(
             Decision(
@@ -321,7 +314,11 @@ class ReversalWorkflow:
             note = f"{approvals} of {s.tier.approvers} approvals"
             self._enter(Stage.AWAITING_APPROVAL, note, role=self._waiting_role())
             return s
-        await workflow.wait_condition(lambda: s.stage in TERMINAL_STAGES)
+        # Answer once the ledger reflects the outcome; member e-mails follow (a mail outage is
+        # retried for up to a day and must not keep the approver waiting).
+        await workflow.wait_condition(
+            lambda: s.stage in TERMINAL_STAGES or s.reversal_journal_id is not None
+        )
         return s
 
     @decide.validator

@@ -70,6 +70,7 @@ async def member_account(sessions: Sessions, email: str) -> LedgerAccount:
 
 async def test_two_requests_meet_one_case_and_post_one_reversal(
     api: AsyncClient,
+    temporal_client: Client,
     staff: dict[str, Staff],
     factory: Factory,
     idem: Idem,
@@ -96,7 +97,9 @@ async def test_two_requests_meet_one_case_and_post_one_reversal(
     assert (await decide(api, requester, original.journal_id, approve=True)).status_code == 403
     done = await decide(api, staff["branch_manager"], original.journal_id, approve=True)
     assert done.status_code == 200, done.text
-    assert done.json()["stage"] == "completed" and done.json()["notified"] == 1
+    assert done.json()["reversal_journal_id"] == f"{case['reversal_id']}:reverse"
+    final = await temporal_client.get_workflow_handle(case["reversal_id"]).result()
+    assert final["stage"] == "completed" and final["notified"] == 1
     again = await decide(api, staff["finance"], original.journal_id, approve=True)
     assert again.status_code == 409 and again.json()["error"] == "NotAwaitingDecision"
     repeat = await request(api, teller2, original.journal_id, idem)

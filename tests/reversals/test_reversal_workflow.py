@@ -76,7 +76,8 @@ async def test_deposit_reversal_holds_the_funds_and_needs_another_person(
     assert await refused(handle, decision(override=True)) == ErrorCode.FORBIDDEN
 
     done = await decide(handle, decision())
-    assert done.stage == Stage.COMPLETED and done.reversal_journal_id == f"{handle.id}:reverse"
+    assert done.reversal_journal_id == f"{handle.id}:reverse"  # answered once it is posted
+    assert (await handle.result()).stage == Stage.COMPLETED
     assert await balances(factory, acc.id) == (0, 0)
     async with sessions() as s:
         mirror = await ledger_engine.load_journal(s, done.reversal_journal_id)
@@ -125,8 +126,8 @@ async def test_each_generic_kind_is_mirrored(
     assert [h.amount_minor for h in waiting.holds] == (
         [300_00] if kind in ("transfer", "interest") else []
     )
-    done = await decide(handle, decision())
-    assert done.stage == Stage.COMPLETED
+    assert (await decide(handle, decision())).reversal_journal_id is not None
+    assert (await handle.result()).stage == Stage.COMPLETED
     assert (await balances(factory, a.id), await balances(factory, b.id)) == before
     await verified(sessions)
 
@@ -143,7 +144,8 @@ async def test_amount_tiers_need_two_approvers_and_the_right_role(
     assert first.stage == Stage.AWAITING_APPROVAL and first.history[-1].note == "1 of 2 approvals"
     assert await refused(handle, decision()) == ErrorCode.DUPLICATE
     done = await decide(handle, decision(approver_id=MANAGER2_ID, name="manager2"))
-    assert done.stage == Stage.COMPLETED and await balances(factory, acc.id) == (0, 0)
+    assert done.reversal_journal_id and await balances(factory, acc.id) == (0, 0)
+    assert (await handle.result()).stage == Stage.COMPLETED
 
     big = await post(sessions, "deposit", (factory.gl(CASH.number), acc.id, 20_000_00))
     handle = await start(temporal_client, worker, reversal_input(big.journal_id))
@@ -154,7 +156,7 @@ async def test_amount_tiers_need_two_approvers_and_the_right_role(
         handle,
         decision(approver_id=FINANCE_ID + 1, roles=("finance",), name="finance2"),
     )
-    assert done.stage == Stage.COMPLETED
+    assert (await handle.result()).stage == Stage.COMPLETED
     await verified(sessions)
 
 
@@ -175,7 +177,8 @@ async def test_a_reversal_that_would_overdraw_waits_for_an_override(
     assert await refused(handle, decision()) == ErrorCode.OVERRIDE_REQUIRED
     assert await refused(handle, decision(override=True)) == ErrorCode.FORBIDDEN
     done = await decide(handle, decision(approver_id=FINANCE_ID, roles=("finance",), override=True))
-    assert done.stage == Stage.COMPLETED and done.cover_journal_id == f"{handle.id}:cover"
+    assert done.cover_journal_id == f"{handle.id}:cover"
+    assert (await handle.result()).stage == Stage.COMPLETED
     assert await balances(factory, acc.id) == (0, 0)
     assert await gl_balance(sessions, receivable) - owed_before == 700_00
     await verified(sessions)
@@ -238,6 +241,7 @@ async def test_a_reversal_and_a_reversed_journal_are_refused(
     await initial(first)
     done = await decide(first, decision())
     assert done.reversal_journal_id is not None
+    await first.result()  # the same workflow id would otherwise meet the finishing case
     again = await (
         await start(temporal_client, worker, reversal_input(original.journal_id))
     ).result()
