@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities import ledger_engine
 from activities.accounts import get_account
 from activities.models import Branch, Currency, LedgerAccount
 from activities.savings_models import SavingsAccount, SavingsProduct
@@ -21,6 +22,7 @@ from activities.setup import CASH, MEMBER_SAVINGS, gl_code
 from domain.interest import Terms, Tier
 from domain.money import AmountError, to_major, to_minor
 from schemas.errors import BankflowError, ErrorCode
+from schemas.ledger import JournalRequest, PostingLine
 from schemas.savings import EnrollmentView, ProductCreate, ProductView, TierView
 
 
@@ -184,8 +186,12 @@ DEMO_PRODUCT = ProductCreate(
 )
 
 
-async def seed_demo_savings(session: AsyncSession, accounts: list[LedgerAccount]) -> None:
-    """The demo product, with the demo members' savings accounts on it (idempotent)."""
+async def seed_demo_savings(
+    session: AsyncSession, cash_id: int, accounts: list[LedgerAccount], today: date
+) -> None:
+    """The demo product with the demo savings accounts on it since the 1st of last month, each
+    with a deposit dated that day, so `bankflow month-end run` for last month posts interest.
+    Idempotent within a month (fixed journal ids)."""
     if (
         await session.scalar(
             select(SavingsProduct.id).where(SavingsProduct.code == DEMO_PRODUCT.code)
@@ -193,10 +199,27 @@ async def seed_demo_savings(session: AsyncSession, accounts: list[LedgerAccount]
         is None
     ):
         await create_product(session, DEMO_PRODUCT)
+    first = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
     for account in accounts:
-        enrolled = await session.get(SavingsAccount, account.id)
-        if enrolled is None:
-            await enroll_account(session, DEMO_PRODUCT.code, account.code)
+        if await session.get(SavingsAccount, account.id) is None:
+            await enroll_account(session, DEMO_PRODUCT.code, account.code, first)
+        await ledger_engine.post_journal(
+            session,
+            JournalRequest(
+                journal_id=f"seed-savings-{account.code}-{first:%Y-%m}",
+                kind="deposit",
+                value_date=first,
+                description="Demo savings history",
+                postings=[
+                    PostingLine(
+                        debit_account_id=cash_id,
+                        credit_account_id=account.id,
+                        amount_minor=100000,
+                        currency=account.currency,
+                    )
+                ],
+            ),
+        )
 
 
 # --- synthetic load (bench/month_end.py and the month-end tests) ----------------------------

@@ -8,11 +8,14 @@ from dataclasses import dataclass
 from datetime import date
 
 from sqlalchemy import select
+from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import ledger_engine
 from activities.accounts import create_member, open_account
+from activities.loan_products import seed_products
 from activities.models import LedgerAccount, Member, StaffUser
+from activities.savings import seed_demo_savings
 from activities.setup import CASH, EQUITY, ensure_branch, ensure_chart
 from activities.staff import create_staff_user, user_roles
 from domain.money import to_minor
@@ -127,4 +130,20 @@ async def seed_demo(session: AsyncSession) -> list[DemoUser]:
         await _deposit(
             session, f"seed-opening-{member.member_number}", chart[CASH.number], account.id, opening
         )
+    # loans: the demo loan products; Amina Okafor is a long-standing, KYC-verified member, so the
+    # README's loan walkthrough has an eligible applicant without a KYC review first
+    await seed_products(session)
+    await session.execute(
+        sql_update(Member)
+        .where(Member.email == DEMO_MEMBERS[0][3], Member.kyc_status == "unverified")
+        .values(kyc_status="verified")
+    )
+    # month-end: the demo savings product, with the demo members' savings accounts on it
+    demo_savings = await session.scalars(
+        select(LedgerAccount)
+        .join(Member, Member.id == LedgerAccount.member_id)
+        .where(Member.email.in_([m[3] for m in DEMO_MEMBERS]), LedgerAccount.kind == "savings")
+        .order_by(LedgerAccount.id)
+    )
+    await seed_demo_savings(session, chart[CASH.number], list(demo_savings), date.today())
     return users

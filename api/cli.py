@@ -21,6 +21,7 @@ from activities.setup import ensure_chart, ensure_currency
 from activities.staff import create_staff_user
 from api.auth import issue_token
 from api.schedule_cli import loans_app
+from api.schedules import month_end_app, schedules_app
 from schemas.errors import BankflowError
 from schemas.settings import get_settings
 
@@ -41,6 +42,8 @@ for sub, name in (
 ):
     app.add_typer(sub, name=name)
 app.add_typer(loans_app, name="loans")
+app.add_typer(schedules_app, name="schedules")
+app.add_typer(month_end_app, name="month-end")
 
 console = Console()
 err_console = Console(stderr=True)

@@ -129,47 +129,76 @@ def _counted(terms: Terms, balance: Decimal) -> bool:
     return balance > ZERO and balance >= terms.min_balance
 
 
-def _earned_daily_compounding(
-    terms: Terms, balances: Sequence[Decimal | None], accrued: Decimal
-) -> Decimal:
+Runs = list[tuple[Decimal, int]]  # (end-of-day balance, consecutive open days at it)
+
+
+def balance_runs(
+    start: date,
+    end: date,
+    closing_balance: Decimal,
+    changes: Sequence[tuple[date, Decimal]],
+    opened_on: date | None = None,
+    closed_on: date | None = None,
+) -> Runs:
+    """The open days of start..end as runs of equal end-of-day balance, oldest first.
+
+    Same balances as `day_balances`, without a row per day: a million accounts of a few
+    postings each are priced a run at a time (n x the day's 9 dp interest is exactly what n
+    separate days give)."""
+    first = max(start, opened_on) if opened_on else start
+    last = min(end, closed_on) if closed_on else end
+    if first > last:
+        return []
+    by_day: dict[date, Decimal] = {}
+    for day, amount in changes:
+        if start < day <= end:
+            by_day[day] = by_day.get(day, ZERO) + amount
+    runs: Runs = []
+    balance, run_end = closing_balance, end
+
+    def clipped(lo: date, hi: date) -> int:
+        lo, hi = max(lo, first), min(hi, last)
+        return (hi - lo).days + 1 if hi >= lo else 0
+
+    for day in sorted(by_day, reverse=True):  # step back through the month, change by change
+        runs.append((balance, clipped(day, run_end)))
+        balance -= by_day[day]
+        run_end = day - timedelta(days=1)
+    runs.append((balance, clipped(start, run_end)))
+    runs.reverse()
+    return [(b, n) for b, n in runs if n > 0]
+
+
+def _earned_daily_compounding(terms: Terms, runs: Runs, accrued: Decimal) -> Decimal:
     earned = ZERO
-    for balance in balances:
-        if balance is None or not _counted(terms, balance):
+    for balance, days in runs:
+        if not _counted(terms, balance):
             continue
-        earned += _day_interest(terms, balance + accrued + earned, terms.rate_for(balance))
+        rate = terms.rate_for(balance)
+        for _ in range(days):
+            earned += _day_interest(terms, balance + accrued + earned, rate)
     return earned
 
 
-def _earned_monthly_compounding(
-    terms: Terms, balances: Sequence[Decimal | None], accrued: Decimal
-) -> Decimal:
-    """Runs of equal balances are priced at once: n x the day's 9 dp interest is exactly what
-    n separate days would give, at a fraction of the cost over a million accounts."""
+def _earned_monthly_compounding(terms: Terms, runs: Runs, accrued: Decimal) -> Decimal:
     earned = ZERO
-    run_balance: Decimal | None = None
-    run_days = 0
-    for balance in [*balances, None]:
-        if balance is not None and balance == run_balance:
-            run_days += 1
-            continue
-        if run_balance is not None and _counted(terms, run_balance):
-            rate = terms.rate_for(run_balance)
-            earned += _day_interest(terms, run_balance + accrued, rate, run_days)
-        run_balance, run_days = balance, 1
+    for balance, days in runs:
+        if _counted(terms, balance):
+            earned += _day_interest(terms, balance + accrued, terms.rate_for(balance), days)
     return earned
 
 
-def _earned_average(terms: Terms, balances: Sequence[Decimal | None], accrued: Decimal) -> Decimal:
+def _earned_average(terms: Terms, runs: Runs, accrued: Decimal) -> Decimal:
     """Average daily balance over the month: days below the minimum count as zero."""
-    open_days = [b for b in balances if b is not None]
+    open_days = sum(days for _, days in runs)
     if not open_days:
         return ZERO
     with localcontext(PRECISION):
-        total = sum((b for b in open_days if _counted(terms, b)), ZERO)
-        average = (total / len(open_days)).quantize(NINE_PLACES, terms.rounding)
+        total = sum((b * days for b, days in runs if _counted(terms, b)), ZERO)
+        average = (total / open_days).quantize(NINE_PLACES, terms.rounding)
     if average <= ZERO:
         return ZERO
-    return _day_interest(terms, average + accrued, terms.rate_for(average), len(open_days))
+    return _day_interest(terms, average + accrued, terms.rate_for(average), open_days)
 
 
 def month_interest(
@@ -190,20 +219,14 @@ def month_interest(
     before `opened_on` or after `closed_on` do not accrue.
     """
     start, end = month_bounds(year, month)
-    balances: list[Decimal | None] = []
-    for offset, balance in enumerate(day_balances(start, end, closing_balance, changes)):
-        day = start + timedelta(days=offset)
-        is_open = (opened_on is None or day >= opened_on) and (
-            closed_on is None or day <= closed_on
-        )
-        balances.append(balance if is_open else None)
+    runs = balance_runs(start, end, closing_balance, changes, opened_on, closed_on)
     if terms.compounding == "daily":
-        earned = _earned_daily_compounding(terms, balances, carry.accrued)
+        earned = _earned_daily_compounding(terms, runs, carry.accrued)
     elif terms.method == "average_daily_balance":
-        earned = _earned_average(terms, balances, carry.accrued)
+        earned = _earned_average(terms, runs, carry.accrued)
     else:
-        earned = _earned_monthly_compounding(terms, balances, carry.accrued)
-    days = sum(1 for b in balances if b is not None)
+        earned = _earned_monthly_compounding(terms, runs, carry.accrued)
+    days = sum(n for _, n in runs)
     accrued = carry.accrued + earned
     if month not in POSTING_MONTHS[terms.posting]:
         return MonthInterest(earned, False, ZERO, ZERO, days, Carry(accrued, carry.residue))

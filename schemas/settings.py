@@ -96,6 +96,14 @@ class Settings(BaseSettings):
         description="how long an approved loan may be withdrawn before disbursement takes over",
     )
 
+    # month-end savings interest (workflows/month_end_interest.py, api/schedules.py)
+    institution_timezone: str = Field(
+        default="UTC", description="IANA zone of the schedules (month-end at 00:30 on the 1st)"
+    )
+    finance_email: str = Field(
+        default="finance@bankflow.example", description="receives the month-end summary"
+    )
+
     @property
     def sqlalchemy_url(self) -> str:
         url = self.database_url

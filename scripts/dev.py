@@ -284,6 +284,8 @@ class Launcher:
             print(f"reusing the Temporal server already listening on {self.temporal_address}")
             register_search_attributes(self.temporal, self.temporal_address)
         worker = spawn("worker", [sys.executable, "worker.py"], env, grace=WORKER_GRACE)
+        # Month-end (and later the daily jobs) on Temporal Schedules; idempotent at every start.
+        run_step([bankflow, "schedules", "sync"], env, LOGS / "setup.log")
         self.children.append(worker)
         api = [sys.executable, "-m", "uvicorn", "api.app:app", "--host", HOST]
         self.children.append(spawn("api", [*api, "--port", str(API_PORT)], env))

@@ -2,10 +2,24 @@
 
 from fastapi import APIRouter
 
-from api.routes import accounts, auth, health, ledger, members, movements, notifications
-from api.routes import periods, reversals
-from api.routes import schedule
-from api.routes import approvals, loan_products, loans
+from api.routes import (
+    accounts,
+    approvals,
+    auth,
+    health,
+    kyc,
+    ledger,
+    loan_products,
+    loans,
+    members,
+    movements,
+    notifications,
+    periods,
+    reports,
+    reversals,
+    savings_products,
+    schedule,
+)
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -15,10 +29,13 @@ ROUTERS: list[APIRouter] = [
     ledger.router,
     movements.router,
     notifications.router,
+    kyc.router,
     reversals.router,
     periods.router,
     schedule.router,
     loan_products.router,
     loans.router,
     approvals.router,
+    savings_products.router,
+    reports.router,
 ]

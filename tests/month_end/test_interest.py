@@ -8,7 +8,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
 from activities.month_end import journal_hash
-from domain.interest import Carry, Terms, Tier, day_balances, month_interest
+from domain.interest import Carry, Terms, Tier, balance_runs, day_balances, month_interest
 from schemas.ledger import PostingLine, content_hash
 
 D = Decimal
@@ -130,3 +130,17 @@ def test_batch_journal_hash_matches_the_ledger() -> None:
     assert journal_hash("interest", value_date, lines) == content_hash(
         "interest", value_date, models
     )
+
+
+def test_balance_runs_agree_with_day_by_day_balances() -> None:
+    start, end = date(2026, 11, 1), date(2026, 11, 30)
+    changes = [(date(2026, 11, d), D(d * 10 - 55)) for d in (1, 3, 3, 9, 17, 30)]
+    changes.append((date(2026, 12, 2), D(999)))  # after the month: ignored
+    for opened, closed in [(None, None), (date(2026, 11, 3), None), (date(2026, 11, 5), date(2026, 11, 20)), (date(2026, 11, 30), None)]:  # fmt: skip
+        days = day_balances(start, end, D(1000), changes)
+        expected = [
+            b for i, b in enumerate(days)
+            if (opened is None or i + 1 >= opened.day) and (closed is None or i + 1 <= closed.day)
+        ]  # fmt: skip
+        runs = balance_runs(start, end, D(1000), changes, opened, closed)
+        assert [b for b, n in runs for _ in range(n)] == expected

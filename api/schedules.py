@@ -1,0 +1,229 @@
+"""Temporal Schedules for the recurring jobs, and running month-end periods by hand.
+
+`sync_schedules` creates or updates each schedule to match the code, so running it twice leaves
+one schedule with the same spec (the dev launcher runs it at every start). Month-end fires at
+00:30 on the 1st in the institution's time zone and posts the month before; a missed firing is
+caught up within 7 days, and a firing while the last run is still going is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+
+from domain.money import to_major
+from schemas.month_end import (
+    SCHEDULE_ID,
+    WORKFLOW_PREFIX,
+    MonthEndInput,
+    MonthEndProgress,
+    MonthEndSummary,
+    check_period,
+    periods_between,
+)
+from schemas.settings import Settings, get_settings
+from workflows.month_end_interest import MonthEndInterestWorkflow
+
+CATCHUP_WINDOW = timedelta(days=7)
+
+
+def month_end_input(settings: Settings, period: str | None = None) -> MonthEndInput:
+    return MonthEndInput(
+        period=period,
+        timezone=settings.institution_timezone,
+        notify=[settings.finance_email] if settings.finance_email else [],
+    )
+
+
+def month_end_schedule(settings: Settings) -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            MonthEndInterestWorkflow.run,
+            month_end_input(settings),
+            id="month-end-scheduled",
+            task_queue=settings.batch_task_queue,
+        ),
+        spec=ScheduleSpec(
+            calendars=[
+                ScheduleCalendarSpec(
+                    second=[ScheduleRange(0)],
+                    minute=[ScheduleRange(30)],
+                    hour=[ScheduleRange(0)],
+                    day_of_month=[ScheduleRange(1)],
+                )
+            ],
+            time_zone_name=settings.institution_timezone,
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=CATCHUP_WINDOW),
+    )
+
+
+async def sync_schedules(client: Client, settings: Settings, *, prefix: str = "") -> list[str]:
+    """Create or update every schedule; returns what it did, one line each. (The daily loan
+    job joins this list when it exists.)"""
+    done: list[str] = []
+    for schedule_id, schedule in ((prefix + SCHEDULE_ID, month_end_schedule(settings)),):
+        try:
+            await client.create_schedule(schedule_id, schedule)
+            done.append(f"created {schedule_id}")
+        except ScheduleAlreadyRunningError:
+
+            def replace(_: ScheduleUpdateInput, new: Schedule = schedule) -> ScheduleUpdate:
+                return ScheduleUpdate(schedule=new)
+
+            await client.get_schedule_handle(schedule_id).update(replace)
+            done.append(f"updated {schedule_id}")
+    return done
+
+
+async def run_period(
+    client: Client,
+    settings: Settings,
+    period: str,
+    on_progress: Callable[[MonthEndProgress], None] = lambda _: None,
+    *,
+    poll: timedelta = timedelta(milliseconds=500),
+) -> MonthEndSummary:
+    """Start (or join the running) month-end of one period and wait for it, reporting progress.
+    A completed period runs again as a no-op that returns its stored summary."""
+    handle: WorkflowHandle[MonthEndInterestWorkflow, MonthEndSummary] = await client.start_workflow(
+        MonthEndInterestWorkflow.run,
+        month_end_input(settings, period),
+        id=WORKFLOW_PREFIX + period,
+        task_queue=settings.batch_task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    result = asyncio.ensure_future(handle.result())
+    while not result.done():
+        try:
+            on_progress(await handle.query(MonthEndInterestWorkflow.progress))
+        except RPCError:
+            pass  # between runs (continue-as-new) or not started yet: ask again
+        await asyncio.wait([result], timeout=poll.total_seconds())
+    return result.result()
+
+
+# --- `bankflow schedules ...` and `bankflow month-end ...` --------------------------------------
+
+schedules_app = typer.Typer(help="Temporal Schedules of the recurring jobs", no_args_is_help=True)
+month_end_app = typer.Typer(help="Month-end savings interest", no_args_is_help=True)
+PeriodOption = Annotated[str, typer.Option("--period", help="YYYY-MM")]
+
+
+def _period(value: str) -> str:
+    try:
+        return check_period(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+async def _client(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def _run_with_bar(periods: list[str]) -> None:
+    settings = get_settings()
+
+    async def run() -> None:
+        client = await _client(settings)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[amount]}"),
+            TimeElapsedColumn(),
+        ) as bar:
+            for period in periods:
+                task = bar.add_task(f"month-end {period}", total=None, amount="")
+
+                def show(p: MonthEndProgress, task: TaskID = task) -> None:
+                    amount = ", ".join(
+                        f"{to_major(v, p.scales.get(c, 2))} {c}"
+                        for c, v in sorted(p.interest_minor.items())
+                    )
+                    bar.update(
+                        task,
+                        total=p.accounts_total or None,
+                        completed=p.accounts_done,
+                        amount=f"{p.stage.value} {amount}",
+                    )
+
+                summary = await run_period(client, settings, period, show)
+                bar.update(task, total=summary.accounts, completed=summary.accounts)
+                for t in summary.totals:
+                    bar.console.print(
+                        f"{period} {t.currency}: {t.accounts} accounts, interest {t.interest}, "
+                        f"tax {t.tax}, net {t.net} ({summary.status}, {summary.duration_s} s)"
+                    )
+
+    try:
+        asyncio.run(run())
+    except WorkflowFailureError as exc:
+        typer.echo(f"month-end failed: {exc.cause}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@schedules_app.command("sync")
+def schedules_sync() -> None:
+    """Create or update the Temporal Schedules (idempotent)."""
+    settings = get_settings()
+
+    async def run() -> list[str]:
+        return await sync_schedules(await _client(settings), settings)
+
+    for line in asyncio.run(run()):
+        typer.echo(line)
+
+
+@schedules_app.command("backfill")
+def schedules_backfill(
+    first: Annotated[str, typer.Option("--from", help="first period YYYY-MM")],
+    last: Annotated[str, typer.Option("--to", help="last period YYYY-MM")],
+) -> None:
+    """Run the missed month-end periods from --from to --to, in order, one after the other
+    (a period already completed is a no-op)."""
+    periods = periods_between(_period(first), _period(last))
+    if not periods:
+        raise typer.BadParameter("--from is after --to")
+    _run_with_bar(periods)
+
+
+@month_end_app.command("run")
+def month_end_run(period: PeriodOption) -> None:
+    """Run one period's month-end interest now and wait for it, with a progress bar."""
+    _run_with_bar([_period(period)])

@@ -1,0 +1,289 @@
+"""Month-end savings interest at scale, measured against a hand-written SQL floor in one run.
+
+    .venv/bin/python bench/month_end.py [--accounts 1000000] [--batch-size 5000] [--concurrency 3]
+
+On a throwaway database it seeds N savings accounts on one product (3.65 %, daily balance,
+monthly compounding and posting, 10.00 minimum, 15 % withholding tax) with a month of activity
+(an opening balance, one deposit or withdrawal in the month, some accounts opened mid-month),
+then measures:
+  floor_s: the same postings and balance updates (journals with their content hashes, one
+           posting per interest credit and per tax debit, member and GL balances) written by one
+           sequence of set-based SQL statements in one transaction, no Temporal, no Python
+           per account; then rolled back (and vacuumed) so the workflow starts from the same data;
+  wall_s:  the MonthEndInterest workflow on a local Temporal dev server with the real workers,
+           from start to result;
+  rerun_s: the same period started again (it must post nothing).
+It checks that the workflow posted exactly one interest row per account and the same totals as
+the floor. Figures depend on the machine and on whatever else runs on it; compare the ratio.
+The last line reads `month-end accounts=N wall_s=X floor_s=Y ratio=Z rerun_s=W`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from contextlib import AsyncExitStack
+from datetime import date, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+_root = str(Path(__file__).resolve().parent.parent)
+if _root not in sys.path:
+    sys.path.insert(0, _root)
+
+from sqlalchemy import text  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker  # noqa: E402
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+
+from activities.db import in_transaction, make_engine, make_sessionmaker  # noqa: E402
+from activities.migrate import upgrade  # noqa: E402
+from activities.savings import create_product, seed_synthetic_accounts  # noqa: E402
+from activities.setup import (  # noqa: E402
+    INTEREST_EXPENSE,
+    WITHHOLDING_TAX,
+    ensure_branch,
+    ensure_chart,
+)
+from schemas import search_attributes  # noqa: E402
+from schemas.month_end import MonthEndInput, previous_period  # noqa: E402
+from schemas.savings import ProductCreate  # noqa: E402
+from schemas.settings import Settings  # noqa: E402
+from scripts.local_postgres import DEFAULT_URL, create_database, drop_database  # noqa: E402
+from worker import build_workers  # noqa: E402
+from workflows.month_end_interest import MonthEndInterestWorkflow  # noqa: E402
+
+PRODUCT = ProductCreate(
+    code="BENCH",
+    name="Bench savings",
+    currency="USD",
+    annual_rate=Decimal("0.0365"),
+    min_balance="10.00",
+    withholding_tax_rate=Decimal("0.15"),
+)
+SEED_CHUNK = 50_000
+
+
+def half_even(x: str, places: int) -> str:
+    """SQL: round a non-negative numeric half-to-even (Postgres' round() is half-up)."""
+    s = f"({x}) * 1e{places}"
+    return (
+        f"(CASE WHEN {s} - trunc({s}) = 0.5 AND mod(trunc({s}), 2) = 0 "
+        f"THEN trunc({s}) ELSE round({s}) END / 1e{places})"
+    )
+
+
+# The floor: interest for the bench product's rules (daily balance, monthly compounding and
+# posting, first period so nothing carried), written with the same rows the workflow writes.
+FLOOR = [
+    """CREATE TEMP TABLE f_acc ON COMMIT DROP AS
+       SELECT s.account_id, s.opened_on, a.credits_posted_minor - a.debits_posted_minor AS bal
+       FROM savings_accounts s JOIN ledger_accounts a ON a.id = s.account_id
+       WHERE s.opened_on <= :end""",
+    """CREATE TEMP TABLE f_chg ON COMMIT DROP AS
+       SELECT x.account_id, j.value_date AS d, sum(x.amount) AS amt
+       FROM (SELECT credit_account_id AS account_id, journal_id, amount_minor AS amount
+             FROM postings
+             UNION ALL SELECT debit_account_id, journal_id, -amount_minor FROM postings) x
+       JOIN journals j ON j.id = x.journal_id
+       JOIN f_acc USING (account_id)
+       WHERE j.value_date >= :start GROUP BY 1, 2""",
+    "CREATE INDEX ON f_chg (account_id, d)",
+    "ANALYZE f_acc",
+    "ANALYZE f_chg",
+    f"""CREATE TEMP TABLE f_int ON COMMIT DROP AS
+       WITH starts AS (
+           SELECT account_id, greatest(CAST(:start AS date), opened_on) AS s FROM f_acc
+           UNION SELECT c.account_id, c.d FROM f_chg c JOIN f_acc a USING (account_id)
+           WHERE c.d > :start AND c.d <= :end AND c.d >= a.opened_on),
+       segs AS (
+           SELECT account_id, s,
+                  coalesce(lead(s) OVER (PARTITION BY account_id ORDER BY s),
+                           CAST(:end AS date) + 1) - s AS days
+           FROM starts),
+       eod AS (
+           SELECT g.account_id, g.days,
+                  (a.bal - coalesce((SELECT sum(amt) FROM f_chg c
+                                     WHERE c.account_id = g.account_id AND c.d > g.s), 0))
+                  / 100.0 AS b
+           FROM segs g JOIN f_acc a USING (account_id)),
+       earned AS (
+           SELECT account_id,
+                  sum(CASE WHEN b >= 10 AND b > 0
+                      THEN days * {half_even("b * 0.0365 / 365", 9)} ELSE 0 END) AS e
+           FROM eod GROUP BY account_id)
+       SELECT account_id, CAST({half_even("e", 2)} * 100 AS bigint) AS gross,
+              CAST({half_even(half_even("e", 2) + " * 0.15", 2)} * 100 AS bigint) AS tax,
+              (row_number() OVER (ORDER BY account_id) - 1) / :batch AS batch
+       FROM earned""",
+    """CREATE TEMP TABLE f_lines ON COMMIT DROP AS
+       SELECT batch, row_number() OVER (PARTITION BY batch ORDER BY account_id, kind) AS line,
+              debit, credit, amount
+       FROM (SELECT batch, account_id, 0 AS kind, :expense AS debit, account_id AS credit,
+                    gross AS amount FROM f_int WHERE gross > 0
+             UNION ALL
+             SELECT batch, account_id, 1, account_id, :wht, tax FROM f_int WHERE tax > 0) l""",
+    """INSERT INTO journals (id, kind, description, value_date, content_hash)
+       SELECT 'floor-' || batch, 'interest', 'floor', :end,
+              encode(sha256(convert_to(
+                  '{"kind":"interest","value_date":"' || :end_iso ||
+                  '","reverses"\\:null,"postings":[' ||
+                  string_agg('[' || debit || ',' || credit || ',' || amount || ',"USD"]', ','
+                             ORDER BY line) || ']}', 'UTF8')), 'hex')
+       FROM f_lines GROUP BY batch""",
+    """INSERT INTO postings (journal_id, line, debit_account_id, credit_account_id,
+                             amount_minor, currency)
+       SELECT 'floor-' || batch, line, debit, credit, amount, 'USD' FROM f_lines""",
+    """UPDATE ledger_accounts a SET credits_posted_minor = credits_posted_minor + f.gross,
+                                   debits_posted_minor = debits_posted_minor + f.tax
+       FROM f_int f WHERE a.id = f.account_id AND f.gross > 0""",
+    """UPDATE ledger_accounts SET debits_posted_minor = debits_posted_minor
+                                  + (SELECT sum(gross) FROM f_int) WHERE id = :expense""",
+    """UPDATE ledger_accounts SET credits_posted_minor = credits_posted_minor
+                                  + (SELECT sum(tax) FROM f_int) WHERE id = :wht""",
+]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--accounts", type=int, default=1_000_000)
+    parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="keep the database")
+    args = parser.parse_args()
+    n: int = args.accounts
+
+    server = DEFAULT_URL
+    name = f"bankflow_bench_me_{uuid.uuid4().hex[:8]}"
+    url = create_database(server, name)
+    upgrade(url)
+    settings = Settings(database_url=url)
+    engine = make_engine(settings, pool_size=10)
+    sessions = make_sessionmaker(engine)
+    today = date.today()
+    period = previous_period(f"{today:%Y-%m}")
+    start = date(int(period[:4]), int(period[5:]), 1)
+    end = today.replace(day=1) - timedelta(days=1)
+    try:
+
+        async def setup(session: AsyncSession) -> dict[str, int]:
+            await ensure_branch(session, "HQ", "Head office", "UTC")
+            chart = await ensure_chart(session, "USD")
+            await create_product(session, PRODUCT)
+            return chart
+
+        chart = await in_transaction(sessions, setup)
+        t = time.perf_counter()
+        for i in range(0, n, SEED_CHUNK):
+            count = min(SEED_CHUNK, n - i)
+
+            async def chunk(session: AsyncSession, i: int = i, count: int = count) -> object:
+                return await seed_synthetic_accounts(
+                    session, tag=f"B{i // SEED_CHUNK}-", count=count, product_code="BENCH",
+                    period_start=start,
+                )  # fmt: skip
+
+            await in_transaction(sessions, chunk)
+            print(f"seeded {i + count:,} accounts", end="\r", flush=True)
+        async with engine.connect() as conn:
+            await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(
+                text("VACUUM ANALYZE")
+            )
+        print(f"seeded {n:,} accounts with a month of activity in {time.perf_counter() - t:.1f} s")
+
+        floor_s, floor_totals = await measure_floor(engine, chart, start, end, args.batch_size)
+        print(f"floor: {floor_s:.1f} s (rolled back), interest/tax {floor_totals}")
+
+        wall_s, rerun_s, totals = await measure_workflow(
+            settings, sessions, period, args.batch_size, args.concurrency
+        )
+        async with sessions() as s:
+            rows = await s.scalar(
+                text("SELECT count(*) FROM interest_postings WHERE period = :p"), {"p": period}
+            )
+            eligible = await s.scalar(
+                text("SELECT count(*) FROM savings_accounts WHERE opened_on <= :e"), {"e": end}
+            )
+        print(f"interest rows {rows:,} for {eligible:,} eligible accounts; totals {totals}")
+        if rows != eligible or totals != floor_totals:
+            print("MISMATCH: the workflow and the floor disagree", file=sys.stderr)
+        print(f"workflow: {wall_s:.1f} s ({n / wall_s:,.0f} accounts/s), re-run {rerun_s:.2f} s")
+        print(
+            f"month-end accounts={n} wall_s={wall_s:.1f} floor_s={floor_s:.1f} "
+            f"ratio={wall_s / floor_s:.2f} rerun_s={rerun_s:.2f}"
+        )
+    finally:
+        await engine.dispose()
+        if not args.keep:
+            drop_database(server, name)
+
+
+async def measure_floor(
+    engine: AsyncEngine, chart: dict[str, int], start: date, end: date, batch: int
+) -> tuple[float, tuple[int, int]]:
+    params = {
+        "start": start,
+        "end": end,
+        "end_iso": end.isoformat(),
+        "batch": batch,
+        "expense": chart[INTEREST_EXPENSE.number],
+        "wht": chart[WITHHOLDING_TAX.number],
+    }
+    async with engine.connect() as conn:
+        tx = await conn.begin()
+        t = time.perf_counter()
+        for sql in FLOOR:
+            step = time.perf_counter()
+            await conn.execute(text(sql), params)
+            print(f"  floor step {time.perf_counter() - step:6.2f} s  {sql.split()[0:4]}")
+        elapsed = time.perf_counter() - t
+        row = (await conn.execute(text("SELECT sum(gross), sum(tax) FROM f_int"))).one()
+        await tx.rollback()
+        await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(
+            text("VACUUM ANALYZE")
+        )
+    return elapsed, (int(row[0]), int(row[1]))
+
+
+async def measure_workflow(
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    period: str,
+    batch: int,
+    concurrency: int,
+) -> tuple[float, float, tuple[int, int]]:
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        search_attributes=search_attributes.ALL,
+        dev_server_log_level="error",
+        ui=False,
+    )
+    queue = f"bench-{uuid.uuid4().hex[:8]}"
+    async with env, AsyncExitStack() as stack:
+        for w in build_workers(
+            env.client, settings, sessions, interactive_queue=queue, batch_queue=f"{queue}-b"
+        ):
+            await stack.enter_async_context(w)
+        inp = MonthEndInput(period=period, batch_size=batch, concurrency=concurrency)
+        times = []
+        summary = None
+        for attempt in range(2):
+            t = time.perf_counter()
+            summary = await env.client.execute_workflow(
+                MonthEndInterestWorkflow.run,
+                inp,
+                id=f"month-end-{period}-{attempt}",
+                task_queue=f"{queue}-b",
+            )
+            times.append(time.perf_counter() - t)
+        assert summary is not None
+        [usd] = summary.totals
+        return times[0], times[1], (usd.interest_minor, usd.tax_minor)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
