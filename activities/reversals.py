@@ -24,7 +24,7 @@ from activities.models import Branch, Currency, Hold, Journal, LedgerAccount, Me
 from activities.periods import is_closed
 from activities.reversal_checks import check_reversible
 from activities.reversal_models import ReversalEvent
-from activities.setup import GlAccount, gl_code
+from activities.setup import MEMBER_OVERDRAFTS, gl_code
 from domain.money import to_major
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import (
@@ -53,7 +53,8 @@ T = TypeVar("T")
 A = LedgerAccount
 # Where an approved overdraft lands: the member account stays at zero (the database forbids a
 # negative no-overdraft account) and the institution records what the member owes.
-OVERDRAFT_RECEIVABLE = GlAccount("1250", "Member overdrafts receivable", "asset")
+# In the default chart since it exists; created here too for charts made before it did.
+OVERDRAFT_RECEIVABLE = MEMBER_OVERDRAFTS
 NOTICE_TEMPLATE = "reversal_completed"
 
 

@@ -40,6 +40,7 @@ class GlAccount:
 CASH = GlAccount("1000", "Cash and vault", "asset")
 LOAN_PORTFOLIO = GlAccount("1100", "Loan portfolio", "asset")
 INTEREST_RECEIVABLE = GlAccount("1200", "Interest receivable", "asset")
+MEMBER_OVERDRAFTS = GlAccount("1250", "Member overdrafts receivable", "asset")
 PAYMENT_CLEARING = GlAccount("1300", "Payment clearing", "asset")
 MEMBER_SAVINGS = GlAccount("2000", "Member savings control", "liability")
 WITHHOLDING_TAX = GlAccount("2200", "Withholding tax payable", "liability")
@@ -55,6 +56,7 @@ DEFAULT_CHART = (
     CASH,
     LOAN_PORTFOLIO,
     INTEREST_RECEIVABLE,
+    MEMBER_OVERDRAFTS,
     PAYMENT_CLEARING,
     MEMBER_SAVINGS,
     WITHHOLDING_TAX,
