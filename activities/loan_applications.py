@@ -27,7 +27,7 @@ from activities.models import Branch, Member, StaffUser
 from activities.staff import Principal
 from domain.money import to_major
 from schemas.errors import BankflowError, ErrorCode
-from schemas.loan_products import ProductSnapshot, schedule_terms
+from schemas.loan_products import ProductSnapshot, plain, schedule_terms
 from schemas.loans import (
     EligibilityCheck,
     Guarantor,
@@ -252,7 +252,7 @@ async def loan_view(session: AsyncSession, loan_number: str) -> LoanView:
         repayments=loan.repayments,
         purpose=loan.purpose,
         expected_disbursement_on=loan.expected_disbursement_on,
-        annual_interest_rate=str(snap.annual_interest_rate.normalize()),
+        annual_interest_rate=str(plain(snap.annual_interest_rate)),
         entered_by=entered_by or "",
         guarantors=[
             GuarantorView(

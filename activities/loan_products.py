@@ -30,6 +30,7 @@ from schemas.loan_products import (
     LoanProductView,
     ProductSnapshot,
     ScheduleRules,
+    plain,
     schedule_terms,
 )
 
@@ -167,9 +168,10 @@ async def list_products(session: AsyncSession) -> list[LoanProduct]:
 
 def snapshot(product: LoanProduct, scale: int) -> ProductSnapshot:
     """The product as an application carries it: every rule, amounts in minor units."""
-    rules = {
+    rules: dict[str, Any] = {
         name: getattr(product, name) for name in SCHEDULE_FIELDS if name != "installment_multiple"
     }
+    rules["annual_interest_rate"] = plain(product.annual_interest_rate)
     return ProductSnapshot(
         **rules,
         installment_multiple=to_major(product.installment_multiple_minor, scale),
@@ -183,8 +185,8 @@ def snapshot(product: LoanProduct, scale: int) -> ProductSnapshot:
         max_repayments=product.max_repayments,
         disbursement_fee_kind=product.disbursement_fee_kind,
         disbursement_fee_flat_minor=product.disbursement_fee_flat_minor,
-        disbursement_fee_pct=product.disbursement_fee_pct,
-        penalty_rate=product.penalty_rate,
+        disbursement_fee_pct=plain(product.disbursement_fee_pct),
+        penalty_rate=plain(product.penalty_rate),
         guarantee=GuaranteeRules.model_validate(product.guarantee_rules),
         eligibility=EligibilityRules.model_validate(product.eligibility_rules),
         approval_tiers=[ApprovalTier.model_validate(t) for t in product.approval_tiers],
@@ -197,7 +199,7 @@ def product_view(product: LoanProduct, scale: int) -> LoanProductView:
     if snap.disbursement_fee_kind == "flat":
         fee = DisbursementFee(kind="flat", value=to_major(snap.disbursement_fee_flat_minor, scale))
     elif snap.disbursement_fee_kind == "percent":
-        fee = DisbursementFee(kind="percent", value=str(snap.disbursement_fee_pct.normalize()))
+        fee = DisbursementFee(kind="percent", value=str(snap.disbursement_fee_pct))
     return LoanProductView(
         **snap.model_dump(include=set(SCHEDULE_FIELDS)),
         code=snap.code,
@@ -236,3 +238,59 @@ def check_terms(snap: ProductSnapshot, principal_minor: int, repayments: int) ->
             ErrorCode.VALIDATION,
             f"{snap.code} takes {snap.min_repayments} to {snap.max_repayments} repayments",
         )
+
+
+# The demo institution's products (`bankflow seed demo`): a personal loan with guarantors and
+# three approval tiers, and a small emergency loan one loan officer approves.
+DEMO_PRODUCTS: tuple[dict[str, Any], ...] = (
+    {
+        "code": "PERSONAL",
+        "name": "Personal loan",
+        "currency": "USD",
+        "min_principal": "100.00",
+        "max_principal": "50000.00",
+        "min_repayments": 3,
+        "max_repayments": 36,
+        "annual_interest_rate": "18",
+        "installment_multiple": "1",
+        "disbursement_fee": {"kind": "percent", "value": "1"},
+        "penalty_rate": "6",
+        "guarantee": {"min_guaranteed_by_others_pct": "25", "own_savings_pct": "10"},
+        "eligibility": {
+            "require_kyc_verified": True,
+            "min_membership_days": 0,
+            "max_savings_multiple": "3",
+            "no_loan_in_arrears": True,
+        },
+        "approval_tiers": [
+            {"up_to": "1000.00", "levels": [{"role": "loan_officer"}]},
+            {"up_to": "10000.00", "levels": [{"role": "loan_officer"}, {"role": "branch_manager"}]},
+            {
+                "up_to": None,
+                "levels": [{"role": "branch_manager"}, {"role": "credit_committee", "quorum": 2}],
+            },
+        ],
+    },
+    {
+        "code": "EMERGENCY",
+        "name": "Emergency loan",
+        "currency": "USD",
+        "min_principal": "50.00",
+        "max_principal": "1000.00",
+        "min_repayments": 1,
+        "max_repayments": 6,
+        "annual_interest_rate": "12",
+        "interest_method": "flat",
+        "disbursement_fee": {"kind": "flat", "value": "5.00"},
+        "eligibility": {"require_kyc_verified": True, "max_savings_multiple": "2"},
+        "approval_tiers": [{"up_to": None, "levels": [{"role": "loan_officer"}]}],
+    },
+)
+
+
+async def seed_products(session: AsyncSession) -> None:
+    """Create the demo products that are missing (idempotent by code)."""
+    for raw in DEMO_PRODUCTS:
+        exists = await session.scalar(select(LoanProduct.id).where(LoanProduct.code == raw["code"]))
+        if exists is None:
+            await create_product(session, LoanProductCreate.model_validate(raw), None)

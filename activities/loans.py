@@ -22,7 +22,7 @@ from activities.errors import transaction
 from activities.loan_models import Loan, LoanEvent, LoanGuarantor
 from activities.models import LedgerAccount, Member, StaffRole, StaffUser
 from domain.money import to_major
-from schemas.loan_products import ProductSnapshot
+from schemas.loan_products import ProductSnapshot, plain
 from schemas.loans import (
     CoverRequest,
     CoverResult,
@@ -115,7 +115,7 @@ async def check_terms(session: AsyncSession, req: TermsCheckRequest) -> TermsChe
             "savings_multiple",
             req.principal_minor <= limit,
             f"principal {money(req.principal_minor)} against at most "
-            f"{rules.max_savings_multiple.normalize()} x savings {money(balance)} = {money(limit)}",
+            f"{plain(rules.max_savings_multiple)} x savings {money(balance)} = {money(limit)}",
         )
     if rules.no_loan_in_arrears:
         in_arrears = await session.scalar(
@@ -145,7 +145,7 @@ async def _guarantee_checks(
                 rule="own_savings",
                 passed=own >= own_needed,
                 detail=f"free savings {to_major(own, scale)} {cur}; the product needs "
-                f"{p.guarantee.own_savings_pct.normalize()}% = {to_major(own_needed, scale)} {cur}",
+                f"{plain(p.guarantee.own_savings_pct)}% = {to_major(own_needed, scale)} {cur}",
             )
         )
     needed = share(req.principal_minor, p.guarantee.min_guaranteed_by_others_pct)
@@ -156,7 +156,7 @@ async def _guarantee_checks(
                 rule="guarantee_share",
                 passed=offered >= needed,
                 detail=f"guarantees {to_major(offered, scale)} {cur}; the product needs "
-                f"{p.guarantee.min_guaranteed_by_others_pct.normalize()}% = "
+                f"{plain(p.guarantee.min_guaranteed_by_others_pct)}% = "
                 f"{to_major(needed, scale)} {cur}",
             )
         )

@@ -114,6 +114,12 @@ class ScheduleRules(BaseModel):
     grace_on_interest_charged: int = Field(default=0, ge=0, le=600)
 
 
+def plain(value: Decimal) -> Decimal:
+    """A rate without trailing zeros or exponent: 18.000000 -> 18, 1.500 -> 1.5."""
+    n = value.normalize()
+    return n.quantize(Decimal(1)) if n == n.to_integral_value() else n
+
+
 def schedule_terms(
     rules: ScheduleRules,
     *,

@@ -29,6 +29,7 @@ from workflows.common import DB_ACTIVITY, business_failure
 
 with workflow.unsafe.imports_passed_through():
     import email_validator  # noqa: F401  (NotificationRequest validates e-mail addresses)
+
     from activities.loans import LoanActivities
     from domain.money import to_major
     from domain.schedule import ScheduleError, generate_schedule

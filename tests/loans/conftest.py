@@ -31,12 +31,14 @@ from schemas import search_attributes
 from schemas.loan_products import LoanProductCreate
 from schemas.loans import Actor, Decision, GuarantorIn, LoanApprovalState, LoanCreate, LoanInput
 from schemas.settings import Settings
-from tests.api.conftest import Staff, new_staff
+from tests.api.conftest import Staff, api_settings, idem, new_staff, staff
 from tests.conftest import CURRENCY, Factory
 from worker import build_workers
 from workflows.loan_approval import LoanApprovalWorkflow
 
 Handle = WorkflowHandle[Any, Any]
+# The API harness's users and Idempotency-Key maker, shared with the loan API tests.
+__all__ = ["api_settings", "idem", "staff"]
 
 # Up to 1,000.00: one loan officer. Up to 10,000.00: a loan officer, then a branch manager.
 # Above: a branch manager, then two votes of the credit committee.

@@ -1,0 +1,305 @@
+"""Loan applications: apply, read, decide, amend, withdraw, and record guarantors' answers.
+
+The application row is written first (keyed on the caller and the Idempotency-Key), then the
+LoanApproval workflow `loan-<loan number>` is started by update-with-start; a retry meets the same
+loan and the same workflow. Decisions, amendments and withdrawals are Workflow Updates: the
+workflow's validator is the authority on who may decide, and its refusals come back as errors.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response
+from sqlalchemy import select
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.db import in_transaction
+from activities.loan_applications import (
+    Application,
+    application,
+    get_loan,
+    loan_view,
+    member_ids_of,
+    register_application,
+)
+from activities.loan_models import LoanGuarantor
+from activities.loan_products import minor
+from activities.models import Member
+from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.idempotency import IdempotencyKey
+from api.processes import execute_decision
+from domain.money import to_major
+from schemas import search_attributes as sa
+from schemas.errors import BankflowError, ErrorCode
+from schemas.loans import (
+    REQUESTER_ROLES,
+    Actor,
+    Amendment,
+    AmendRequest,
+    ConsentRequest,
+    Decision,
+    DecisionRequest,
+    GuarantorAnswer,
+    LoanApprovalState,
+    LoanCreate,
+    LoanInput,
+    LoanView,
+    Stage,
+    Withdrawal,
+    WithdrawRequest,
+)
+from schemas.settings import Settings
+from workflows.loan_approval import (
+    AMEND,
+    DECIDE,
+    GUARANTOR_ANSWER,
+    INITIAL_OUTCOME,
+    WITHDRAW,
+    LoanApprovalWorkflow,
+)
+
+router = APIRouter(prefix="/v1/loans", tags=["loans"])
+
+APPROVER_ROLES = (
+    "loan_officer",
+    "branch_manager",
+    "credit_committee",
+    "compliance_officer",
+    "finance",
+)
+Requester = Annotated[Principal, Depends(require_roles(*REQUESTER_ROLES))]
+Approver = Annotated[Principal, Depends(require_roles(*APPROVER_ROLES))]
+Reader = Annotated[
+    Principal,
+    Depends(require_roles(*REQUESTER_ROLES, *APPROVER_ROLES, "ops", "compliance_officer")),
+]
+LoanNumber = Annotated[str, Path(pattern=r"^LN[0-9]{6,12}$")]
+MemberNumber = Annotated[str, Path(pattern=r"^[A-Z0-9]{1,20}$")]
+
+
+def workflow_input(app: Application, settings: Settings, principal: Principal) -> LoanInput:
+    loan = app.loan
+    return LoanInput(
+        loan_id=loan.id,
+        loan_number=loan.loan_number,
+        member_id=loan.member_id,
+        member_number=app.member_number,
+        branch=app.branch,
+        product=app.product,
+        principal_minor=loan.requested_principal_minor,
+        repayments=loan.requested_repayments,
+        purpose=loan.purpose,
+        expected_disbursement_on=loan.expected_disbursement_on,
+        guarantors=app.guarantors,
+        entered_by_id=loan.entered_by_id,
+        entered_by=principal.username,
+        guarantor_timeout=settings.loan_guarantor_timeout,
+        reminder_after=settings.loan_reminder_after,
+        escalate_after=settings.loan_escalate_after,
+        return_timeout=settings.loan_return_timeout,
+        approval_validity=settings.loan_approval_validity,
+    )
+
+
+def _handle(
+    client: Client, loan_number: str
+) -> WorkflowHandle[LoanApprovalWorkflow, LoanApprovalState]:
+    return client.get_workflow_handle_for(LoanApprovalWorkflow.run, f"loan-{loan_number}")
+
+
+async def _view(sessions: SessionsDep, loan_number: str) -> LoanView:
+    async with sessions() as session:
+        return await loan_view(session, loan_number)
+
+
+async def _actor(sessions: SessionsDep, principal: Principal) -> Actor:
+    async with sessions() as session:
+        member_ids = await member_ids_of(session, principal.id)
+    return Actor(
+        user_id=principal.id,
+        username=principal.username,
+        roles=sorted(principal.roles),
+        member_ids=member_ids,
+    )
+
+
+@router.post("", status_code=201, responses={202: {"model": LoanView}})
+async def apply_for_loan(
+    principal: Requester,
+    key: IdempotencyKey,
+    body: LoanCreate,
+    response: Response,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    client: TemporalDep,
+) -> LoanView:
+    """Enter a member's loan application (loan officers, tellers, branch managers); needs an
+    `Idempotency-Key`. Starts LoanApproval and answers once eligibility is checked: 201 with the
+    loan waiting for guarantors or approvers, or already rejected with the reasons. An unknown
+    member or product is 404; terms outside the product are 422; nothing is written then."""
+    app = await in_transaction(
+        sessions, lambda session: register_application(session, body, principal, key)
+    )
+    inp = workflow_input(app, settings, principal)
+    start = WithStartWorkflowOperation(
+        LoanApprovalWorkflow.run,
+        inp,
+        id=app.loan.workflow_id,
+        task_queue=settings.interactive_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.PROCESS, "LoanApproval"),
+                SearchAttributePair(sa.STAGE, Stage.CHECKING_ELIGIBILITY.value),
+                SearchAttributePair(sa.BRANCH, app.branch),
+                SearchAttributePair(sa.PRODUCT, app.product.code),
+                SearchAttributePair(sa.AMOUNT_MINOR, inp.principal_minor),
+                SearchAttributePair(sa.CURRENCY, app.product.currency),
+                SearchAttributePair(sa.BUSINESS_ID, inp.loan_number),
+            ]
+        ),
+        static_summary=f"{inp.loan_number}: {to_major(inp.principal_minor, app.product.scale)} "
+        f"{app.product.currency} {app.product.name}",
+    )
+    response.headers["Location"] = f"/v1/loans/{inp.loan_number}"
+    try:
+        await client.execute_update_with_start_workflow(
+            INITIAL_OUTCOME,
+            start_workflow_operation=start,
+            result_type=LoanApprovalState,
+            rpc_timeout=settings.api_wait_timeout,
+        )
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        # Started but not yet answered (no worker free): 202 and the caller polls Location.
+        response.status_code = 202
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        # The workflow has already finished (a retry long after): its record is the answer.
+    return await _view(sessions, inp.loan_number)
+
+
+@router.get("/{loan_number}")
+async def get_loan_application(
+    _: Reader, loan_number: LoanNumber, sessions: SessionsDep
+) -> LoanView:
+    """A loan's terms, schedule for the current terms, state, what it waits for, and its trail
+    (who did what, when and why)."""
+    return await _view(sessions, loan_number)
+
+
+@router.post("/{loan_number}/decisions")
+async def decide_loan(
+    principal: Approver,
+    loan_number: LoanNumber,
+    body: DecisionRequest,
+    sessions: SessionsDep,
+    client: TemporalDep,
+) -> LoanView:
+    """Approve (optionally with a lower `principal` or another number of `repayments`), reject
+    or return for changes. The workflow refuses a role not allowed at the current level
+    (403 Forbidden), the staff user who entered the application, the applicant or a guarantor
+    (403 FourEyesViolation), a second vote (409 AlreadyVoted), and a loan not waiting for a
+    decision (409 NotAwaitingDecision)."""
+    async with sessions() as session:
+        scale = (await application(session, await get_loan(session, loan_number))).product.scale
+    decision = Decision(
+        action=body.action,
+        reason=body.reason,
+        principal_minor=minor(body.principal, scale, "principal") if body.principal else None,
+        repayments=body.repayments,
+        actor=await _actor(sessions, principal),
+    )
+    await execute_decision(_handle(client, loan_number), DECIDE, decision, LoanApprovalState)
+    return await _view(sessions, loan_number)
+
+
+@router.post("/{loan_number}/amendments")
+async def amend_loan(
+    principal: Requester,
+    loan_number: LoanNumber,
+    body: AmendRequest,
+    sessions: SessionsDep,
+    client: TemporalDep,
+) -> LoanView:
+    """The applicant's changes to an application returned for changes; approval restarts."""
+    async with sessions() as session:
+        scale = (await application(session, await get_loan(session, loan_number))).product.scale
+    amendment = Amendment(
+        principal_minor=minor(body.principal, scale, "principal") if body.principal else None,
+        repayments=body.repayments,
+        purpose=body.purpose,
+        reason=body.reason,
+        actor=await _actor(sessions, principal),
+    )
+    await execute_decision(_handle(client, loan_number), AMEND, amendment, LoanApprovalState)
+    return await _view(sessions, loan_number)
+
+
+@router.post("/{loan_number}/withdrawal")
+async def withdraw_loan(
+    principal: Requester,
+    loan_number: LoanNumber,
+    body: WithdrawRequest,
+    sessions: SessionsDep,
+    client: TemporalDep,
+) -> LoanView:
+    """The applicant withdraws the application (any time before disbursement)."""
+    async with sessions() as session:
+        await get_loan(session, loan_number)
+    withdrawal = Withdrawal(reason=body.reason, actor=await _actor(sessions, principal))
+    await execute_decision(_handle(client, loan_number), WITHDRAW, withdrawal, LoanApprovalState)
+    return await _view(sessions, loan_number)
+
+
+@router.post("/{loan_number}/guarantors/{member_number}/consent", status_code=202)
+async def record_guarantor_consent(
+    principal: Requester,
+    loan_number: LoanNumber,
+    member_number: MemberNumber,
+    body: ConsentRequest,
+    sessions: SessionsDep,
+    client: TemporalDep,
+) -> LoanView:
+    """Record a guarantor's answer (staff who saw the guarantor). 202: the workflow takes it up
+    at once; an acceptance counts only if the guarantor's free savings cover the guarantee.
+    404 if this member does not guarantee the loan, 409 if the loan is not waiting for them."""
+    async with sessions() as session:
+        loan = await get_loan(session, loan_number)
+        status = await session.scalar(
+            select(LoanGuarantor.status)
+            .join(Member, Member.id == LoanGuarantor.member_id)
+            .where(LoanGuarantor.loan_id == loan.id, Member.member_number == member_number)
+        )
+    if status is None:
+        raise BankflowError(
+            ErrorCode.NOT_FOUND, f"{member_number} does not guarantee {loan_number}"
+        )
+    if loan.stage != Stage.AWAITING_GUARANTORS or status != "pending":
+        raise BankflowError(
+            ErrorCode.NOT_AWAITING_DECISION,
+            f"{loan_number} is {loan.stage}; guarantor {member_number} is {status}",
+        )
+    answer = GuarantorAnswer(
+        member_number=member_number,
+        accept=body.accept,
+        note=body.note,
+        recorded_by_id=principal.id,
+        recorded_by=principal.username,
+    )
+    await _handle(client, loan_number).signal(GUARANTOR_ANSWER, answer)
+    return await _view(sessions, loan_number)
