@@ -30,7 +30,7 @@ LINKS = {
     "LoanApproval": "/v1/loans/{}",
     "MoneyMovement": "/v1/movements/{}",
     "Reversal": "/v1/journals/{}/reversals",
-    "KycReview": "/v1/kyc/cases/{}",
+    "KycReview": "/v1/kyc/{}",
 }
 
 
