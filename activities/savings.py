@@ -248,7 +248,8 @@ async def seed_synthetic_accounts(
     them). Returns the first and last ledger account id."""
     product = await get_product(session, product_code)
     cur = product.currency
-    gl = dict((await session.execute(select(LedgerAccount.code, LedgerAccount.id))).tuples().all())
+    rows = await session.execute(select(LedgerAccount.code, LedgerAccount.id))
+    gl = {code: account_id for code, account_id in rows}
     cash, control = gl[gl_code(CASH, cur)], gl[gl_code(MEMBER_SAVINGS, cur)]
     branch_id = await session.scalar(select(Branch.id).order_by(Branch.id).limit(1))
     members = (

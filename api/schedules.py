@@ -65,12 +65,12 @@ def month_end_input(settings: Settings, period: str | None = None) -> MonthEndIn
     )
 
 
-def month_end_schedule(settings: Settings) -> Schedule:
+def month_end_schedule(settings: Settings, prefix: str = "") -> Schedule:
     return Schedule(
         action=ScheduleActionStartWorkflow(
             MonthEndInterestWorkflow.run,
             month_end_input(settings),
-            id="month-end-scheduled",
+            id=f"{prefix}month-end-scheduled",
             task_queue=settings.batch_task_queue,
         ),
         spec=ScheduleSpec(
@@ -92,7 +92,7 @@ async def sync_schedules(client: Client, settings: Settings, *, prefix: str = ""
     """Create or update every schedule; returns what it did, one line each. (The daily loan
     job joins this list when it exists.)"""
     done: list[str] = []
-    for schedule_id, schedule in ((prefix + SCHEDULE_ID, month_end_schedule(settings)),):
+    for schedule_id, schedule in ((prefix + SCHEDULE_ID, month_end_schedule(settings, prefix)),):
         try:
             await client.create_schedule(schedule_id, schedule)
             done.append(f"created {schedule_id}")

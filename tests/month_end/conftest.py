@@ -30,6 +30,7 @@ from schemas.month_end import MonthEndInput, MonthEndSummary
 from schemas.savings import ProductCreate
 from schemas.settings import Settings
 from scripts.local_postgres import create_database, drop_database
+from tests.api.conftest import api_app, api_settings, client, staff  # noqa: F401  (API tests)
 from worker import build_workers
 from workflows.month_end_interest import MonthEndInterestWorkflow
 
@@ -147,8 +148,8 @@ async def bare_stack(pg_server: str, temporal_client: Client) -> AsyncIterator[S
 
 
 class _stack:
-    def __init__(self, pg_server: str, client: Client, *, with_worker: bool) -> None:
-        self.pg_server, self.client, self.with_worker = pg_server, client, with_worker
+    def __init__(self, pg_server: str, temporal: Client, *, with_worker: bool) -> None:
+        self.pg_server, self.client, self.with_worker = pg_server, temporal, with_worker
         self.exit = AsyncExitStack()
 
     async def __aenter__(self) -> Stack:
