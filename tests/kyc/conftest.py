@@ -23,11 +23,11 @@ from activities.models import Member
 from schemas.kyc import DocumentMeta, KycInput, KycPolicy
 from schemas.members import MemberCreate
 from schemas.settings import Settings
-from tests.api.conftest import api_app, api_settings, staff
+from tests.api.conftest import api_app, api_settings, idem, staff
 from tests.conftest import BRANCH, Sessions
 from workflows.kyc_review import KycReviewWorkflow
 
-__all__ = ["api_app", "api_settings", "staff"]
+__all__ = ["api_app", "api_settings", "idem", "staff"]
 
 
 @dataclass
