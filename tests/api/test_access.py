@@ -41,6 +41,10 @@ PROTECTED = [
     ("POST", "/v1/ledger/periods/1999-01/close", "teller"),
     ("GET", "/v1/ledger/periods", "teller"),
     ("GET", "/v1/ledger/periods/1999-01", "teller"),
+    ("POST", "/v1/savings-products", "teller"),
+    ("GET", "/v1/savings-products", "none"),
+    ("POST", "/v1/savings-products/SAVE-STD/accounts", "finance"),
+    ("GET", "/v1/reports/month-end/2026-10", "teller"),
 ]
 PUBLIC = {"/health", "/ready", "/v1/auth/token"}
 
