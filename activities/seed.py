@@ -5,7 +5,7 @@ missing, and the opening deposits carry fixed journal ids so they post once."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy import select
 from sqlalchemy import update as sql_update
@@ -13,12 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import ledger_engine
 from activities.accounts import create_member, open_account
+from activities.kyc import store_document
+from activities.kyc_models import KycCase, KycDocument
 from activities.loan_products import seed_products
 from activities.models import LedgerAccount, Member, StaffUser
 from activities.savings import seed_demo_savings
 from activities.setup import CASH, EQUITY, ensure_branch, ensure_chart
 from activities.staff import create_staff_user, user_roles
 from domain.money import to_minor
+from schemas.errors import BankflowError, ErrorCode
+from schemas.kyc import DocumentMeta
 from schemas.ledger import JournalRequest, PostingLine
 from schemas.members import AccountOpen, MemberCreate
 
@@ -147,3 +151,67 @@ async def seed_demo(session: AsyncSession) -> list[DemoUser]:
     )
     await seed_demo_savings(session, chart[CASH.number], list(demo_savings), date.today())
     return users
+
+
+# KYC: an applicant whose case waits for a kyc_reviewer (medium risk: the passport expires within
+# 90 days). The CLI starts the KycReview workflow for it once Temporal answers.
+KYC_APPLICANT = ("Kwame", "Asante", date(1988, 9, 30), "kwame.asante@example.org")
+# The smallest files their magic bytes recognise; enough for the checks, which read metadata.
+DEMO_PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+DEMO_PDF = b"%PDF-1.4\n%demo proof of address\n"
+
+
+async def seed_kyc_applicant(session: AsyncSession) -> tuple[str, int, bool]:
+    """The applicant's member number and id, and whether a KYC case should be started for it
+    (its documents are in and it never had a case)."""
+    first, last, born, email = KYC_APPLICANT
+    member = await session.scalar(select(Member).where(Member.email == email))
+    if member is None:
+        member = await create_member(
+            session,
+            MemberCreate(
+                first_name=first,
+                last_name=last,
+                date_of_birth=born,
+                email=email,
+                branch_code=BRANCH_CODE,
+            ),
+        )
+    has_documents = await session.scalar(
+        select(KycDocument.id).where(KycDocument.member_id == member.id).limit(1)
+    )
+    if has_documents is None:
+        today = date.today()
+        for meta, content in (
+            (
+                DocumentMeta(
+                    doc_type="passport",
+                    number="A07734512",
+                    issuing_country="GH",
+                    issue_date=today.replace(year=today.year - 5),
+                    expiry_date=today + timedelta(days=60),
+                ),
+                DEMO_PNG,
+            ),
+            (DocumentMeta(doc_type="proof_of_address"), DEMO_PDF),
+            (DocumentMeta(doc_type="photo"), DEMO_PNG + b"photo"),
+        ):
+            await store_document(
+                session,
+                member.member_number,
+                meta,
+                content,
+                max_bytes=10 * 1024 * 1024,
+                uploaded_by="teller1",
+            )
+    had_case = await session.scalar(
+        select(KycCase.case_number).where(KycCase.member_id == member.id).limit(1)
+    )
+    return member.member_number, member.id, had_case is None
+
+
+async def demo_user(session: AsyncSession, username: str) -> DemoUser:
+    user = await session.scalar(select(StaffUser).where(StaffUser.username == username))
+    if user is None:
+        raise BankflowError(ErrorCode.NOT_FOUND, f"no demo user {username!r}: run `seed demo`")
+    return DemoUser(user.id, username, demo_password(username), await user_roles(session, user.id))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -12,18 +13,27 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.db import in_transaction, make_engine, make_sessionmaker
 from activities.ledger_verify import verify_ledger
 from activities.migrate import upgrade
-from activities.seed import seed_demo
+from activities.seed import BRANCH_CODE as DEMO_BRANCH
+from activities.seed import demo_user, seed_demo, seed_kyc_applicant
 from activities.setup import ensure_chart, ensure_currency
 from activities.staff import create_staff_user
+from activities.watchlist import parse_csv, replace_watchlist
 from api.auth import issue_token
+from api.routes.kyc import policy as kyc_policy
+from api.routes.kyc import start_options as kyc_start_options
 from api.schedule_cli import loans_app
 from api.schedules import month_end_app, schedules_app
 from schemas.errors import BankflowError
+from schemas.kyc import KycInput
 from schemas.settings import get_settings
+from workflows.kyc_review import KycReviewWorkflow
 
 T = TypeVar("T")
 
@@ -164,6 +174,60 @@ def ledger_verify(
         console.print("ledger verified" if report.ok else "[red]ledger invariants breached[/red]")
     if not report.ok:
         raise typer.Exit(1)
+
+
+# KYC: the screening watch list, and the demo case waiting for a reviewer ---------------------
+watchlist_app = typer.Typer(help="Watch list for KYC screening", no_args_is_help=True)
+app.add_typer(watchlist_app, name="watchlist")
+
+
+@watchlist_app.command("import")
+def watchlist_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+) -> None:
+    """Replace the watch list with FILE.csv (header: full_name[,date_of_birth,source,reference])."""
+    text = file.read_text(encoding="utf-8-sig")
+
+    async def work(session: AsyncSession) -> int:
+        return await replace_watchlist(session, parse_csv(text))
+
+    count = _in_transaction(work)
+    console.print(f"watch list replaced: {count} entries")
+
+
+@seed_app.command("kyc-case")
+def seed_kyc_case() -> None:
+    """Start the demo applicant's KYC case (after `seed demo`; Temporal must be up). It waits for
+    a kyc_reviewer: kyc1 can decide it. Idempotent: a member who had a case is left alone."""
+    settings = get_settings()
+    number, member_id, needed = _in_transaction(seed_kyc_applicant)
+    if not needed:
+        console.print(f"demo KYC applicant {number} already has a case")
+        return
+    submitter = _in_transaction(lambda s: demo_user(s, "teller1"))
+    inp = KycInput(
+        case_number=f"{number}-1",
+        member_id=member_id,
+        member_number=number,
+        branch=DEMO_BRANCH,
+        submitted_by_id=submitter.user_id,
+        submitted_by=submitter.username,
+        policy=kyc_policy(settings),
+    )
+
+    async def start() -> None:
+        client = await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=pydantic_data_converter,
+        )
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await client.start_workflow(
+                KycReviewWorkflow.run, inp, **kyc_start_options(inp, settings)
+            )
+
+    asyncio.run(start())
+    console.print(f"demo KYC case {inp.case_number} started: it waits for a kyc_reviewer")
 
 
 if __name__ == "__main__":

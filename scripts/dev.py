@@ -283,6 +283,8 @@ class Launcher:
         if not started_temporal:
             print(f"reusing the Temporal server already listening on {self.temporal_address}")
             register_search_attributes(self.temporal, self.temporal_address)
+        # the demo KYC case waiting for a reviewer (a workflow: needs Temporal, not yet the worker)
+        run_step([bankflow, "seed", "kyc-case"], env, LOGS / "setup.log")
         worker = spawn("worker", [sys.executable, "worker.py"], env, grace=WORKER_GRACE)
         # Month-end (and later the daily jobs) on Temporal Schedules; idempotent at every start.
         run_step([bankflow, "schedules", "sync"], env, LOGS / "setup.log")

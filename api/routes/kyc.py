@@ -86,6 +86,25 @@ def policy(settings: Settings) -> KycPolicy:
     )
 
 
+def start_options(inp: KycInput, settings: Settings) -> dict[str, Any]:
+    """Workflow id, queue, search attributes (no personal data) and summary of a KYC case."""
+    return {
+        "id": WORKFLOW_PREFIX + inp.member_number,
+        "task_queue": settings.interactive_task_queue,
+        "id_conflict_policy": WorkflowIDConflictPolicy.FAIL,
+        "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        "search_attributes": TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.PROCESS, "KycReview"),
+                SearchAttributePair(sa.STAGE, Stage.CHECKING.value),
+                SearchAttributePair(sa.BRANCH, inp.branch),
+                SearchAttributePair(sa.BUSINESS_ID, inp.case_number),
+            ]
+        ),
+        "static_summary": f"KYC case {inp.case_number}",
+    }
+
+
 @router.post("/v1/members/{member_number}/kyc/documents", status_code=201)
 async def upload_document(
     principal: Submitter,
@@ -164,23 +183,7 @@ async def submit_case(
         )
 
     inp = await in_transaction(sessions, prepare)
-    start = WithStartWorkflowOperation(
-        KycReviewWorkflow.run,
-        inp,
-        id=WORKFLOW_PREFIX + member_number,
-        task_queue=settings.interactive_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.PROCESS, "KycReview"),
-                SearchAttributePair(sa.STAGE, Stage.CHECKING.value),
-                SearchAttributePair(sa.BRANCH, inp.branch),
-                SearchAttributePair(sa.BUSINESS_ID, inp.case_number),
-            ]
-        ),
-        static_summary=f"KYC case {inp.case_number}",
-    )
+    start = WithStartWorkflowOperation(KycReviewWorkflow.run, inp, **start_options(inp, settings))
     try:
         state: KycState = await client.execute_update_with_start_workflow(
             INITIAL_OUTCOME,
