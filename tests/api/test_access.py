@@ -45,6 +45,13 @@ PROTECTED = [
     ("GET", "/v1/savings-products", "none"),
     ("POST", "/v1/savings-products/SAVE-STD/accounts", "finance"),
     ("GET", "/v1/reports/month-end/2026-10", "teller"),
+    ("GET", "/v1/notifications", "teller"),
+    ("POST", "/v1/members/M0000001/kyc/documents", "finance"),
+    ("POST", "/v1/members/M0000001/kyc/submit", "finance"),
+    ("GET", "/v1/kyc/M0000001-1", "none"),
+    ("POST", "/v1/kyc/M0000001-1/decisions", "teller"),
+    ("POST", "/v1/kyc/M0000001-1/resubmit", "finance"),
+    ("GET", "/v1/kyc", "teller"),
 ]
 PUBLIC = {"/health", "/ready", "/v1/auth/token"}
 
@@ -83,6 +90,7 @@ def test_every_route_is_listed(api_app: FastAPI) -> None:
         concrete = template.replace("{member_number}", "M0000001")
         concrete = concrete.replace("{number}", "SV00000001").replace("{journal_id}", "j-1")
         concrete = concrete.replace("{period}", "1999-01")
+        concrete = concrete.replace("{case_number}", "M0000001-1")
         concrete = concrete.replace("{code}", "PERSONAL").replace("{loan_number}", "LN000001")
         for method, operation in operations.items():
             seen += 1
