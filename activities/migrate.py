@@ -10,8 +10,7 @@ from alembic.config import Config
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def upgrade(url: str, revision: str = "heads") -> None:
-    """Upgrade to every head: processes add their tables on branches from 0001, merged later."""
+def upgrade(url: str, revision: str = "head") -> None:
     cfg = Config(str(ROOT / "alembic.ini"))
     cfg.set_main_option("script_location", str(ROOT / "migrations"))
     cfg.attributes["url"] = url

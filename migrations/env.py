@@ -8,9 +8,9 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 import activities.kyc_models
-import activities.loan_models  # noqa: F401
+import activities.loan_models
 import activities.notification_models
-import activities.reversal_models  # noqa: F401
+import activities.reversal_models
 import activities.savings_models  # noqa: F401
 from activities.models import Base
 from schemas.settings import Settings
