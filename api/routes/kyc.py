@@ -223,7 +223,14 @@ async def _state(handle: WorkflowHandle[Any, Any]) -> KycState:
     if described.status == WorkflowExecutionStatus.COMPLETED:
         result: KycState = await handle.result()
         return result
-    state: KycState = await handle.query("state", result_type=KycState)
+    try:
+        state: KycState = await handle.query("state", result_type=KycState)
+    except RPCError as exc:
+        # A running case whose workflow task is failing (a bug, a missing search attribute)
+        # cannot answer; operations see why in the Temporal UI.
+        raise BankflowError(
+            ErrorCode.PROCESS_UNAVAILABLE, f"case {handle.id} cannot answer now: {exc.message}"
+        ) from exc
     return state
 
 
