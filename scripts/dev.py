@@ -108,7 +108,7 @@ def search_attribute_types() -> dict[str, str]:
 def register_search_attributes(
     binary: str, address: str, attributes: Mapping[str, str] | None = None
 ) -> None:
-    """Register on a server we did not start; re-registering with the same type is a no-op."""
+    """Register every attribute; re-registering with the same type is a no-op."""
     for name, kind in (attributes or search_attribute_types()).items():
         code, output = _cli(
             binary, "operator", "search-attribute", "create", "--address", address,
@@ -282,7 +282,9 @@ class Launcher:
         self.wait_until("Temporal", lambda: temporal_healthy(self.temporal, self.temporal_address))
         if not started_temporal:
             print(f"reusing the Temporal server already listening on {self.temporal_address}")
-            register_search_attributes(self.temporal, self.temporal_address)
+        # Always: start-dev's flags do not add attributes that are new since .data/temporal.db
+        # was created, and a workflow upserting an unknown attribute is stuck for good.
+        register_search_attributes(self.temporal, self.temporal_address)
         # the demo KYC case waiting for a reviewer (a workflow: needs Temporal, not yet the worker)
         run_step([bankflow, "seed", "kyc-case"], env, LOGS / "setup.log")
         worker = spawn("worker", [sys.executable, "worker.py"], env, grace=WORKER_GRACE)
