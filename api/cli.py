@@ -13,8 +13,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.db import in_transaction, make_engine, make_sessionmaker
@@ -26,6 +24,7 @@ from activities.setup import ensure_chart, ensure_currency
 from activities.staff import create_staff_user
 from activities.watchlist import parse_csv, replace_watchlist
 from api.auth import issue_token
+from api.processes import connect_short_lived
 from api.routes.kyc import policy as kyc_policy
 from api.routes.kyc import start_options as kyc_start_options
 from api.schedule_cli import loans_app
@@ -216,11 +215,7 @@ def seed_kyc_case() -> None:
     )
 
     async def start() -> None:
-        client = await Client.connect(
-            settings.temporal_address,
-            namespace=settings.temporal_namespace,
-            data_converter=pydantic_data_converter,
-        )
+        client = await connect_short_lived(settings)
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await client.start_workflow(
                 KycReviewWorkflow.run, inp, **kyc_start_options(inp, settings)

@@ -38,9 +38,9 @@ from temporalio.client import (
     WorkflowHandle,
 )
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
+from api.processes import connect_short_lived
 from domain.money import to_major
 from schemas.month_end import (
     SCHEDULE_ID,
@@ -149,11 +149,7 @@ def _period(value: str) -> str:
 
 
 async def _client(settings: Settings) -> Client:
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
-    )
+    return await connect_short_lived(settings)
 
 
 def _run_with_bar(periods: list[str]) -> None:
