@@ -287,10 +287,13 @@ class Launcher:
         register_search_attributes(self.temporal, self.temporal_address)
         # the demo KYC case waiting for a reviewer (a workflow: needs Temporal, not yet the worker)
         run_step([bankflow, "seed", "kyc-case"], env, LOGS / "setup.log")
-        worker = spawn("worker", [sys.executable, "worker.py"], env, grace=WORKER_GRACE)
+        # Supervised from the moment it exists: a failing step below must stop it too, or an
+        # orphaned worker keeps polling the queues against this run's database.
+        self.children.append(
+            spawn("worker", [sys.executable, "worker.py"], env, grace=WORKER_GRACE)
+        )
         # Month-end (and later the daily jobs) on Temporal Schedules; idempotent at every start.
         run_step([bankflow, "schedules", "sync"], env, LOGS / "setup.log")
-        self.children.append(worker)
         api = [sys.executable, "-m", "uvicorn", "api.app:app", "--host", HOST]
         self.children.append(spawn("api", [*api, "--port", str(API_PORT)], env))
         self.wait_until("API /ready", lambda: http_ok(f"http://{HOST}:{API_PORT}/ready"))
