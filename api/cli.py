@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -225,5 +227,19 @@ def seed_kyc_case() -> None:
     console.print(f"demo KYC case {inp.case_number} started: it waits for a kyc_reviewer")
 
 
+def main() -> None:
+    """The `bankflow` entry point. It leaves without interpreter finalization: a Temporal client's
+    native threads can still be releasing the GIL while the interpreter tears down, which kills
+    the process with "Fatal Python error: PyGILState_Release" after its work succeeded."""
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    app()
+    main()
