@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -210,3 +212,40 @@ async def worker(
 
 
 __all__ = ["CURRENCY", "EQUITY", "Factory", "gl_code"]
+
+
+@pytest.fixture(scope="session")
+async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server: a week of SLA timers passes in moments."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=str(Path(sys.executable).parent / "temporal-test-server"),
+    )
+    # The test server knows no custom search attributes until told; LoanApproval upserts ours.
+    kinds = {
+        key.name: IndexedValueType.INDEXED_VALUE_TYPE_INT
+        if key.name == search_attributes.AMOUNT_MINOR.name
+        else IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
+        for key in search_attributes.ALL
+    }
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(namespace=env.client.namespace, search_attributes=kinds)
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+async def skipping_worker(
+    skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[str]:
+    queue = f"tq-skip-{uuid.uuid4().hex[:10]}"
+    workers = build_workers(
+        skipping_env.client, settings, sessions, interactive_queue=queue, batch_queue=f"{queue}-b"
+    )
+    async with AsyncExitStack() as stack:
+        for w in workers:
+            await stack.enter_async_context(w)
+        yield queue

@@ -4,68 +4,22 @@ an escalation to the supervisor role after 48, and expiry after 30 days waiting 
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from datetime import date, timedelta
-from pathlib import Path
 
-import pytest
 from sqlalchemy import select
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.db import in_transaction
 from activities.models import Member
 from activities.notification_models import Notification
 from activities.staff import create_staff_user
-from schemas import search_attributes
 from schemas.kyc import DecisionInput, KycState, Stage
 from schemas.settings import Settings
 from tests.conftest import Sessions
 from tests.kyc.conftest import complete_documents, kyc_input, new_member, policy, start_case, upload
 from tests.workflows.conftest import record_history
-from worker import build_workers
 from workflows.kyc_review import KycReviewWorkflow
-
-
-@pytest.fixture(scope="module")
-async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    binary = Path(sys.executable).parent / "temporal-test-server"
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=str(binary)
-    )
-    kinds = {
-        key.name: IndexedValueType.INDEXED_VALUE_TYPE_INT
-        if key.name == search_attributes.AMOUNT_MINOR.name
-        else IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-        for key in search_attributes.ALL
-    }
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(namespace=env.client.namespace, search_attributes=kinds)
-    )
-    yield env
-    await env.shutdown()
-
-
-@pytest.fixture
-async def skipping_queue(
-    skipping_env: WorkflowEnvironment, settings: Settings, sessions: Sessions
-) -> AsyncIterator[str]:
-    queue = f"tq-kyc-skip-{uuid.uuid4().hex[:8]}"
-    async with AsyncExitStack() as stack:
-        for w in build_workers(
-            skipping_env.client,
-            settings,
-            sessions,
-            interactive_queue=queue,
-            batch_queue=queue + "b",
-        ):
-            await stack.enter_async_context(w)
-        yield queue
 
 
 async def staff_with_email(sessions: Sessions, role: str) -> str:
@@ -98,14 +52,14 @@ async def until_sent(sessions: Sessions, case_number: str, template: str) -> set
 
 
 async def test_reminder_after_24h_then_escalation_after_48h(
-    skipping_env: WorkflowEnvironment, skipping_queue: str, settings: Settings, sessions: Sessions
+    skipping_env: WorkflowEnvironment, skipping_worker: str, settings: Settings, sessions: Sessions
 ) -> None:
     reviewer = await staff_with_email(sessions, "kyc_reviewer")
     supervisor = await staff_with_email(sessions, "branch_manager")
     member = await new_member(sessions)
     await complete_documents(sessions, member, expiry=date.today() + timedelta(days=60))
     inp = kyc_input(member, policy(settings))
-    handle = await start_case(skipping_env.client, skipping_queue, inp)
+    handle = await start_case(skipping_env.client, skipping_worker, inp)
     state: KycState = await handle.execute_update(KycReviewWorkflow.initial_outcome)
     assert state.stage == Stage.AWAITING_REVIEW
 
@@ -132,12 +86,12 @@ async def test_reminder_after_24h_then_escalation_after_48h(
 
 
 async def test_case_expires_after_30_days_without_the_member(
-    skipping_env: WorkflowEnvironment, skipping_queue: str, settings: Settings, sessions: Sessions
+    skipping_env: WorkflowEnvironment, skipping_worker: str, settings: Settings, sessions: Sessions
 ) -> None:
     member = await new_member(sessions)
     await upload(sessions, member, doc_type="photo")  # no identity document, no address
     inp = kyc_input(member, policy(settings))
-    handle = await start_case(skipping_env.client, skipping_queue, inp)
+    handle = await start_case(skipping_env.client, skipping_worker, inp)
     result: KycState = await handle.result()  # the server skips the 30 days
     assert result.stage == Stage.EXPIRED
     assert result.history[-1].at - result.history[0].at >= timedelta(days=30)

@@ -3,23 +3,15 @@ applications registered through the real code path, and LoanApproval started on 
 
 from __future__ import annotations
 
-import sys
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 from activities.db import in_transaction
 from activities.loan_applications import register_application
@@ -27,13 +19,11 @@ from activities.loan_models import Loan, LoanEvent
 from activities.loan_products import create_product
 from activities.models import LedgerAccount, Member
 from activities.staff import Principal
-from schemas import search_attributes
 from schemas.loan_products import LoanProductCreate
 from schemas.loans import Actor, Decision, GuarantorIn, LoanApprovalState, LoanCreate, LoanInput
 from schemas.settings import Settings
 from tests.api.conftest import Staff, api_settings, idem, new_staff, staff
 from tests.conftest import CURRENCY, Factory
-from worker import build_workers
 from workflows.loan_approval import LoanApprovalWorkflow
 
 Handle = WorkflowHandle[Any, Any]
@@ -226,40 +216,3 @@ def kit(
     sessions: async_sessionmaker[AsyncSession], factory: Factory, settings: Settings
 ) -> LoanKit:
     return LoanKit(sessions, factory, settings)
-
-
-@pytest.fixture(scope="session")
-async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server: a week of SLA timers passes in moments."""
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
-        test_server_existing_path=str(Path(sys.executable).parent / "temporal-test-server"),
-    )
-    # The test server knows no custom search attributes until told; LoanApproval upserts ours.
-    kinds = {
-        key.name: IndexedValueType.INDEXED_VALUE_TYPE_INT
-        if key.name == search_attributes.AMOUNT_MINOR.name
-        else IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-        for key in search_attributes.ALL
-    }
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(namespace="default", search_attributes=kinds)
-    )
-    yield env
-    await env.shutdown()
-
-
-@pytest.fixture
-async def skipping_worker(
-    skipping_env: WorkflowEnvironment,
-    settings: Settings,
-    sessions: async_sessionmaker[AsyncSession],
-) -> AsyncIterator[str]:
-    queue = f"tq-skip-{uuid.uuid4().hex[:10]}"
-    workers = build_workers(
-        skipping_env.client, settings, sessions, interactive_queue=queue, batch_queue=f"{queue}-b"
-    )
-    async with AsyncExitStack() as stack:
-        for w in workers:
-            await stack.enter_async_context(w)
-        yield queue

@@ -3,46 +3,18 @@ time-skipping test server) voids the hold and ends the case."""
 
 from __future__ import annotations
 
-import sys
 import uuid
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
-from pathlib import Path
 
-import pytest
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.setup import CASH
-from schemas import search_attributes
 from schemas.reversals import Stage
 from schemas.settings import Settings
 from tests.conftest import Factory, Sessions
 from tests.reversals.conftest import balances, post, reversal_input, start
 from tests.workflows.conftest import record_history
 from worker import build_workers
-
-
-@pytest.fixture(scope="module")
-async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    binary = Path(sys.executable).parent / "temporal-test-server"
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=str(binary)
-    )
-    # The test server knows no search attributes until told; the workflow upserts ours.
-    kinds = {
-        key.name: IndexedValueType.INDEXED_VALUE_TYPE_INT
-        if key.name == search_attributes.AMOUNT_MINOR.name
-        else IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD
-        for key in search_attributes.ALL
-    }
-    await env.client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(namespace=env.client.namespace, search_attributes=kinds)
-    )
-    yield env
-    await env.shutdown()
 
 
 async def test_no_decision_in_72_hours_expires_and_releases_the_hold(
