@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.runtime import Runtime, TelemetryConfig
@@ -60,3 +66,37 @@ async def connect_short_lived(settings: Settings) -> Client:
         data_converter=pydantic_data_converter,
         runtime=Runtime(telemetry=TelemetryConfig()),
     )
+
+
+STATE_QUERY = "state"  # every interactive workflow answers its state under this query name
+
+
+async def describe(
+    handle: WorkflowHandle[Any, Any], missing: ErrorCode = ErrorCode.NOT_FOUND
+) -> WorkflowExecutionDescription:
+    """The workflow's description; an unknown id is `missing` (NotFound unless told otherwise)."""
+    try:
+        return await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise BankflowError(missing, f"no process {handle.id}") from exc
+        raise
+
+
+async def process_state(handle: WorkflowHandle[Any, Any], result_type: type[T]) -> T:
+    """A finished process's result from history (no worker needed), else its `state` query.
+
+    A running process whose workflow task is failing cannot answer: ProcessUnavailable (503),
+    and operations see why in the Temporal UI.
+    """
+    described = await describe(handle)
+    if described.status == WorkflowExecutionStatus.COMPLETED:
+        result: T = await handle.result()  # the handle carries its result type
+        return result
+    try:
+        state: T = await handle.query(STATE_QUERY, result_type=result_type)
+    except RPCError as exc:
+        raise BankflowError(
+            ErrorCode.PROCESS_UNAVAILABLE, f"{handle.id} cannot answer now: {exc.message}"
+        ) from exc
+    return state

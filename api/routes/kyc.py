@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
-    WorkflowExecutionStatus,
     WorkflowHandle,
 )
 from temporalio.common import (
@@ -27,7 +26,6 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities.accounts import get_member
 from activities.db import in_transaction
@@ -36,7 +34,7 @@ from activities.kyc_models import KycCase
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import describe_validation
 from api.idempotency import IdempotencyKey
-from api.processes import execute_decision
+from api.processes import execute_decision, process_state
 from schemas import search_attributes as sa
 from schemas.errors import BankflowError, ErrorCode
 from schemas.kyc import (
@@ -213,33 +211,12 @@ async def _case_handle(
     return client.get_workflow_handle(case.workflow_id, run_id=case.run_id, result_type=KycState)
 
 
-async def _state(handle: WorkflowHandle[Any, Any]) -> KycState:
-    try:
-        described = await handle.describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise BankflowError(ErrorCode.NOT_FOUND, f"no process {handle.id}") from exc
-        raise
-    if described.status == WorkflowExecutionStatus.COMPLETED:
-        result: KycState = await handle.result()
-        return result
-    try:
-        state: KycState = await handle.query("state", result_type=KycState)
-    except RPCError as exc:
-        # A running case whose workflow task is failing (a bug, a missing search attribute)
-        # cannot answer; operations see why in the Temporal UI.
-        raise BankflowError(
-            ErrorCode.PROCESS_UNAVAILABLE, f"case {handle.id} cannot answer now: {exc.message}"
-        ) from exc
-    return state
-
-
 @router.get("/v1/kyc/{case_number}")
 async def get_case(
     _: Reader, case_number: CaseNumber, sessions: SessionsDep, client: TemporalDep
 ) -> KycState:
     """A case's stage, check results with reasons, risk, pending decision and history."""
-    return await _state(await _case_handle(sessions, client, case_number))
+    return await process_state(await _case_handle(sessions, client, case_number), KycState)
 
 
 @router.post("/v1/kyc/{case_number}/decisions")
@@ -272,7 +249,7 @@ async def resubmit_documents(
 ) -> KycState:
     """Tell a case waiting for the member that new documents are uploaded: the checks run again."""
     handle = await _case_handle(sessions, client, case_number)
-    state = await _state(handle)
+    state = await process_state(handle, KycState)
     if state.stage != Stage.AWAITING_MEMBER:
         raise BankflowError(
             ErrorCode.NOT_AWAITING_DECISION,

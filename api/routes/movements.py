@@ -16,8 +16,6 @@ from fastapi.responses import JSONResponse
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
-    WorkflowExecutionDescription,
-    WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -28,16 +26,15 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities.movements import resolve_movement
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import error_response
 from api.idempotency import IdempotencyKey
-from api.processes import execute_decision
+from api.processes import describe, execute_decision, process_state
 from domain.money import to_major, to_minor
 from schemas import search_attributes as sa
-from schemas.errors import BankflowError, ErrorCode, known_code
+from schemas.errors import ErrorCode, known_code
 from schemas.movements import (
     REQUESTER_ROLES,
     DecisionInput,
@@ -100,26 +97,6 @@ def respond(state: MovementState, response: Response) -> MovementView | JSONResp
 
 def _handle(client: Client, mid: str) -> WorkflowHandle[MoneyMovementWorkflow, MovementState]:
     return client.get_workflow_handle_for(MoneyMovementWorkflow.run, WORKFLOW_PREFIX + mid)
-
-
-async def _describe(
-    handle: WorkflowHandle[MoneyMovementWorkflow, MovementState],
-    missing: ErrorCode = ErrorCode.NOT_FOUND,
-) -> WorkflowExecutionDescription:
-    try:
-        return await handle.describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise BankflowError(missing, f"no movement {handle.id}") from exc
-        raise
-
-
-async def _state(handle: WorkflowHandle[MoneyMovementWorkflow, MovementState]) -> MovementState:
-    """Ask a running movement for its state; read a finished one's result from history."""
-    described = await _describe(handle)
-    if described.status == WorkflowExecutionStatus.COMPLETED:
-        return await handle.result()
-    return await handle.query(MoneyMovementWorkflow.state)
 
 
 @router.post(
@@ -192,12 +169,12 @@ async def create_movement(
             rpc_timeout=settings.api_wait_timeout,
         )
     except WorkflowAlreadyStartedError:
-        state = await _state(_handle(client, mid))
+        state = await process_state(_handle(client, mid), MovementState)
     except WorkflowUpdateRPCTimeoutOrCancelledError:
         # Started but not yet answered (no worker free): 202, and the caller polls Location.
         # Not started at all: 503, which the idempotency layer does not store, so a retry with
         # the same key starts it instead of replaying a promise nobody keeps.
-        await _describe(_handle(client, mid), missing=ErrorCode.PROCESS_UNAVAILABLE)
+        await describe(_handle(client, mid), missing=ErrorCode.PROCESS_UNAVAILABLE)
         response.headers["Location"] = f"/v1/movements/{mid}"
         response.status_code = 202
         return view(MovementState.initial(inp))
@@ -207,7 +184,7 @@ async def create_movement(
 @router.get("/{movement_id}")
 async def get_movement(_: Reader, movement_id: MovementId, client: TemporalDep) -> MovementView:
     """A movement's stage, decision and history, straight from its workflow."""
-    return view(await _state(_handle(client, movement_id)))
+    return view(await process_state(_handle(client, movement_id), MovementState))
 
 
 @router.get("")

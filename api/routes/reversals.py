@@ -15,7 +15,6 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
-    WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -25,15 +24,14 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities.reversal_checks import check_reversible
 from api.deps import ANY_STAFF, Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.idempotency import IdempotencyKey
-from api.processes import execute_decision
+from api.processes import execute_decision, process_state
 from domain.money import to_major
 from schemas import search_attributes as sa
-from schemas.errors import BankflowError, ErrorCode, known_code
+from schemas.errors import BankflowError, known_code
 from schemas.reversals import (
     REQUESTER_ROLES,
     DecisionInput,
@@ -92,18 +90,6 @@ def view(state: ReversalState) -> ReversalView:
         expires_at=state.expires_at,
         history=state.history,
     )
-
-
-async def _state(handle: WorkflowHandle[ReversalWorkflow, ReversalState]) -> ReversalState:
-    try:
-        described = await handle.describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise BankflowError(ErrorCode.NOT_FOUND, f"no reversal {handle.id}") from exc
-        raise
-    if described.status == WorkflowExecutionStatus.COMPLETED:
-        return await handle.result()
-    return await handle.query(ReversalWorkflow.state)
 
 
 def _input(
@@ -176,7 +162,7 @@ async def request_reversal(
             rpc_timeout=settings.api_wait_timeout,
         )
     except WorkflowUpdateRPCTimeoutOrCancelledError:
-        return view(await _state(_handle(client, journal_id)))
+        return view(await process_state(_handle(client, journal_id), ReversalState))
     code = known_code(state.error)
     if state.stage == Stage.REFUSED and code is not None:
         raise BankflowError(code, state.error_detail or "refused")
@@ -186,7 +172,7 @@ async def request_reversal(
 @router.get("/journals/{journal_id}/reversals")
 async def get_reversal(_: Reader, journal_id: JournalId, client: TemporalDep) -> ReversalView:
     """The latest reversal case of a journal: checks, holds, decisions, outcome and history."""
-    return view(await _state(_handle(client, journal_id)))
+    return view(await process_state(_handle(client, journal_id), ReversalState))
 
 
 @router.post("/journals/{journal_id}/reversals/decisions")
