@@ -48,33 +48,42 @@ async def get_member(session: AsyncSession, member_number: str) -> Member:
 
 
 async def open_account(session: AsyncSession, member: Member, req: AccountOpen) -> LedgerAccount:
-    """Open a member account under its GL control account; savings never go overdrawn."""
+    """Open a savings or shares account under its GL control account."""
+    return await open_member_account(session, member, req.kind, req.currency)
+
+
+async def open_member_account(
+    session: AsyncSession, member: Member, kind: str, currency: str
+) -> LedgerAccount:
+    """Open a member account of `kind` (savings, shares, loan) under its GL control account."""
     if member.status != "active":
         raise BankflowError(
             ErrorCode.ACCOUNT_CLOSED, f"member {member.member_number} is {member.status}"
         )
-    if await session.get(Currency, req.currency) is None:
-        raise BankflowError(ErrorCode.CURRENCY_MISMATCH, f"unknown currency {req.currency!r}")
-    control = CONTROL_ACCOUNT[req.kind]
+    if await session.get(Currency, currency) is None:
+        raise BankflowError(ErrorCode.CURRENCY_MISMATCH, f"unknown currency {currency!r}")
+    control = CONTROL_ACCOUNT[kind]
     control_id = await session.scalar(
-        select(LedgerAccount.id).where(LedgerAccount.code == gl_code(control, req.currency))
+        select(LedgerAccount.id).where(LedgerAccount.code == gl_code(control, currency))
     )
     if control_id is None:
         raise BankflowError(
-            ErrorCode.CURRENCY_MISMATCH, f"the institution has no {req.currency} chart of accounts"
+            ErrorCode.CURRENCY_MISMATCH, f"the institution has no {currency} chart of accounts"
         )
     account_id = await _next_id(session, "ledger_accounts")
     account = LedgerAccount(
         id=account_id,
-        code=f"{ACCOUNT_PREFIX[req.kind]}{account_id:08d}",
-        name=f"{req.kind.title()} of {member.member_number}",
-        kind=req.kind,
+        code=f"{ACCOUNT_PREFIX[kind]}{account_id:08d}",
+        name=f"{kind.title()} of {member.member_number}",
+        kind=kind,
         gl_type=control.gl_type,
-        currency=req.currency,
+        currency=currency,
         member_id=member.id,
         branch_id=member.branch_id,
         control_account_id=control_id,
-        debits_must_not_exceed_credits=True,
+        # Savings and shares never go overdrawn; a loan is never repaid beyond what it lent.
+        debits_must_not_exceed_credits=kind != "loan",
+        credits_must_not_exceed_debits=kind == "loan",
     )
     session.add(account)
     await session.flush()

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     ForeignKey,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -73,6 +75,7 @@ class LoanProduct(Base):
             name="fee_kind",
         ),
         CheckConstraint(_in("status", ("active", "retired")), name="status_known"),
+        CheckConstraint(_in("accounting", ("cash", "accrual")), name="accounting_known"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String(32), unique=True)
@@ -107,6 +110,15 @@ class LoanProduct(Base):
     penalty_rate: Mapped[Decimal] = mapped_column(
         Numeric(12, 6), doc="percent per year on overdue amounts"
     )
+    auto_disburse: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=text("false"), doc="disburse on approval"
+    )
+    accounting: Mapped[str] = mapped_column(
+        String(8),
+        default="cash",
+        server_default="cash",
+        doc="cash or accrual (interest, penalties)",
+    )
     guarantee_rules: Mapped[dict[str, Any]] = mapped_column(JSONB, doc="GuaranteeRules")
     eligibility_rules: Mapped[dict[str, Any]] = mapped_column(JSONB, doc="EligibilityRules")
     approval_tiers: Mapped[list[dict[str, Any]]] = mapped_column(
@@ -124,6 +136,7 @@ class Loan(Base):
         CheckConstraint("principal_minor > 0 AND repayments > 0", name="terms_positive"),
         UniqueConstraint("entered_by_id", "idempotency_key", name="uq_loans_entered_by_key"),
         Index("ix_loans_member", "member_id"),
+        Index("ix_loans_active", "id", postgresql_where=text("state = 'active'")),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     loan_number: Mapped[str] = mapped_column(String(20), unique=True)
@@ -150,6 +163,37 @@ class Loan(Base):
     )
     overdue_since: Mapped[date | None] = mapped_column(
         Date, doc="set by arrears ageing; an active loan with it is in arrears"
+    )
+    # --- the loan book (migration 0007), kept by disbursement, repayments and the daily job ---
+    ledger_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("ledger_accounts.id"), doc="the member loan account (principal outstanding)"
+    )
+    disbursed_on: Mapped[date | None] = mapped_column(Date)
+    closed_on: Mapped[date | None] = mapped_column(Date)
+    days_past_due: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    arrears_bucket: Mapped[str] = mapped_column(
+        String(16), default="current", server_default="current"
+    )
+    serviced_through: Mapped[date | None] = mapped_column(
+        Date, doc="last business date the daily loan job processed for this loan"
+    )
+    penalty_exact: Mapped[Decimal] = mapped_column(
+        Numeric(30, 12),
+        default=Decimal(0),
+        server_default="0",
+        doc="penalties earned, unrounded; charged = round(this) so the residue carries forward",
+    )
+    interest_recognized_minor: Mapped[int] = mapped_column(
+        BigInteger, default=0, server_default="0", doc="accrual: interest booked as income"
+    )
+    interest_receivable_minor: Mapped[int] = mapped_column(
+        BigInteger, default=0, server_default="0", doc="accrual: accrued interest not yet paid"
+    )
+    penalty_receivable_minor: Mapped[int] = mapped_column(
+        BigInteger, default=0, server_default="0", doc="accrual: penalties charged, not yet paid"
+    )
+    overpaid_minor: Mapped[int] = mapped_column(
+        BigInteger, default=0, server_default="0", doc="excess of the closing repayment, refunded"
     )
     entered_by_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"))
     idempotency_key: Mapped[str] = mapped_column(String(200))

@@ -38,8 +38,10 @@ class GlAccount:
 
 
 CASH = GlAccount("1000", "Cash and vault", "asset")
+SETTLEMENT_BANK = GlAccount("1010", "Settlement bank account", "asset")
 LOAN_PORTFOLIO = GlAccount("1100", "Loan portfolio", "asset")
 INTEREST_RECEIVABLE = GlAccount("1200", "Interest receivable", "asset")
+PENALTIES_RECEIVABLE = GlAccount("1220", "Penalties receivable", "asset")
 MEMBER_OVERDRAFTS = GlAccount("1250", "Member overdrafts receivable", "asset")
 PAYMENT_CLEARING = GlAccount("1300", "Payment clearing", "asset")
 MEMBER_SAVINGS = GlAccount("2000", "Member savings control", "liability")
@@ -54,8 +56,10 @@ INTEREST_EXPENSE = GlAccount("5000", "Interest expense", "expense")
 
 DEFAULT_CHART = (
     CASH,
+    SETTLEMENT_BANK,
     LOAN_PORTFOLIO,
     INTEREST_RECEIVABLE,
+    PENALTIES_RECEIVABLE,
     MEMBER_OVERDRAFTS,
     PAYMENT_CLEARING,
     MEMBER_SAVINGS,

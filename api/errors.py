@@ -66,6 +66,8 @@ STATUS: dict[ErrorCode, int] = {
     E.LOAN_NOT_ELIGIBLE: 422,
     E.GUARANTEE_NOT_MET: 422,
     E.INVALID_SCHEDULE: 422,
+    E.LOAN_STATE: 409,
+    E.PAYOUT_REJECTED: 422,
 }
 
 # Temporal failures that mean "the process engine is unreachable right now", not a bug.

@@ -7,12 +7,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-import activities.kyc_models
-import activities.loan_models
-import activities.notification_models
-import activities.reversal_models
-import activities.savings_models  # noqa: F401
-from activities.models import Base
+from activities.all_models import Base
 from schemas.settings import Settings
 
 config = context.config

@@ -49,6 +49,9 @@ class ErrorCode(StrEnum):
     LOAN_NOT_ELIGIBLE = "LoanNotEligible"
     GUARANTEE_NOT_MET = "GuaranteeNotMet"
     INVALID_SCHEDULE = "InvalidSchedule"
+    # loan book: disbursement, repayments, daily job
+    LOAN_STATE = "LoanStateConflict"  # the loan's state does not allow this (yet, or any more)
+    PAYOUT_REJECTED = "PayoutRejected"
 
 
 class BankflowError(Exception):

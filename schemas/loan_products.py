@@ -30,6 +30,9 @@ ApproverRole = Literal[
 ]
 RoundingMode = Literal["HALF_EVEN", "HALF_UP", "HALF_DOWN", "UP", "DOWN", "CEILING", "FLOOR"]
 FeeKind = Literal["flat", "percent"]
+# cash: interest and penalties are income when paid; accrual: the daily loan job books them as
+# income (against receivables) as they are earned, and a repayment settles the receivable.
+Accounting = Literal["cash", "accrual"]
 Percent = Decimal
 CODE_PATTERN = r"^[A-Z0-9][A-Z0-9_-]{1,31}$"
 
@@ -166,6 +169,10 @@ class LoanProductCreate(ScheduleRules):
     penalty_rate: Percent = Field(
         default=Decimal(0), ge=0, le=1000, description="percent per year on overdue amounts"
     )
+    accounting: Accounting = "cash"
+    auto_disburse: bool = Field(
+        default=False, description="disburse to the member's savings as soon as it is approved"
+    )
     guarantee: GuaranteeRules = Field(default_factory=GuaranteeRules)
     eligibility: EligibilityRules = Field(default_factory=EligibilityRules)
     approval_tiers: list[ApprovalTierIn] = Field(min_length=1, max_length=10)
@@ -196,6 +203,9 @@ class ProductSnapshot(ScheduleRules):
     disbursement_fee_flat_minor: int = 0
     disbursement_fee_pct: Percent = Decimal(0)
     penalty_rate: Percent = Decimal(0)
+    # Defaults: histories recorded before these existed replay as cash, manual disbursement.
+    accounting: Accounting = "cash"
+    auto_disburse: bool = False
     guarantee: GuaranteeRules
     eligibility: EligibilityRules
     approval_tiers: list[ApprovalTier]
@@ -223,6 +233,8 @@ class LoanProductView(ScheduleRules):
     max_repayments: int
     disbursement_fee: DisbursementFee | None
     penalty_rate: Percent
+    accounting: Accounting
+    auto_disburse: bool
     guarantee: GuaranteeRules
     eligibility: EligibilityRules
     approval_tiers: list[ApprovalTierView]

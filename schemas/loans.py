@@ -18,12 +18,15 @@ SYSTEM = "system"
 
 
 class LoanState(StrEnum):
-    """Fineract's names for a loan's states (the later ones arrive with disbursement)."""
+    """Fineract's names for a loan's states."""
 
     SUBMITTED = "submitted_and_pending_approval"
     APPROVED = "approved"
     REJECTED = "rejected"
     WITHDRAWN = "withdrawn"
+    ACTIVE = "active"
+    CLOSED = "closed_obligations_met"
+    OVERPAID = "overpaid"
 
 
 class Stage(StrEnum):
