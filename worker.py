@@ -19,27 +19,36 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
+from activities.daily_loan_job import DailyLoanJobActivities
 from activities.db import make_engine, make_sessionmaker
+from activities.disbursements import DisbursementActivities
 from activities.kyc import KycActivities
 from activities.ledger import LedgerActivities
 from activities.loans import LoanActivities
 from activities.month_end import MonthEndActivities
 from activities.notifications import NotificationActivities
+from activities.repayments import RepaymentActivities
 from activities.reversals import ReversalActivities
 from schemas.settings import Settings, get_settings
+from workflows.daily_loan_job import DailyLoanJobWorkflow
+from workflows.disbursement import DisbursementWorkflow
 from workflows.kyc_review import KycReviewWorkflow
 from workflows.ledger_verify import LedgerVerifyWorkflow
 from workflows.loan_approval import LoanApprovalWorkflow
 from workflows.money_movement import MoneyMovementWorkflow
 from workflows.month_end_interest import MonthEndInterestWorkflow
+from workflows.repayment import LoanRepaymentWorkflow
 from workflows.reversal import ReversalWorkflow
 
 INTERACTIVE_WORKFLOWS: list[type] = [MoneyMovementWorkflow]
 INTERACTIVE_WORKFLOWS.append(ReversalWorkflow)
 INTERACTIVE_WORKFLOWS.append(LoanApprovalWorkflow)
 INTERACTIVE_WORKFLOWS.append(KycReviewWorkflow)
+INTERACTIVE_WORKFLOWS.append(DisbursementWorkflow)
+INTERACTIVE_WORKFLOWS.append(LoanRepaymentWorkflow)
 BATCH_WORKFLOWS: list[type] = [LedgerVerifyWorkflow]
 BATCH_WORKFLOWS.append(MonthEndInterestWorkflow)
+BATCH_WORKFLOWS.append(DailyLoanJobWorkflow)
 GRACEFUL_SHUTDOWN = timedelta(seconds=60)
 
 log = logging.getLogger("bankflow.worker")
@@ -55,6 +64,8 @@ def activities_for(
     month_end = MonthEndActivities(sessions)
     loans = LoanActivities(sessions)
     kyc = KycActivities(sessions)
+    daily_loan_job = DailyLoanJobActivities(sessions)
+    repayments = RepaymentActivities(sessions)
     return [
         *ledger.all(),
         *notifications.all(),
@@ -62,6 +73,9 @@ def activities_for(
         *month_end.all(),
         *loans.all(),
         *kyc.all(),
+        *DisbursementActivities(settings, sessions).all(),
+        *daily_loan_job.all(),
+        *repayments.all(),
     ]
 
 

@@ -1,0 +1,312 @@
+"""Posting a loan repayment: one transaction that allocates the amount over the installments,
+posts one journal split per component, records the loan transaction and, when the loan is paid
+off, closes it and releases the guarantors' liens.
+
+Idempotent under retry: the journal id derives from the workflow id, and the loan transaction row
+(keyed by workflow id) is looked for first under the loan lock, so a retry after a lost answer
+returns what the first attempt did instead of allocating twice.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from activities import ledger_engine, loan_book
+from activities.errors import transaction
+from activities.loan_book_models import LoanTransaction
+from activities.loan_models import Loan, LoanEvent
+from activities.models import Hold
+from activities.setup import (
+    CASH,
+    FEE_INCOME,
+    INTEREST_INCOME,
+    INTEREST_RECEIVABLE,
+    PENALTIES_RECEIVABLE,
+    PENALTY_INCOME,
+)
+from domain.allocation import Allocation, allocate, settle
+from schemas.errors import BankflowError, ErrorCode
+from schemas.ledger import JournalRequest, PostingLine, VoidHoldRequest
+from schemas.repayments import InstallmentPortion, RepaymentRequest, RepaymentResult
+
+GLS = (CASH, FEE_INCOME, INTEREST_INCOME, INTEREST_RECEIVABLE, PENALTIES_RECEIVABLE, PENALTY_INCOME)
+
+
+@dataclass
+class Credits:
+    """Where each part of the repayment is credited: (account id, amount) in posting order."""
+
+    lines: list[tuple[int, int]] = field(default_factory=list)
+    receivable: dict[str, int] = field(default_factory=dict)
+
+    def add(self, account_id: int, amount: int) -> None:
+        if amount > 0:
+            self.lines.append((account_id, amount))
+
+
+def rounding_of(loan: Loan) -> str:
+    return str(getattr(decimal, f"ROUND_{loan_book.product_of(loan).rounding_mode}"))
+
+
+async def check_value_date(session: AsyncSession, loan: Loan, on: date) -> None:
+    """A repayment dated before the disbursement, or before a later repayment already applied,
+    would need the later ones re-allocated: refused, never silently reordered."""
+    if loan.disbursed_on is not None and on < loan.disbursed_on:
+        raise BankflowError(
+            ErrorCode.VALIDATION,
+            f"value date {on} is before the disbursement on {loan.disbursed_on}",
+        )
+    latest = await session.scalar(
+        select(func.max(LoanTransaction.value_date)).where(
+            LoanTransaction.loan_id == loan.id,
+            LoanTransaction.kind == "repayment",
+            LoanTransaction.reversed_by_journal_id.is_(None),
+        )
+    )
+    if latest is not None and on < latest:
+        raise BankflowError(
+            ErrorCode.VALIDATION,
+            f"value date {on} is before the loan's latest repayment on {latest}: a back-dated "
+            "repayment would need the later ones re-allocated; reverse them first",
+        )
+
+
+def split(loan: Loan, alloc: Allocation, gl: dict[str, int], accrual: bool) -> Credits:
+    """The credit side per component. Accrual products settle what was accrued (receivable)
+    first and recognise only the rest as income now; cash products recognise it all now."""
+    assert loan.ledger_account_id is not None
+    credits = Credits()
+    interest, penalty = alloc.total("interest"), alloc.total("penalty")
+    if accrual:
+        from_receivable = min(penalty, loan.penalty_receivable_minor)
+        credits.add(gl[PENALTIES_RECEIVABLE.number], from_receivable)
+        credits.add(gl[PENALTY_INCOME.number], penalty - from_receivable)
+        credits.receivable["penalty"] = from_receivable
+    else:
+        credits.add(gl[PENALTY_INCOME.number], penalty)
+    credits.add(gl[FEE_INCOME.number], alloc.total("fee"))
+    if accrual:
+        from_receivable = min(interest, loan.interest_receivable_minor)
+        credits.add(gl[INTEREST_RECEIVABLE.number], from_receivable)
+        credits.add(gl[INTEREST_INCOME.number], interest - from_receivable)
+        credits.receivable["interest"] = from_receivable
+    else:
+        credits.add(gl[INTEREST_INCOME.number], interest)
+    credits.add(loan.ledger_account_id, alloc.total("principal"))
+    return credits
+
+
+async def void_liens(session: AsyncSession, loan_number: str) -> list[str]:
+    """Release the guarantors' holds placed by the loan's disbursement(s): the loan is repaid."""
+    ids = list(
+        await session.scalars(
+            select(Hold.id)
+            .where(Hold.status == "pending", Hold.process_id.like(f"disbursement-{loan_number}-%"))
+            .order_by(Hold.id)
+        )
+    )
+    for hold_id in ids:
+        await ledger_engine.void_hold(
+            session, VoidHoldRequest(hold_id=hold_id, reason="loan closed")
+        )
+    return ids
+
+
+async def add_event(
+    session: AsyncSession, loan: Loan, req: RepaymentRequest, step: str, **values: Any
+) -> None:
+    """One trail row, `<workflow id>:<step>`, after the loan's last one (the loan lock is held)."""
+    seq = await session.scalar(
+        select(func.coalesce(func.max(LoanEvent.seq), 0)).where(LoanEvent.loan_id == loan.id)
+    )
+    await session.execute(
+        insert(LoanEvent)
+        .values(
+            event_id=f"{req.workflow_id}:{step}",
+            loan_id=loan.id,
+            seq=int(seq or 0) + 1,
+            at=req.at,
+            actor=req.actor,
+            actor_id=req.actor_id,
+            **values,
+        )
+        .on_conflict_do_nothing(index_elements=["event_id"])
+    )
+
+
+def result_of(loan: Loan, row: LoanTransaction, scale: int, outstanding: int) -> RepaymentResult:
+    stored = row.allocation
+    return RepaymentResult(
+        journal_id=row.journal_id,
+        loan_number=loan.loan_number,
+        member_id=loan.member_id,
+        currency=loan.currency,
+        scale=scale,
+        value_date=row.value_date,
+        amount_minor=row.amount_minor,
+        principal_minor=row.principal_minor,
+        interest_minor=row.interest_minor,
+        fee_minor=row.fee_minor,
+        penalty_minor=row.penalty_minor,
+        overpayment_minor=row.overpayment_minor,
+        portions=[InstallmentPortion.model_validate(p) for p in stored.get("portions", [])],
+        waived=[(int(n), int(a)) for n, a in stored.get("waived", [])],
+        state=loan.state,
+        closed=bool(stored.get("closes", False)),
+        voided_holds=list(stored.get("voided_holds", [])),
+        outstanding_minor=outstanding,
+    )
+
+
+async def outstanding_of(session: AsyncSession, loan: Loan) -> int:
+    return sum(d.total_outstanding for d in await loan_book.load_dues(session, loan.id))
+
+
+async def post_repayment(session: AsyncSession, req: RepaymentRequest) -> RepaymentResult:
+    loan = await loan_book.lock_loan(session, req.loan_number)
+    scale = loan_book.product_of(loan).scale
+    done = await session.scalar(
+        select(LoanTransaction).where(
+            LoanTransaction.workflow_id == req.workflow_id, LoanTransaction.kind == "repayment"
+        )
+    )
+    if done is not None:  # a retry after the first attempt committed
+        return result_of(loan, done, scale, await outstanding_of(session, loan))
+    if loan.state != "active":
+        raise BankflowError(
+            ErrorCode.LOAN_STATE, f"loan {loan.loan_number} is {loan.state}, not active"
+        )
+    await check_value_date(session, loan, req.value_date)
+    dues = await loan_book.load_dues(session, loan.id)
+    alloc = allocate(dues, req.amount_minor, req.value_date, rounding_of(loan))
+    after = settle(dues, alloc)
+    applied = req.amount_minor - alloc.overpayment
+    if applied == 0:
+        raise BankflowError(ErrorCode.LOAN_STATE, f"loan {loan.loan_number} owes nothing")
+    accrual = loan_book.product_of(loan).accounting == "accrual"
+    gl = await loan_book.gl_ids(session, loan.currency, GLS)
+    savings = await loan_book.member_savings_account(session, loan.member_id, loan.currency)
+    credits = split(loan, alloc, gl, accrual)
+    source = savings if req.source == "savings" else gl[CASH.number]
+    lines = [
+        PostingLine(
+            debit_account_id=source, credit_account_id=c, amount_minor=a, currency=loan.currency
+        )
+        for c, a in credits.lines
+    ]
+    refund = alloc.overpayment if req.source == "cash" else 0
+    if refund:  # the excess paid in cash is the member's money: to their savings
+        lines.append(
+            PostingLine(
+                debit_account_id=gl[CASH.number],
+                credit_account_id=savings,
+                amount_minor=refund,
+                currency=loan.currency,
+            )
+        )
+    journal_id = f"{req.workflow_id}:repayment"
+    await ledger_engine.post_journal(
+        session,
+        JournalRequest(
+            journal_id=journal_id,
+            kind="loan_repayment",
+            value_date=req.value_date,
+            postings=lines,
+            description=f"Repayment of loan {loan.loan_number} ({req.source})",
+            process_id=req.workflow_id,
+            metadata={"loan_number": loan.loan_number, "requested_by": req.actor},
+        ),
+    )
+    await loan_book.save_dues(session, loan.id, dues, after, req.value_date)
+    if accrual:
+        loan.interest_receivable_minor -= credits.receivable["interest"]
+        loan.interest_recognized_minor += alloc.total("interest") - credits.receivable["interest"]
+        loan.penalty_receivable_minor -= credits.receivable["penalty"]
+    await add_event(
+        session,
+        loan,
+        req,
+        "repayment",
+        event="repayment",
+        reason=f"{req.source} repayment",
+        data={"journal_id": journal_id, "amount_minor": req.amount_minor},
+    )
+    voided: list[str] = []
+    if alloc.closes:
+        voided = await close(session, loan, req, alloc.overpayment)
+    row = LoanTransaction(
+        loan_id=loan.id,
+        kind="repayment",
+        value_date=req.value_date,
+        amount_minor=req.amount_minor,
+        principal_minor=alloc.total("principal"),
+        interest_minor=alloc.total("interest"),
+        fee_minor=alloc.total("fee"),
+        penalty_minor=alloc.total("penalty"),
+        overpayment_minor=alloc.overpayment,
+        source=req.source,
+        journal_id=journal_id,
+        workflow_id=req.workflow_id,
+        allocation={
+            "portions": [
+                InstallmentPortion(
+                    number=p.number,
+                    penalty_minor=p.penalty,
+                    fee_minor=p.fee,
+                    interest_minor=p.interest,
+                    principal_minor=p.principal,
+                ).model_dump()
+                for p in alloc.portions
+            ],
+            "waived": [list(w) for w in alloc.waived],
+            "receivable": credits.receivable,
+            "closes": alloc.closes,
+            "voided_holds": voided,
+        },
+    )
+    session.add(row)
+    await session.flush()
+    return result_of(loan, row, scale, sum(d.total_outstanding for d in after))
+
+
+async def close(session: AsyncSession, loan: Loan, req: RepaymentRequest, excess: int) -> list[str]:
+    """Paid off: closed (or overpaid, with the excess recorded), liens released, on the trail."""
+    state = "overpaid" if excess else "closed_obligations_met"
+    await add_event(
+        session,
+        loan,
+        req,
+        "closed",
+        event="overpaid" if excess else "closed",
+        from_state=loan.state,
+        to_state=state,
+        reason="repaid in full",
+    )
+    loan.state = state
+    loan.closed_on = req.value_date
+    loan.overpaid_minor = excess
+    loan.days_past_due = 0
+    loan.arrears_bucket = "current"
+    loan.overdue_since = None
+    return await void_liens(session, loan.loan_number)
+
+
+class RepaymentActivities:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+
+    @activity.defn(name="post_loan_repayment")
+    async def post_loan_repayment(self, req: RepaymentRequest) -> RepaymentResult:
+        return await transaction(self.sessions, lambda s: post_repayment(s, req))
+
+    def all(self) -> list[Callable[..., Awaitable[object]]]:
+        return [self.post_loan_repayment]

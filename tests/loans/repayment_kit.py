@@ -1,0 +1,180 @@
+"""An active loan for repayment tests, set up exactly as the disbursement saga's activities do
+(loan book opened, disbursement journal to the member's savings, the loan transaction, state
+active), without depending on the Disbursement workflow."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from activities import ledger_engine, loan_book
+from activities.db import in_transaction
+from activities.loan_book_models import LoanInstallment, LoanTransaction
+from activities.loan_models import Loan, LoanEvent
+from activities.models import Hold, LedgerAccount, Member
+from activities.setup import SUSPENSE
+from schemas.ledger import HoldRequest, JournalRequest, PostingLine
+from tests.api.conftest import Staff
+from tests.conftest import CURRENCY
+from tests.loans.conftest import LoanKit
+
+
+@dataclass(frozen=True)
+class ActiveLoan:
+    loan_id: int
+    loan_number: str
+    member_number: str
+    member_id: int
+    savings_id: int
+    loan_account_id: int
+    disbursed_on: date
+    lien_id: str | None
+
+
+async def active_loan(
+    kit: LoanKit,
+    officer: Staff,
+    *,
+    principal: str = "1200.00",
+    repayments: int = 12,
+    disbursed_on: date,
+    savings_minor: int = 2_000_00,
+    product: dict[str, Any] | None = None,
+    lien_minor: int = 0,
+) -> ActiveLoan:
+    """A disbursed loan whose principal went into the member's savings; with `lien_minor`, a
+    guarantor's pending hold placed under the disbursement's process id."""
+    code = await kit.product(**(product or {}))
+    member = await kit.member(savings_minor)
+    inp = await kit.register(officer, code, member, principal, repayments=repayments)
+    guarantor = (await kit.factory.savings_account(lien_minor)).id if lien_minor else None
+    process = f"disbursement-{inp.loan_number}-1"
+
+    async def work(session: AsyncSession) -> ActiveLoan:
+        await session.execute(update(Loan).where(Loan.id == inp.loan_id).values(state="approved"))
+        loan = await loan_book.lock_loan(session, inp.loan_number)
+        account = await loan_book.open_loan_book(session, loan, disbursed_on)
+        savings = await loan_book.member_savings_account(session, loan.member_id, loan.currency)
+        journal_id = f"{process}:disburse"
+        await ledger_engine.post_journal(
+            session,
+            JournalRequest(
+                journal_id=journal_id,
+                kind="loan_disbursement",
+                value_date=disbursed_on,
+                process_id=process,
+                postings=[
+                    PostingLine(
+                        debit_account_id=account,
+                        credit_account_id=savings,
+                        amount_minor=loan.principal_minor,
+                        currency=loan.currency,
+                    )
+                ],
+            ),
+        )
+        session.add(
+            LoanTransaction(
+                loan_id=loan.id,
+                kind="disbursement",
+                value_date=disbursed_on,
+                amount_minor=loan.principal_minor,
+                principal_minor=loan.principal_minor,
+                journal_id=journal_id,
+                workflow_id=process,
+            )
+        )
+        lien = None
+        if guarantor is not None:
+            lien = f"{process}:lien:{guarantor}"
+            gl = await loan_book.gl_ids(session, CURRENCY, [SUSPENSE])
+            await ledger_engine.place_hold(
+                session,
+                HoldRequest(
+                    hold_id=lien,
+                    debit_account_id=guarantor,
+                    credit_account_id=gl[SUSPENSE.number],
+                    amount_minor=lien_minor,
+                    currency=CURRENCY,
+                    process_id=process,
+                ),
+            )
+        loan.state = "active"
+        loan.stage = "disbursed"
+        loan.disbursed_on = disbursed_on
+        return ActiveLoan(
+            loan.id, loan.loan_number, member, loan.member_id, savings, account, disbursed_on, lien
+        )
+
+    return await in_transaction(kit.sessions, work)
+
+
+async def balance(kit: LoanKit, account_id: int) -> int:
+    """Credits minus debits posted (a savings or income account's balance; an asset's is the
+    negative of what it holds)."""
+    async with kit.sessions() as session:
+        account = await session.get(LedgerAccount, account_id)
+        assert account is not None
+        return account.credits_posted_minor - account.debits_posted_minor
+
+
+async def installments(kit: LoanKit, loan_id: int) -> list[LoanInstallment]:
+    async with kit.sessions() as session:
+        return list(
+            await session.scalars(
+                select(LoanInstallment)
+                .where(LoanInstallment.loan_id == loan_id)
+                .order_by(LoanInstallment.number)
+            )
+        )
+
+
+async def set_penalty(kit: LoanKit, loan_id: int, number: int, penalty_minor: int) -> None:
+    """A penalty charged on an installment, as the daily job would (cash accounting)."""
+
+    async def work(session: AsyncSession) -> None:
+        await session.execute(
+            update(LoanInstallment)
+            .where(LoanInstallment.loan_id == loan_id, LoanInstallment.number == number)
+            .values(penalty_minor=penalty_minor)
+        )
+
+    await in_transaction(kit.sessions, work)
+
+
+async def set_loan(kit: LoanKit, loan_id: int, **values: Any) -> None:
+    async def work(session: AsyncSession) -> None:
+        await session.execute(update(Loan).where(Loan.id == loan_id).values(**values))
+
+    await in_transaction(kit.sessions, work)
+
+
+async def hold_status(kit: LoanKit, hold_id: str) -> str:
+    async with kit.sessions() as session:
+        hold = await session.get(Hold, hold_id)
+        assert hold is not None
+        return hold.status
+
+
+async def trail(kit: LoanKit, loan_id: int) -> list[tuple[str, str | None]]:
+    async with kit.sessions() as session:
+        rows = await session.scalars(
+            select(LoanEvent).where(LoanEvent.loan_id == loan_id).order_by(LoanEvent.seq)
+        )
+        return [(e.event, e.to_state) for e in rows]
+
+
+async def member_email(kit: LoanKit, member_id: int) -> str:
+    async with kit.sessions() as session:
+        email = await session.scalar(select(Member.email).where(Member.id == member_id))
+        assert email is not None
+        return email
+
+
+def key() -> dict[str, str]:
+    return {"Idempotency-Key": uuid.uuid4().hex}
