@@ -5,21 +5,29 @@ active), without depending on the Disbursement workflow."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from httpx import AsyncClient, Response
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
 
 from activities import ledger_engine, loan_book
 from activities.db import in_transaction
+from activities.ledger_verify import verify_ledger
 from activities.loan_book_models import LoanInstallment, LoanTransaction
 from activities.loan_models import Loan, LoanEvent
 from activities.models import Hold, LedgerAccount, Member
+from activities.notification_models import Notification
 from activities.setup import SUSPENSE
+from api.app import create_app
 from schemas.ledger import HoldRequest, JournalRequest, PostingLine
-from tests.api.conftest import Staff
+from schemas.settings import Settings
+from tests.api.conftest import Staff, make_client
 from tests.conftest import CURRENCY
 from tests.loans.conftest import LoanKit
 
@@ -178,3 +186,67 @@ async def member_email(kit: LoanKit, member_id: int) -> str:
 
 def key() -> dict[str, str]:
     return {"Idempotency-Key": uuid.uuid4().hex}
+
+
+@asynccontextmanager
+async def repayment_api(
+    settings: Settings, client: Client, queue: str
+) -> AsyncIterator[AsyncClient]:
+    """The real app over the real Temporal server, starting workflows on the test's queue."""
+    app = create_app(
+        settings.model_copy(update={"interactive_task_queue": queue}), temporal_client=client
+    )
+    async with app.router.lifespan_context(app), make_client(app) as http:
+        yield http
+
+
+async def repay(
+    api: AsyncClient,
+    who: Staff,
+    loan: ActiveLoan,
+    amount: str,
+    *,
+    source: str = "savings",
+    on: date | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body: dict[str, Any] = {"amount": amount, "source": source}
+    if on is not None:
+        body["value_date"] = on.isoformat()
+    return await api.post(
+        f"/v1/loans/{loan.loan_number}/repayments",
+        json=body,
+        headers=who.headers | (headers or key()),
+    )
+
+
+async def finished(client: Client, workflow_id: str) -> None:
+    """Wait for the workflow to end (its e-mails are sent after the API has answered)."""
+    await client.get_workflow_handle(workflow_id).result()
+
+
+async def repayments_of(kit: LoanKit, loan_id: int) -> list[LoanTransaction]:
+    async with kit.sessions() as session:
+        return list(
+            await session.scalars(
+                select(LoanTransaction)
+                .where(LoanTransaction.loan_id == loan_id, LoanTransaction.kind == "repayment")
+                .order_by(LoanTransaction.id)
+            )
+        )
+
+
+async def outbox(kit: LoanKit, workflow_id: str) -> list[tuple[str, str]]:
+    async with kit.sessions() as session:
+        rows = await session.execute(
+            select(Notification.template, Notification.recipient)
+            .where(Notification.process_id == workflow_id)
+            .order_by(Notification.id)
+        )
+        return [(t, r) for t, r in rows]
+
+
+async def ledger_ok(kit: LoanKit) -> None:
+    async with kit.sessions() as session:
+        report = await verify_ledger(session)
+    assert report.ok, [c for c in report.checks if not c.ok]
