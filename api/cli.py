@@ -26,6 +26,7 @@ from activities.setup import ensure_chart, ensure_currency
 from activities.staff import create_staff_user
 from activities.watchlist import parse_csv, replace_watchlist
 from api.auth import issue_token
+from api.daily_loan_job import daily_job
 from api.processes import connect_short_lived
 from api.routes.kyc import policy as kyc_policy
 from api.routes.kyc import start_options as kyc_start_options
@@ -52,6 +53,7 @@ for sub, name in (
     (chart_app, "chart"),
 ):
     app.add_typer(sub, name=name)
+loans_app.command("daily-job")(daily_job)
 app.add_typer(loans_app, name="loans")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(month_end_app, name="month-end")

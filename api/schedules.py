@@ -40,8 +40,10 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
+from api.daily_loan_job import daily_loan_job_schedule
 from api.processes import connect_short_lived
 from domain.money import to_major
+from schemas.daily_loan_job import SCHEDULE_ID as DAILY_SCHEDULE_ID
 from schemas.month_end import (
     SCHEDULE_ID,
     WORKFLOW_PREFIX,
@@ -89,10 +91,13 @@ def month_end_schedule(settings: Settings, prefix: str = "") -> Schedule:
 
 
 async def sync_schedules(client: Client, settings: Settings, *, prefix: str = "") -> list[str]:
-    """Create or update every schedule; returns what it did, one line each. (The daily loan
-    job joins this list when it exists.)"""
+    """Create or update every schedule (month-end, the daily loan job); returns what it did,
+    one line each."""
     done: list[str] = []
-    for schedule_id, schedule in ((prefix + SCHEDULE_ID, month_end_schedule(settings, prefix)),):
+    for schedule_id, schedule in (
+        (prefix + SCHEDULE_ID, month_end_schedule(settings, prefix)),
+        (prefix + DAILY_SCHEDULE_ID, daily_loan_job_schedule(settings, prefix)),
+    ):
         try:
             await client.create_schedule(schedule_id, schedule)
             done.append(f"created {schedule_id}")

@@ -13,6 +13,7 @@ from temporalio.client import (
 )
 
 from api.schedules import run_period, sync_schedules
+from schemas.daily_loan_job import SCHEDULE_ID as DAILY_SCHEDULE_ID
 from schemas.month_end import SCHEDULE_ID, MonthEndProgress, MonthEndSummary, Stage
 from schemas.settings import Settings
 from tests.month_end.conftest import Stack
@@ -26,14 +27,16 @@ def settings_for(stack: Stack) -> Settings:
 
 async def test_sync_twice_is_one_schedule(stack: Stack) -> None:
     settings = settings_for(stack)
+    both = [stack.tag + SCHEDULE_ID, stack.tag + DAILY_SCHEDULE_ID]
     assert await sync_schedules(stack.client, settings, prefix=stack.tag) == [
-        f"created {stack.tag}{SCHEDULE_ID}"
+        f"created {i}" for i in both
     ]
     assert await sync_schedules(stack.client, settings, prefix=stack.tag) == [
-        f"updated {stack.tag}{SCHEDULE_ID}"
+        f"updated {i}" for i in both
     ]
     found = [s.id async for s in await stack.client.list_schedules() if s.id.startswith(stack.tag)]
-    assert found == [stack.tag + SCHEDULE_ID]
+    assert sorted(found) == sorted(both)
+    await stack.client.get_schedule_handle(stack.tag + DAILY_SCHEDULE_ID).delete()
     handle = stack.client.get_schedule_handle(stack.tag + SCHEDULE_ID)
     described = await handle.describe()
     [calendar] = described.schedule.spec.calendars

@@ -1,0 +1,131 @@
+"""Portfolio at risk: the daily loan job's snapshot of a business date, and the report over it.
+
+The snapshot is computed in one statement from the installments (the arrears rule of
+`domain.allocation.arrears`: an installment is overdue on D once its due date is before D and it
+still owes something) and the loan ledger accounts (outstanding principal = the loan account's
+balance as posted when the job runs). It replaces the date's rows, so a re-run or backfill
+rewrites the same figures instead of adding to them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from activities.loan_book_models import ParSnapshot
+from activities.models import Currency
+from domain.allocation import BUCKETS
+from domain.money import to_major
+from schemas.daily_loan_job import PAR_THRESHOLDS, ParBucket, ParCurrency, ParReport
+from schemas.errors import BankflowError, ErrorCode
+
+# Days past due every loan of a bucket exceeds: a bucket counts towards a PAR figure when its
+# floor reaches the figure's threshold.
+BUCKET_FLOOR = {"current": 0, "1-30": 0, "31-60": 30, "61-90": 60, "over_90": 90}
+
+WRITE_SNAPSHOT = text(
+    """
+    WITH overdue AS (
+        SELECT i.loan_id, min(i.due_on) AS since,
+               sum((i.principal_minor - i.principal_paid_minor)
+                   + (i.interest_minor - i.interest_waived_minor - i.interest_paid_minor))
+                   AS amount
+        FROM loan_installments i JOIN loans l ON l.id = i.loan_id
+        WHERE l.state = 'active' AND l.disbursed_on <= :d AND i.due_on < :d
+          AND (i.principal_minor - i.principal_paid_minor)
+              + (i.interest_minor - i.interest_waived_minor - i.interest_paid_minor)
+              + (i.fee_minor - i.fee_paid_minor) + (i.penalty_minor - i.penalty_paid_minor) > 0
+        GROUP BY i.loan_id
+    ), aged AS (
+        SELECT l.currency, a.debits_posted_minor - a.credits_posted_minor AS principal,
+               COALESCE(o.amount, 0) AS overdue,
+               CASE WHEN o.since IS NULL THEN 'current'
+                    WHEN :d - o.since <= 30 THEN '1-30'
+                    WHEN :d - o.since <= 60 THEN '31-60'
+                    WHEN :d - o.since <= 90 THEN '61-90'
+                    ELSE 'over_90' END AS bucket
+        FROM loans l
+        JOIN ledger_accounts a ON a.id = l.ledger_account_id
+        LEFT JOIN overdue o ON o.loan_id = l.id
+        WHERE l.state = 'active' AND l.disbursed_on <= :d
+    )
+    INSERT INTO par_snapshots (business_date, currency, bucket, loans,
+                               outstanding_principal_minor, overdue_minor)
+    SELECT :d, c.currency, b.bucket, count(x.bucket), COALESCE(sum(x.principal), 0),
+           COALESCE(sum(x.overdue), 0)
+    FROM (SELECT DISTINCT currency FROM aged) c
+    CROSS JOIN unnest(CAST(:buckets AS text[])) AS b(bucket)
+    LEFT JOIN aged x ON x.currency = c.currency AND x.bucket = b.bucket
+    GROUP BY c.currency, b.bucket
+    """
+)
+
+
+async def write_par_snapshot(session: AsyncSession, on: date) -> int:
+    """Replace the snapshot of `on`: every bucket of every currency with active loans (zeros
+    included, so a report shows the whole ladder). Returns the rows written."""
+    await session.execute(text("DELETE FROM par_snapshots WHERE business_date = :d"), {"d": on})
+    result = await session.execute(WRITE_SNAPSHOT, {"d": on, "buckets": list(BUCKETS)})
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _ratio(part: int, whole: int) -> str:
+    if whole == 0:
+        return "0.0000"
+    return str((Decimal(part) / Decimal(whole)).quantize(Decimal("0.0001"), ROUND_HALF_EVEN))
+
+
+async def par_report(session: AsyncSession, on: date) -> ParReport:
+    """The stored snapshot of `on` with PAR1/30/60/90; NotFound if the job never ran for it."""
+    rows = (
+        await session.scalars(
+            select(ParSnapshot).where(ParSnapshot.business_date == on).order_by(ParSnapshot.id)
+        )
+    ).all()
+    if not rows:
+        raise BankflowError(ErrorCode.NOT_FOUND, f"no portfolio-at-risk snapshot for {on}")
+    scales = {c: int(n) for c, n in await session.execute(select(Currency.code, Currency.scale))}
+    by_currency: dict[str, dict[str, ParSnapshot]] = defaultdict(dict)
+    for row in rows:
+        by_currency[row.currency][row.bucket] = row
+    return ParReport(
+        business_date=on,
+        currencies=[
+            _currency(cur, buckets, scales[cur]) for cur, buckets in sorted(by_currency.items())
+        ],
+    )
+
+
+def _currency(currency: str, rows: dict[str, ParSnapshot], scale: int) -> ParCurrency:
+    ladder = [rows[b] for b in BUCKETS if b in rows]
+    total = sum(r.outstanding_principal_minor for r in ladder)
+    par = {
+        name: _ratio(
+            sum(
+                r.outstanding_principal_minor
+                for r in ladder
+                if r.bucket != "current" and BUCKET_FLOOR[r.bucket] >= days
+            ),
+            total,
+        )
+        for name, days in PAR_THRESHOLDS.items()
+    }
+    return ParCurrency(
+        currency=currency,
+        loans=sum(r.loans for r in ladder),
+        outstanding_principal=to_major(total, scale),
+        buckets=[
+            ParBucket(
+                bucket=r.bucket,
+                loans=r.loans,
+                outstanding_principal=to_major(r.outstanding_principal_minor, scale),
+                overdue=to_major(r.overdue_minor, scale),
+            )
+            for r in ladder
+        ],
+        par=par,
+    )

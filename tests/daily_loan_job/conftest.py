@@ -1,0 +1,212 @@
+"""Daily loan job harness: a fresh database per test (the job services every active loan in its
+database), the real workers on fresh queues, and active loans made without the Disbursement
+workflow: an application registered through LoanKit, then approved and disbursed in one
+transaction with the shared loan-book steps and the ledger engine."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client, WorkflowHandle
+
+from activities import ledger_engine, loan_book
+from activities.db import in_transaction, make_engine, make_sessionmaker
+from activities.ledger_verify import verify_ledger
+from activities.loan_book_models import LoanInstallment, LoanTransaction
+from activities.setup import ensure_branch, ensure_chart
+from schemas.daily_loan_job import DailyJobInput, DailyJobSummary
+from schemas.ledger import JournalRequest, PostingLine
+from schemas.settings import Settings
+from scripts.local_postgres import drop_database
+from tests.conftest import BRANCH, CURRENCY, Factory
+from tests.loans.conftest import LoanKit
+from tests.month_end.conftest import fresh_database
+from worker import build_workers
+from workflows.daily_loan_job import DailyLoanJobWorkflow
+
+Handle = WorkflowHandle[DailyLoanJobWorkflow, DailyJobSummary]
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    engine: AsyncEngine
+    chart: dict[str, int]
+    client: Client
+    batch_queue: str
+    tag: str
+
+    @property
+    def kit(self) -> LoanKit:
+        return LoanKit(self.sessions, Factory(self.sessions, self.chart), self.settings)
+
+    async def active_loan(
+        self,
+        product: str,
+        disbursed_on: date,
+        principal: str = "1200.00",
+        repayments: int = 12,
+    ) -> int:
+        """An active loan disbursed into the member's savings on `disbursed_on`; its id."""
+        kit = self.kit
+        officer = await kit.staff("loan_officer")
+        member = await kit.member(1_000_00)
+        inp = await kit.register(officer, product, member, principal, repayments=repayments)
+        await in_transaction(self.sessions, lambda s: disburse(s, inp.loan_number, disbursed_on))
+        return inp.loan_id
+
+    async def product(self, **overrides: Any) -> str:
+        return await self.kit.product(**overrides)
+
+    async def scalar(self, sql: str, **params: Any) -> Any:
+        async with self.sessions() as s:
+            return await s.scalar(text(sql), params)
+
+    async def balance(self, gl_number: str) -> int:
+        """A GL account's debit balance (debits - credits)."""
+        value = await self.scalar(
+            "SELECT debits_posted_minor - credits_posted_minor FROM ledger_accounts WHERE id = :id",
+            id=self.chart[gl_number],
+        )
+        return int(value)
+
+    async def installments(self, loan_id: int) -> list[LoanInstallment]:
+        async with self.sessions() as s:
+            rows = await s.scalars(
+                select(LoanInstallment)
+                .where(LoanInstallment.loan_id == loan_id)
+                .order_by(LoanInstallment.number)
+            )
+            return list(rows)
+
+    async def transactions(self, loan_id: int, kind: str) -> list[LoanTransaction]:
+        async with self.sessions() as s:
+            rows = await s.scalars(
+                select(LoanTransaction)
+                .where(LoanTransaction.loan_id == loan_id, LoanTransaction.kind == kind)
+                .order_by(LoanTransaction.value_date)
+            )
+            return list(rows)
+
+    async def journals(self) -> int:
+        return int(await self.scalar("SELECT count(*) FROM journals WHERE kind = 'loan_servicing'"))
+
+    async def verify(self) -> None:
+        async with self.sessions() as s, s.begin():
+            report = await verify_ledger(s)
+        assert report.ok, report
+
+    async def start(self, day: date, run: str = "", **options: Any) -> Handle:
+        return await self.client.start_workflow(
+            DailyLoanJobWorkflow.run,
+            DailyJobInput(business_date=day, **options),
+            id=f"{self.tag}-daily-loan-job-{day}{run}",
+            task_queue=self.batch_queue,
+        )
+
+    async def run(self, day: date, run: str = "", **options: Any) -> DailyJobSummary:
+        return await (await self.start(day, run, **options)).result()
+
+
+async def disburse(session: AsyncSession, loan_number: str, disbursed_on: date) -> None:
+    """What the Disbursement saga does to the books, in one transaction: approved, loan book
+    opened, principal moved from the loan account to the member's savings, active."""
+    loan = await loan_book.lock_loan(session, loan_number)
+    loan.state = "approved"
+    account_id = await loan_book.open_loan_book(session, loan, disbursed_on)
+    savings = await loan_book.member_savings_account(session, loan.member_id, loan.currency)
+    journal_id = f"test-disbursement-{loan_number}"
+    await ledger_engine.post_journal(
+        session,
+        JournalRequest(
+            journal_id=journal_id,
+            kind="loan_disbursement",
+            value_date=disbursed_on,
+            postings=[
+                PostingLine(
+                    debit_account_id=account_id,
+                    credit_account_id=savings,
+                    amount_minor=loan.principal_minor,
+                    currency=loan.currency,
+                )
+            ],
+        ),
+    )
+    session.add(
+        LoanTransaction(
+            loan_id=loan.id,
+            kind="disbursement",
+            value_date=disbursed_on,
+            amount_minor=loan.principal_minor,
+            principal_minor=loan.principal_minor,
+            journal_id=journal_id,
+        )
+    )
+    loan.state = "active"
+    loan.disbursed_on = disbursed_on
+    await session.flush()
+
+
+@pytest.fixture
+async def stack(pg_server: str, temporal_client: Client) -> AsyncIterator[Stack]:
+    async with _stack(pg_server, temporal_client, with_worker=True) as s:
+        yield s
+
+
+@pytest.fixture
+async def twin(pg_server: str, temporal_client: Client) -> AsyncIterator[Stack]:
+    """A second fresh database with its own workers, to compare two histories of one book."""
+    async with _stack(pg_server, temporal_client, with_worker=True) as s:
+        yield s
+
+
+@pytest.fixture
+async def bare_stack(pg_server: str, temporal_client: Client) -> AsyncIterator[Stack]:
+    """A second fresh database; no worker (the test runs its own, or uses `stack`'s queue)."""
+    async with _stack(pg_server, temporal_client, with_worker=False) as s:
+        yield s
+
+
+class _stack:
+    def __init__(self, pg_server: str, temporal: Client, *, with_worker: bool) -> None:
+        self.pg_server, self.client, self.with_worker = pg_server, temporal, with_worker
+        self.exit = AsyncExitStack()
+
+    async def __aenter__(self) -> Stack:
+        self.name, url = await fresh_database(self.pg_server)
+        settings = Settings(database_url=url)
+        engine = make_engine(settings, pool_size=5)
+        sessions = make_sessionmaker(engine)
+
+        async def setup(session: AsyncSession) -> dict[str, int]:
+            await ensure_branch(session, BRANCH, "Head office", "UTC")
+            return await ensure_chart(session, CURRENCY)
+
+        chart = await in_transaction(sessions, setup)
+        tag = f"t{uuid.uuid4().hex[:8]}"
+        queue = f"tq-{tag}"
+        self.stack = Stack(settings, sessions, engine, chart, self.client, f"{queue}-batch", tag)
+        if self.with_worker:
+            for w in build_workers(
+                self.client,
+                settings,
+                sessions,
+                interactive_queue=queue,
+                batch_queue=f"{queue}-batch",
+            ):
+                await self.exit.enter_async_context(w)
+        return self.stack
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.exit.aclose()
+        await self.stack.engine.dispose()
+        drop_database(self.pg_server, self.name)

@@ -1,0 +1,177 @@
+"""DailyLoanJob on the real stack: arrears ageing, penalties with their rounding residue carried
+day to day, interest accrual for accrual products, cash products charging without posting, a
+re-run posting nothing, and a missed date caught up to the same books as running every day.
+
+Worked numbers: a 1,200.00 loan at 12 % over 12 months disbursed 2026-01-01 owes 106.62 on
+2026-02-01 (94.62 principal, 12.00 interest). At a 36.5 % penalty rate a day in arrears costs
+106.62 * 0.365 / 365 = 0.10662 on that installment alone, i.e. 10.662 minor units.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+
+from activities.setup import (
+    INTEREST_INCOME,
+    INTEREST_RECEIVABLE,
+    PENALTIES_RECEIVABLE,
+    PENALTY_INCOME,
+)
+from tests.daily_loan_job.conftest import Stack
+
+JAN1 = date(2026, 1, 1)
+RATE = "36.5"
+
+
+async def loan_row(stack: Stack, loan_id: int) -> dict[str, object]:
+    row = await stack.scalar("SELECT row_to_json(l) FROM loans l WHERE id = :i", i=loan_id)
+    assert isinstance(row, dict)
+    return row
+
+
+async def test_arrears_and_penalty_residue_on_a_cash_product(stack: Stack) -> None:
+    product = await stack.product(penalty_rate=RATE, accounting="cash")
+    loan = await stack.active_loan(product, JAN1)
+    [first, second, *_] = await stack.installments(loan)
+    assert (first.principal_minor, first.interest_minor) == (9462, 1200)
+
+    # Due on 02-01 and not paid: in arrears from the end of 02-02 on, not on the due date.
+    await stack.run(date(2026, 2, 1))
+    row = await loan_row(stack, loan)
+    assert (row["days_past_due"], row["arrears_bucket"], row["overdue_since"]) == (
+        0,
+        "current",
+        None,
+    )
+
+    expected = {  # date -> (penalty_exact, installment 1 penalty charged so far)
+        date(2026, 2, 2): ("10.662", 11),  # 10.662 rounds to 11: residue -0.338
+        date(2026, 2, 3): ("21.324", 21),  # charged 10 today, the residue carried
+        date(2026, 2, 4): ("31.986", 32),  # charged 11
+    }
+    for day, (exact, charged) in expected.items():
+        await stack.run(day)
+        row = await loan_row(stack, loan)
+        assert Decimal(str(row["penalty_exact"])) == Decimal(exact)
+        assert (await stack.installments(loan))[0].penalty_minor == charged
+        assert row["days_past_due"] == (day - date(2026, 2, 1)).days
+        assert (row["arrears_bucket"], row["overdue_since"]) == ("1-30", "2026-02-01")
+        assert row["serviced_through"] == day.isoformat()
+
+    # Four weeks missed: 02-05..03-01 one installment overdue (25 days x 10.662), then from
+    # 03-02 two (4 days x 21.324): 31.986 + 266.55 + 85.296 = 383.832, charged 384 in all.
+    await stack.run(date(2026, 3, 5))
+    row = await loan_row(stack, loan)
+    assert Decimal(str(row["penalty_exact"])) == Decimal("383.832")
+    [first, second, *_] = await stack.installments(loan)
+    assert (first.penalty_minor, second.penalty_minor) == (384, 0)
+    assert (row["days_past_due"], row["arrears_bucket"]) == (32, "31-60")
+    # Cash accounting: charged on the installment, nothing booked until it is paid.
+    assert row["penalty_receivable_minor"] == 0 and row["interest_receivable_minor"] == 0
+    assert await stack.journals() == 0
+    assert await stack.balance(PENALTIES_RECEIVABLE.number) == 0
+    assert await stack.transactions(loan, "penalty") == []
+    await stack.verify()
+
+
+async def test_accrual_product_posts_interest_and_penalties_once(stack: Stack) -> None:
+    product = await stack.product(penalty_rate=RATE, accounting="accrual")
+    loan = await stack.active_loan(product, JAN1)
+
+    # 10 of January's 31 days: 12.00 * 10 / 31 = 3.87096... -> 387 minor units earned.
+    first = await stack.run(date(2026, 1, 11))
+    assert first.accrual_minor == {"USD": 387} and first.penalty_minor == {}
+    assert await stack.balance(INTEREST_RECEIVABLE.number) == 387
+    assert await stack.balance(INTEREST_INCOME.number) == -387
+
+    # 02-03: all of installment 1 (1200) and 2 of February's 28 days of installment 2
+    # (1105 * 2 / 28 = 78.93 -> 79): 1279 earned, 892 more; two days in arrears: 21 penalty.
+    day = date(2026, 2, 3)
+    second = await stack.run(day)
+    assert second.accrual_minor == {"USD": 892} and second.penalty_minor == {"USD": 21}
+    row = await loan_row(stack, loan)
+    assert row["interest_recognized_minor"] == row["interest_receivable_minor"] == 1279
+    assert row["penalty_receivable_minor"] == 21
+    assert await stack.balance(INTEREST_RECEIVABLE.number) == 1279
+    assert await stack.balance(INTEREST_INCOME.number) == -1279
+    assert await stack.balance(PENALTIES_RECEIVABLE.number) == 21
+    assert await stack.balance(PENALTY_INCOME.number) == -21
+    assert [(t.value_date, t.amount_minor) for t in await stack.transactions(loan, "accrual")] == [
+        (date(2026, 1, 11), 387),
+        (day, 892),
+    ]
+    [penalty] = await stack.transactions(loan, "penalty")
+    assert (penalty.value_date, penalty.penalty_minor, penalty.amount_minor) == (day, 21, 21)
+    assert await stack.journals() == 2
+    await stack.verify()
+
+    # The same date again, under another workflow id: nothing is posted, the summary is the
+    # same (it is read from the books), and so are the balances.
+    again = await stack.run(day, run="-again")
+    assert again == second
+    assert await stack.journals() == 2
+    assert await stack.balance(INTEREST_RECEIVABLE.number) == 1279
+    assert await stack.balance(PENALTIES_RECEIVABLE.number) == 21
+    assert await loan_row(stack, loan) == row
+    # A backfill of an earlier date, already covered by 02-03, posts nothing either.
+    await stack.run(date(2026, 1, 20))
+    assert await stack.journals() == 2 and await loan_row(stack, loan) == row
+    await stack.verify()
+
+
+async def books(stack: Stack) -> dict[str, object]:
+    """Everything the job changes, loan by loan, and the four GL balances it moves."""
+    loans = await stack.scalar(
+        "SELECT json_agg(json_build_array(id, serviced_through, days_past_due, arrears_bucket, "
+        "overdue_since, penalty_exact, interest_recognized_minor, interest_receivable_minor, "
+        "penalty_receivable_minor) ORDER BY id) FROM loans"
+    )
+    penalties = await stack.scalar(
+        "SELECT json_agg(json_build_array(loan_id, number, penalty_minor) ORDER BY loan_id, "
+        "number) FROM loan_installments"
+    )
+    gl = {
+        gl.number: await stack.balance(gl.number)
+        for gl in (INTEREST_RECEIVABLE, INTEREST_INCOME, PENALTIES_RECEIVABLE, PENALTY_INCOME)
+    }
+    return {"loans": loans, "installments": penalties, "gl": gl}
+
+
+async def portfolio(stack: Stack) -> None:
+    accrual = await stack.product(penalty_rate=RATE, accounting="accrual")
+    cash = await stack.product(penalty_rate="20", accounting="cash")
+    await stack.active_loan(accrual, JAN1)
+    await stack.active_loan(accrual, date(2026, 3, 15), principal="5000.00", repayments=6)
+    await stack.active_loan(cash, date(2026, 2, 10), principal="700.00", repayments=4)
+
+
+async def test_missed_dates_caught_up_equal_running_every_day(stack: Stack, twin: Stack) -> None:
+    await portfolio(stack)
+    await portfolio(twin)
+    first, last = date(2026, 4, 10), date(2026, 4, 20)
+    day = first
+    while day <= last:
+        await stack.run(day)
+        day += timedelta(days=1)
+    await twin.run(first)  # then ten days missed
+    summary = await twin.run(last)
+    assert summary.loans == 3
+    assert await books(twin) == await books(stack)
+    assert await stack.journals() == 11 and await twin.journals() == 2
+    await stack.verify()
+    await twin.verify()
+
+
+async def test_a_day_not_over_is_refused(stack: Stack) -> None:
+    product = await stack.product(penalty_rate=RATE)
+    await stack.active_loan(product, JAN1)
+    with pytest.raises(WorkflowFailureError) as failed:
+        await stack.run(date.today())
+    assert isinstance(failed.value.cause, ApplicationError)
+    assert failed.value.cause.type == "ValidationError"
+    assert await stack.scalar("SELECT count(*) FROM loans WHERE serviced_through IS NOT NULL") == 0

@@ -1,0 +1,200 @@
+"""DailyLoanJob: every active loan serviced through a business date, on the batch queue.
+
+For a business date D (the schedule passes yesterday in the institution's zone; a manual run any
+date that has ended) it ages arrears, charges overdue penalties and accrues interest for accrual
+products. Active loans are split into id ranges; each range is one batch activity (set-based SQL,
+idempotent per loan through `serviced_through`, heartbeating), at most `concurrency` in flight.
+After `batches_per_run` batches the workflow continues as new with its cursor, so its history
+stays small at any number of loans. Then it writes the date's portfolio-at-risk snapshot and
+returns the day's totals, read from the database. A re-run of D posts nothing; a run for a later
+date catches up the days a missed run left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, datetime, timedelta
+from datetime import timezone as dt_timezone
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from activities.daily_loan_job import DailyLoanJobActivities
+    from domain.money import to_major
+    from schemas import search_attributes as sa
+    from schemas.daily_loan_job import (
+        BatchRequest,
+        DailyJobInput,
+        DailyJobProgress,
+        DailyJobSummary,
+        LoanRange,
+        PlanRequest,
+        PlanResult,
+        RangesRequest,
+        RangesResult,
+        SnapshotRequest,
+        Stage,
+    )
+    from schemas.errors import ErrorCode
+
+SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
+PROCESS = "DailyLoanJob"
+SHORT: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(minutes=5),
+    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
+}
+BATCH_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
+
+
+def _refuse(code: ErrorCode, message: str) -> ApplicationError:
+    return ApplicationError(message, type=code.value, non_retryable=True)
+
+
+@workflow.defn(name=PROCESS)
+class DailyLoanJobWorkflow:
+    """Arrears ageing, penalties, interest accrual and portfolio at risk for one business date."""
+
+    @workflow.init
+    def __init__(self, inp: DailyJobInput) -> None:
+        self._progress = DailyJobProgress(
+            business_date=inp.business_date,
+            stage=Stage.PLANNING,
+            loans_total=inp.loans_total,
+            loans_done=inp.loans_done,
+            penalty_minor=dict(inp.penalty_minor),
+            accrual_minor=dict(inp.accrual_minor),
+            scales=dict(inp.scales),
+        )
+
+    @workflow.run
+    async def run(self, inp: DailyJobInput) -> DailyJobSummary:
+        day = inp.business_date or self._scheduled_date(inp.timezone)
+        self._check_ended(day, inp.timezone)
+        self._progress.business_date = day
+        wf_id = workflow.info().workflow_id
+        workflow.upsert_search_attributes(
+            [sa.PROCESS.value_set(PROCESS), sa.BUSINESS_ID.value_set(day.isoformat())]
+        )
+        if inp.after_loan_id == 0:
+            self._enter(Stage.PLANNING)
+            plan: PlanResult = await workflow.execute_activity_method(
+                DailyLoanJobActivities.plan, PlanRequest(business_date=day), **SHORT
+            )
+            self._progress.loans_total = plan.loans_total
+            self._progress.scales = plan.scales
+        self._enter(Stage.SERVICING)
+        found: RangesResult = await workflow.execute_activity_method(
+            DailyLoanJobActivities.ranges,
+            RangesRequest(
+                after_loan_id=inp.after_loan_id,
+                batch_size=inp.batch_size,
+                limit=inp.batches_per_run,
+            ),
+            **SHORT,
+        )
+        await self._service_all(day, wf_id, found.ranges, inp)
+        if found.more:
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            workflow.continue_as_new(
+                inp.model_copy(
+                    update={
+                        "business_date": day,
+                        "after_loan_id": found.ranges[-1].last_loan_id,
+                        "loans_total": self._progress.loans_total,
+                        "loans_done": self._progress.loans_done,
+                        "penalty_minor": self._progress.penalty_minor,
+                        "accrual_minor": self._progress.accrual_minor,
+                        "scales": self._progress.scales,
+                    }
+                )
+            )
+        self._enter(Stage.SNAPSHOT)
+        summary: DailyJobSummary = await workflow.execute_activity_method(
+            DailyLoanJobActivities.finish, SnapshotRequest(business_date=day), **SHORT
+        )
+        self._progress.summary = summary
+        self._enter(Stage.COMPLETED)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return summary
+
+    async def _service_all(
+        self, day: date, wf_id: str, ranges: list[LoanRange], inp: DailyJobInput
+    ) -> None:
+        """Every range, at most `concurrency` batches in flight (asyncio is deterministic here)."""
+        slots = asyncio.Semaphore(inp.concurrency)
+
+        async def one(r: LoanRange) -> None:
+            async with slots:
+                result = await workflow.execute_activity_method(
+                    DailyLoanJobActivities.service_batch,
+                    BatchRequest(
+                        business_date=day,
+                        workflow_id=wf_id,
+                        first_loan_id=r.first_loan_id,
+                        last_loan_id=r.last_loan_id,
+                    ),
+                    start_to_close_timeout=timedelta(minutes=10),
+                    heartbeat_timeout=timedelta(seconds=inp.heartbeat_s),
+                    retry_policy=BATCH_RETRY,
+                )
+            p = self._progress
+            p.loans_done += result.loans
+            for currency, amount in result.penalty_minor.items():
+                p.penalty_minor[currency] = p.penalty_minor.get(currency, 0) + amount
+            for currency, amount in result.accrual_minor.items():
+                p.accrual_minor[currency] = p.accrual_minor.get(currency, 0) + amount
+            self._enter(Stage.SERVICING)
+
+        await asyncio.gather(*(one(r) for r in ranges))
+
+    def _scheduled_date(self, timezone: str) -> date:
+        """The day before the schedule's nominal fire time, in the institution's zone (the
+        nominal time, so a catch-up firing hours later still services the day it was meant for)."""
+        fired = workflow.info().typed_search_attributes.get(SCHEDULED_START)
+        if fired is None:
+            raise _refuse(
+                ErrorCode.VALIDATION, "no business date given and not started by a schedule"
+            )
+        return self._local(fired, timezone).date() - timedelta(days=1)
+
+    def _check_ended(self, day: date, timezone: str) -> None:
+        """A day is serviced once it is over in the institution's zone, never before: its
+        penalties and accrual are for the whole day."""
+        today = self._local(workflow.now(), timezone).date()
+        if day >= today:
+            raise _refuse(ErrorCode.VALIDATION, f"{day} has not ended yet ({timezone} {today})")
+
+    @staticmethod
+    def _local(moment: datetime, timezone: str) -> datetime:
+        """`moment` in the institution's zone. The sandbox proxies zoneinfo; the tz database is
+        fixed data, so reading it unrestricted stays deterministic."""
+        with workflow.unsafe.sandbox_unrestricted():
+            try:
+                zone = ZoneInfo(timezone)
+                offset = zone.utcoffset(moment)
+                return moment.astimezone(dt_timezone(offset)) if offset is not None else moment
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise _refuse(ErrorCode.VALIDATION, f"unknown time zone {timezone!r}") from exc
+
+    def _enter(self, stage: Stage) -> None:
+        p = self._progress
+        p.stage = stage
+        workflow.upsert_search_attributes([sa.STAGE.value_set(stage.value)])
+        amounts = ", ".join(
+            f"{kind} {to_major(v, p.scales.get(c, 2))} {c}"
+            for kind, totals in (("penalties", p.penalty_minor), ("accrued", p.accrual_minor))
+            for c, v in sorted(totals.items())
+        )
+        workflow.set_current_details(
+            f"daily loan job {p.business_date}: **{stage.value}**, {p.loans_done:,} / "
+            f"{p.loans_total:,} loans" + (f", {amounts}" if amounts else "")
+        )
+
+    @workflow.query(name="progress")
+    def progress(self) -> DailyJobProgress:
+        return self._progress
