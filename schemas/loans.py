@@ -318,6 +318,9 @@ class LoanApprovalState(BaseModel):
     eligibility: list[EligibilityCheck] = Field(default_factory=list)
     reason: str = ""
     details: str = ""
+    disbursement_workflow_id: str | None = Field(
+        default=None, description="the Disbursement child this approval handed the loan to"
+    )
 
 
 class GuarantorView(BaseModel):

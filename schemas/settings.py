@@ -96,6 +96,19 @@ class Settings(BaseSettings):
         description="how long an approved loan may be withdrawn before disbursement takes over",
     )
 
+    # disbursement (workflows/disbursement.py, activities/payment_rail.py)
+    payment_rail_url: str = Field(
+        default="http://127.0.0.1:8099", description="base URL of the payment rail (POST /payouts)"
+    )
+    payout_timeout: timedelta = Field(
+        default=timedelta(minutes=10),
+        description="a payout the rail has not accepted by then is given up and compensated",
+    )
+    payout_attempt_timeout: timedelta = Field(
+        default=timedelta(seconds=30),
+        description="one payout attempt; a lost worker's attempt is retried after this",
+    )
+
     # month-end savings interest (workflows/month_end_interest.py, api/schedules.py)
     institution_timezone: str = Field(
         default="UTC", description="IANA zone of the schedules (month-end at 00:30 on the 1st)"

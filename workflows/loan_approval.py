@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ParentClosePolicy
 
 from workflows.common import DB_ACTIVITY, business_failure
 
@@ -34,6 +35,12 @@ with workflow.unsafe.imports_passed_through():
     from domain.money import to_major
     from domain.schedule import ScheduleError, generate_schedule
     from schemas import search_attributes as sa
+    from schemas.disbursements import (
+        DISBURSER_ROLES,
+        DisbursementInput,
+        DisburseRequest,
+        disbursement_workflow_id,
+    )
     from schemas.errors import ErrorCode
     from schemas.loan_products import DEFAULT_ESCALATION, ApprovalLevel, schedule_terms
     from schemas.loans import (
@@ -66,6 +73,7 @@ INITIAL_OUTCOME = "initial_outcome"
 DECIDE = "decide"
 AMEND = "amend"
 WITHDRAW = "withdraw"
+DISBURSE = "disburse"
 GUARANTOR_ANSWER = "guarantor_answer"
 
 
@@ -101,6 +109,7 @@ class LoanApprovalWorkflow:
         self._voters: set[int] = set()
         self._amendment: Amendment | None = None
         self._withdrawal: Withdrawal | None = None
+        self._disburse: DisburseRequest | None = None
         self._idle = False
         self._finished = False
 
@@ -353,11 +362,57 @@ class LoanApprovalWorkflow:
             data=self._schedule_summary(),
         )
         await self._notify_member("loan_approved", self._schedule_summary())
+        if self._inp.product.auto_disburse:
+            await self._start_disbursement(self._auto_disbursement())
+            return
         try:
-            await self._wait(lambda: self._withdrawal is not None, self._inp.approval_validity)
+            await self._wait(
+                lambda: self._withdrawal is not None or self._disburse is not None,
+                self._inp.approval_validity,
+            )
         except TimeoutError:
             return  # still approved: disbursement (the next process) takes it from here
+        if self._disburse is not None:
+            await self._start_disbursement(self._disburse)
+            return
         await self._withdraw()
+
+    def _auto_disbursement(self) -> DisburseRequest:
+        """The product disburses on approval: to the member's savings, today (workflow time)."""
+        inp = self._inp
+        return DisburseRequest(
+            actor=Actor(user_id=0, username=SYSTEM, roles=[]),
+            disbursement=DisbursementInput(
+                loan_number=inp.loan_number,
+                attempt=1,
+                disbursed_on=workflow.now().date(),
+                requested_by=SYSTEM,
+                branch=inp.branch,
+                product=inp.product.code,
+                currency=inp.product.currency,
+                amount_minor=self._state.principal_minor,
+            ),
+        )
+
+    async def _start_disbursement(self, req: DisburseRequest) -> None:
+        """Hand the loan to the Disbursement saga (a child that outlives this workflow); from
+        here the applicant can no longer withdraw."""
+        d = req.disbursement
+        child_id = disbursement_workflow_id(d.loan_number, d.attempt)
+        human = req.actor.username != SYSTEM
+        await self._record(
+            "disbursement_requested",
+            actor=req.actor.username,
+            actor_id=req.actor.user_id if human else None,
+            data={"workflow_id": child_id, "destination": d.destination},
+        )
+        await workflow.start_child_workflow(
+            "Disbursement",
+            d,
+            id=child_id,
+            parent_close_policy=ParentClosePolicy.ABANDON,
+        )
+        self._state.disbursement_workflow_id = child_id
 
     async def _reject(self, actor: Actor | None, reason: str) -> None:
         self._state.level = None
@@ -705,6 +760,8 @@ class LoanApprovalWorkflow:
     @workflow.update(name=WITHDRAW)
     async def withdraw(self, w: Withdrawal) -> LoanApprovalState:
         """The applicant withdraws (any time before disbursement)."""
+        if self._disburse is not None:  # validated alongside a disbursement request
+            raise refuse(ErrorCode.LOAN_STATE, "the loan is being disbursed")
         self._withdrawal = w
         await workflow.wait_condition(
             lambda: (self._state.stage == Stage.WITHDRAWN and self._idle) or self._finished
@@ -713,9 +770,36 @@ class LoanApprovalWorkflow:
 
     @withdraw.validator
     def _validate_withdraw(self, w: Withdrawal) -> None:
+        if self._disburse is not None:
+            raise refuse(ErrorCode.LOAN_STATE, "the loan is being disbursed")
         if self._state.stage in TERMINAL_STAGES or self._withdrawal is not None or self._finished:
             raise refuse(ErrorCode.NOT_AWAITING_DECISION, f"loan is {self._state.stage.value}")
         if not set(REQUESTER_ROLES) & set(w.actor.roles):
             raise refuse(ErrorCode.FORBIDDEN, f"withdrawing needs one of {list(REQUESTER_ROLES)}")
         if not w.reason:
             raise refuse(ErrorCode.VALIDATION, "a reason is required to withdraw")
+
+    @workflow.update(name=DISBURSE)
+    async def disburse(self, req: DisburseRequest) -> LoanApprovalState:
+        """Disburse the approved loan: starts the Disbursement child, then this workflow ends."""
+        self._refuse_disburse(req)  # again: a withdrawal may have been validated alongside
+        self._disburse = req
+        await workflow.wait_condition(
+            lambda: self._state.disbursement_workflow_id is not None or self._finished
+        )
+        return self._state
+
+    @disburse.validator
+    def _validate_disburse(self, req: DisburseRequest) -> None:
+        self._refuse_disburse(req)
+
+    def _refuse_disburse(self, req: DisburseRequest) -> None:
+        s = self._state
+        busy = self._disburse is not None or s.disbursement_workflow_id is not None
+        if s.stage != Stage.APPROVED or busy or self._withdrawal is not None or self._finished:
+            what = "already being disbursed" if busy else s.stage.value
+            raise refuse(ErrorCode.LOAN_STATE, f"{self._inp.loan_number} is {what}")
+        if not set(DISBURSER_ROLES) & set(req.actor.roles):
+            raise refuse(ErrorCode.FORBIDDEN, f"disbursing needs one of {list(DISBURSER_ROLES)}")
+        if req.disbursement.loan_number != self._inp.loan_number:
+            raise refuse(ErrorCode.VALIDATION, "the disbursement is for another loan")

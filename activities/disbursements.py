@@ -1,0 +1,376 @@
+"""The Disbursement saga's steps. Each is one transaction, takes the loan lock first, and is
+idempotent under retry: the disbursement row (found by workflow id), the journal and hold ids
+(derived from the workflow id) and the trail's event ids make a repeated step find its own work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from activities import ledger_engine, loan_book
+from activities.disbursement_book import (
+    disbursement_fee,
+    locked,
+    mark_compensated,
+    reverse_postings,
+    trail,
+    void_liens,
+)
+from activities.errors import transaction
+from activities.loan_book_models import HOLDING_STATUSES, Disbursement, LoanTransaction
+from activities.loan_models import Loan, LoanGuarantor
+from activities.loans import free_savings
+from activities.models import Member
+from activities.payment_rail import PaymentRailActivities
+from activities.setup import FEE_INCOME, PAYMENT_CLEARING, SETTLEMENT_BANK, SUSPENSE
+from domain.money import to_major
+from schemas.disbursements import (
+    Activation,
+    ClaimRequest,
+    DisbursementPlan,
+    Installment,
+    Lien,
+    RecordPayout,
+    Step,
+)
+from schemas.errors import BankflowError, ErrorCode
+from schemas.ledger import HoldRequest, JournalRequest, PostingLine
+from schemas.settings import Settings
+
+T = TypeVar("T")
+
+
+async def _liens(session: AsyncSession, loan: Loan, *, check: bool = True) -> list[Lien]:
+    """Each accepted guarantee; `check`: the guarantor's free savings must still cover it (not
+    once our own liens may be placed: a retry would count them against the guarantee)."""
+    rows = await session.execute(
+        select(LoanGuarantor, Member.member_number)
+        .join(Member, Member.id == LoanGuarantor.member_id)
+        .where(LoanGuarantor.loan_id == loan.id, LoanGuarantor.status == "accepted")
+        .order_by(Member.member_number)
+    )
+    liens = []
+    for g, number in rows:
+        free = await free_savings(session, g.member_id, loan.currency, loan.id) if check else 0
+        if check and free < g.amount_minor:
+            raise BankflowError(
+                ErrorCode.GUARANTEE_NOT_MET,
+                f"guarantor {number} has {free} minor units free for a guarantee of "
+                f"{g.amount_minor}",
+            )
+        account = await loan_book.member_savings_account(session, g.member_id, loan.currency)
+        liens.append(Lien(member_number=number, account_id=account, amount_minor=g.amount_minor))
+    return liens
+
+
+async def _plan(session: AsyncSession, loan: Loan, row: Disbursement) -> DisbursementPlan:
+    return DisbursementPlan(
+        loan_id=loan.id,
+        member_id=loan.member_id,
+        currency=loan.currency,
+        scale=loan_book.product_of(loan).scale,
+        amount_minor=row.amount_minor,
+        fee_minor=row.fee_minor,
+        savings_account_id=row.savings_account_id,
+        liens=await _liens(session, loan, check=False),
+    )
+
+
+async def claim(session: AsyncSession, req: ClaimRequest) -> DisbursementPlan:
+    """Step 1: the loan must be approved and free; insert this attempt's row (in_progress)."""
+    inp = req.inp
+    loan = await loan_book.lock_loan(session, inp.loan_number)
+    mine = await session.scalar(
+        select(Disbursement).where(Disbursement.workflow_id == req.workflow_id)
+    )
+    if mine is not None:  # a retry, or a crash after the commit: continue with our own row
+        if mine.status != "in_progress":
+            raise BankflowError(ErrorCode.LOAN_STATE, f"{req.workflow_id} is {mine.status}")
+        return await _plan(session, loan, mine)
+    if loan.state != "approved":
+        raise BankflowError(
+            ErrorCode.LOAN_STATE, f"{loan.loan_number} is {loan.state}, not approved"
+        )
+    holder = await session.scalar(
+        select(Disbursement.workflow_id).where(
+            Disbursement.loan_id == loan.id, Disbursement.status.in_(HOLDING_STATUSES)
+        )
+    )
+    if holder is not None:
+        raise BankflowError(ErrorCode.LOAN_STATE, f"{loan.loan_number} is disbursed by {holder}")
+    product = loan_book.product_of(loan)
+    fee = disbursement_fee(product, loan.principal_minor)
+    savings = None
+    if inp.destination == "savings" or fee:
+        savings = await loan_book.member_savings_account(session, loan.member_id, loan.currency)
+    liens = await _liens(session, loan)
+    row = Disbursement(
+        loan_id=loan.id,
+        attempt=inp.attempt,
+        workflow_id=req.workflow_id,
+        status="in_progress",
+        destination=inp.destination,
+        savings_account_id=savings,
+        external_account=inp.external_account.model_dump() if inp.external_account else None,
+        amount_minor=loan.principal_minor,
+        fee_minor=fee,
+        disbursed_on=inp.disbursed_on,
+        requested_by=inp.requested_by,
+    )
+    try:
+        async with session.begin_nested():
+            session.add(row)
+    except IntegrityError as exc:
+        # uq_disbursements_loan_holding or the attempt number: another attempt got there first.
+        raise BankflowError(
+            ErrorCode.LOAN_STATE, f"{loan.loan_number} is already being disbursed"
+        ) from exc
+    loan.stage = "disbursing"
+    loan.current_details = f"{loan.loan_number}: disbursing (attempt {inp.attempt})"
+    await trail(
+        session,
+        loan,
+        req.workflow_id,
+        "claimed",
+        "disbursement_started",
+        actor=inp.requested_by,
+        actor_id=inp.requested_by_id,
+        data={"attempt": inp.attempt, "destination": inp.destination},
+    )
+    return DisbursementPlan(
+        loan_id=loan.id,
+        member_id=loan.member_id,
+        currency=loan.currency,
+        scale=product.scale,
+        amount_minor=row.amount_minor,
+        fee_minor=fee,
+        savings_account_id=savings,
+        liens=liens,
+    )
+
+
+async def open_account(session: AsyncSession, step: Step) -> int:
+    """Step 2: the loan account and the installments, due dates from the disbursement date."""
+    loan, row = await locked(session, step.workflow_id, step.loan_number)
+    return await loan_book.open_loan_book(session, loan, row.disbursed_on)
+
+
+def _line(debit: int, credit: int, amount: int, currency: str) -> PostingLine:
+    return PostingLine(
+        debit_account_id=debit, credit_account_id=credit, amount_minor=amount, currency=currency
+    )
+
+
+async def post_disbursement(session: AsyncSession, step: Step) -> str:
+    """Step 3: one journal: Dr loan, Cr savings or payment clearing; the fee Dr savings Cr fee
+    income. The loan transaction points at it so a later undo (Reversal) finds it."""
+    loan, row = await locked(session, step.workflow_id, step.loan_number)
+    assert loan.ledger_account_id is not None, "open_loan_account runs first"
+    gl = await loan_book.gl_ids(session, loan.currency, (PAYMENT_CLEARING, FEE_INCOME))
+    credit = row.savings_account_id if row.destination == "savings" else gl[PAYMENT_CLEARING.number]
+    assert credit is not None
+    lines = [_line(loan.ledger_account_id, credit, row.amount_minor, loan.currency)]
+    if row.fee_minor:
+        assert row.savings_account_id is not None
+        fee_income = gl[FEE_INCOME.number]
+        lines.append(_line(row.savings_account_id, fee_income, row.fee_minor, loan.currency))
+    journal_id = f"{row.workflow_id}:disburse"
+    await ledger_engine.post_journal(
+        session,
+        JournalRequest(
+            journal_id=journal_id,
+            kind="loan_disbursement",
+            value_date=row.disbursed_on,
+            postings=lines,
+            description=f"Disbursement of {loan.loan_number}",
+            process_id=row.workflow_id,
+            metadata={"loan_number": loan.loan_number, "attempt": row.attempt},
+        ),
+    )
+    if row.journal_id is None:
+        session.add(
+            LoanTransaction(
+                loan_id=loan.id,
+                kind="disbursement",
+                value_date=row.disbursed_on,
+                amount_minor=row.amount_minor,
+                principal_minor=row.amount_minor,
+                fee_minor=row.fee_minor,
+                journal_id=journal_id,
+                workflow_id=row.workflow_id,
+            )
+        )
+        row.journal_id = journal_id
+    return journal_id
+
+
+async def place_liens(session: AsyncSession, step: Step) -> list[str]:
+    """Step 4: a hold on each guarantor's savings for the guarantee, until the loan closes."""
+    loan, row = await locked(session, step.workflow_id, step.loan_number)
+    suspense = (await loan_book.gl_ids(session, loan.currency, (SUSPENSE,)))[SUSPENSE.number]
+    ids = []
+    for lien in await _liens(session, loan, check=False):
+        hold = await ledger_engine.place_hold(
+            session,
+            HoldRequest(
+                hold_id=f"{row.workflow_id}:lien:{lien.member_number}",
+                debit_account_id=lien.account_id,
+                credit_account_id=suspense,
+                amount_minor=lien.amount_minor,
+                currency=loan.currency,
+                description=f"Guarantee of {loan.loan_number}",
+                process_id=row.workflow_id,
+            ),
+        )
+        ids.append(hold.hold_id)
+    return ids
+
+
+async def record_payout(session: AsyncSession, req: RecordPayout) -> str:
+    """Step 5 (external): the rail took the money: clearing to the settlement bank account."""
+    loan, row = await locked(session, req.step.workflow_id, req.step.loan_number)
+    gl = await loan_book.gl_ids(session, loan.currency, (PAYMENT_CLEARING, SETTLEMENT_BANK))
+    journal_id = f"{row.workflow_id}:payout"
+    await ledger_engine.post_journal(
+        session,
+        JournalRequest(
+            journal_id=journal_id,
+            kind="loan_payout",
+            value_date=row.disbursed_on,
+            postings=[
+                _line(
+                    gl[PAYMENT_CLEARING.number],
+                    gl[SETTLEMENT_BANK.number],
+                    row.amount_minor,
+                    loan.currency,
+                )
+            ],
+            description=f"Payout of {loan.loan_number}, rail reference {req.reference}",
+            process_id=row.workflow_id,
+            metadata={"payout_reference": req.reference},
+        ),
+    )
+    row.payout_reference = req.reference
+    return journal_id
+
+
+async def activate(session: AsyncSession, step: Step) -> Activation:
+    """Step 6: the loan is active from the disbursement date; the attempt is completed."""
+    loan, row = await locked(session, step.workflow_id, step.loan_number)
+    scale = loan_book.product_of(loan).scale
+    if row.status == "in_progress":
+        data = {"journal_id": row.journal_id, "disbursed_on": str(row.disbursed_on)}
+        await trail(
+            session, loan, row.workflow_id, "disbursed", "disbursed", to_state="active", data=data
+        )
+        row.status = "completed"
+        loan.state, loan.stage = "active", "disbursed"
+        loan.disbursed_on = row.disbursed_on
+        loan.current_details = f"{loan.loan_number}: active since {row.disbursed_on}"
+    dues = await loan_book.load_dues(session, loan.id)
+    net = row.amount_minor - row.fee_minor if row.destination == "savings" else row.amount_minor
+    return Activation(
+        member_id=loan.member_id,
+        principal=to_major(row.amount_minor, scale),
+        fee=to_major(row.fee_minor, scale),
+        net=to_major(net, scale),
+        disbursed_on=row.disbursed_on,
+        installments=[
+            Installment(
+                number=d.number,
+                due_on=d.due_on,
+                total=to_major(d.principal + d.interest + d.fee, scale),
+            )
+            for d in dues
+        ],
+    )
+
+
+async def _undo_schedule(session: AsyncSession, step: Step) -> None:
+    loan, _ = await locked(session, step.workflow_id, step.loan_number)
+    await loan_book.drop_schedule(session, loan)
+
+
+async def _reverse(session: AsyncSession, step: Step) -> str | None:
+    _, row = await locked(session, step.workflow_id, step.loan_number)
+    return await reverse_postings(session, row, step.reason)
+
+
+async def _void(session: AsyncSession, step: Step) -> int:
+    await locked(session, step.workflow_id, step.loan_number)
+    return await void_liens(session, step.workflow_id, step.reason)
+
+
+async def _compensated(session: AsyncSession, step: Step) -> None:
+    loan, row = await locked(session, step.workflow_id, step.loan_number)
+    await mark_compensated(session, loan, row, step.reason)
+
+
+class DisbursementActivities:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.sessions = sessions
+        self.rail = PaymentRailActivities(settings)
+
+    async def _run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        return await transaction(self.sessions, work)
+
+    @activity.defn(name="claim_disbursement")
+    async def claim_disbursement(self, req: ClaimRequest) -> DisbursementPlan:
+        return await self._run(lambda s: claim(s, req))
+
+    @activity.defn(name="open_loan_account")
+    async def open_loan_account(self, step: Step) -> int:
+        return await self._run(lambda s: open_account(s, step))
+
+    @activity.defn(name="post_disbursement")
+    async def post_disbursement(self, step: Step) -> str:
+        return await self._run(lambda s: post_disbursement(s, step))
+
+    @activity.defn(name="place_guarantor_liens")
+    async def place_guarantor_liens(self, step: Step) -> list[str]:
+        return await self._run(lambda s: place_liens(s, step))
+
+    @activity.defn(name="record_payout")
+    async def record_payout(self, req: RecordPayout) -> str:
+        return await self._run(lambda s: record_payout(s, req))
+
+    @activity.defn(name="activate_loan")
+    async def activate_loan(self, step: Step) -> Activation:
+        return await self._run(lambda s: activate(s, step))
+
+    @activity.defn(name="void_guarantor_liens")
+    async def void_guarantor_liens(self, step: Step) -> int:
+        return await self._run(lambda s: _void(s, step))
+
+    @activity.defn(name="reverse_disbursement")
+    async def reverse_disbursement(self, step: Step) -> str | None:
+        return await self._run(lambda s: _reverse(s, step))
+
+    @activity.defn(name="drop_loan_schedule")
+    async def drop_loan_schedule(self, step: Step) -> None:
+        await self._run(lambda s: _undo_schedule(s, step))
+
+    @activity.defn(name="compensate_disbursement")
+    async def compensate_disbursement(self, step: Step) -> None:
+        await self._run(lambda s: _compensated(s, step))
+
+    def all(self) -> list[Any]:
+        return [
+            self.claim_disbursement,
+            self.open_loan_account,
+            self.post_disbursement,
+            self.place_guarantor_liens,
+            self.record_payout,
+            self.activate_loan,
+            self.void_guarantor_liens,
+            self.reverse_disbursement,
+            self.drop_loan_schedule,
+            self.compensate_disbursement,
+            *self.rail.all(),
+        ]

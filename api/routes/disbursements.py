@@ -1,0 +1,191 @@
+"""Disbursements: start the Disbursement saga for an approved loan, and list its attempts.
+
+While the loan's LoanApproval workflow still runs (it waits after approval for a possible
+withdrawal), the request goes to it as the `disburse` Update: it starts the saga as its child
+and ends, so a withdrawal and a disbursement can never both happen. Once it has ended, the saga
+is started directly. Either way the workflow id is `disbursement-<loan number>-<attempt>`, so
+Temporal refuses a second start of one attempt, and the database's partial unique index refuses
+a second attempt while one holds the loan.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+from sqlalchemy import func, select
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.loan_applications import application, get_loan
+from activities.loan_book_models import HOLDING_STATUSES, Disbursement
+from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.idempotency import IdempotencyKey
+from api.routes.loans import LoanNumber, Reader
+from domain.money import to_major
+from schemas.disbursements import (
+    DISBURSER_ROLES,
+    DisbursementAccepted,
+    DisbursementCreate,
+    DisbursementInput,
+    DisbursementView,
+    DisburseRequest,
+    ExternalAccount,
+    disbursement_workflow_id,
+)
+from schemas.errors import BankflowError, ErrorCode, known_code
+from schemas.loans import Actor, LoanApprovalState
+from schemas.settings import Settings
+from workflows.disbursement import DisbursementWorkflow
+from workflows.loan_approval import DISBURSE
+
+router = APIRouter(prefix="/v1/loans", tags=["disbursements"])
+Disburser = Annotated[Principal, Depends(require_roles(*DISBURSER_ROLES))]
+
+
+async def _start_input(
+    sessions: SessionsDep,
+    settings: Settings,
+    loan_number: str,
+    body: DisbursementCreate,
+    by: Principal,
+) -> tuple[DisbursementInput, str]:
+    """The next attempt's input, and the loan's LoanApproval workflow id; 409 unless approved
+    and free."""
+    async with sessions() as session:
+        loan = await get_loan(session, loan_number)
+        app = await application(session, loan)
+        if loan.state != "approved":
+            raise BankflowError(ErrorCode.LOAN_STATE, f"{loan_number} is {loan.state}")
+        holder = await session.scalar(
+            select(Disbursement.workflow_id).where(
+                Disbursement.loan_id == loan.id, Disbursement.status.in_(HOLDING_STATUSES)
+            )
+        )
+        if holder is not None:
+            raise BankflowError(ErrorCode.LOAN_STATE, f"{loan_number} is disbursed by {holder}")
+        count = await session.scalar(
+            select(func.count()).select_from(Disbursement).where(Disbursement.loan_id == loan.id)
+        )
+    inp = DisbursementInput(
+        loan_number=loan_number,
+        attempt=int(count or 0) + 1,
+        destination=body.destination,
+        external_account=body.external_account,
+        disbursed_on=body.disbursed_on or datetime.now(UTC).date(),
+        requested_by=by.username,
+        requested_by_id=by.id,
+        branch=app.branch,
+        product=app.product.code,
+        currency=loan.currency,
+        amount_minor=loan.principal_minor,
+        payout_timeout=settings.payout_timeout,
+        payout_attempt_timeout=settings.payout_attempt_timeout,
+    )
+    return inp, loan.workflow_id
+
+
+async def _via_approval(client: Client, approval_id: str, req: DisburseRequest) -> bool:
+    """Ask the running LoanApproval to disburse; False when it has already ended."""
+    handle = client.get_workflow_handle(approval_id)
+    try:
+        await handle.execute_update(DISBURSE, req, result_type=LoanApprovalState)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        code = known_code(cause.type) if isinstance(cause, ApplicationError) else None
+        if code is None or not isinstance(cause, ApplicationError):
+            raise
+        raise BankflowError(code, cause.message) from exc
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return False
+    return True
+
+
+@router.post("/{loan_number}/disbursements", status_code=202)
+async def disburse_loan(
+    principal: Disburser,
+    _key: IdempotencyKey,
+    loan_number: LoanNumber,
+    body: DisbursementCreate,
+    response: Response,
+    sessions: SessionsDep,
+    settings: SettingsDep,
+    client: TemporalDep,
+) -> DisbursementAccepted:
+    """Disburse an approved loan (branch managers and finance; needs an `Idempotency-Key`):
+    to the member's savings account, or to an external bank account through the payment rail.
+    202 with the Disbursement workflow id: the saga runs on; follow it with
+    `GET /v1/loans/{loan_number}/disbursements`. A loan not approved, or already being
+    disbursed, is 409 LoanStateConflict; an unknown loan 404; a bad body 422."""
+    inp, approval_id = await _start_input(sessions, settings, loan_number, body, principal)
+    actor = Actor(user_id=principal.id, username=principal.username, roles=sorted(principal.roles))
+    workflow_id = disbursement_workflow_id(loan_number, inp.attempt)
+    via = "loan_approval"
+    if not await _via_approval(client, approval_id, DisburseRequest(actor=actor, disbursement=inp)):
+        via = "direct"
+        try:
+            await client.start_workflow(
+                DisbursementWorkflow.run,
+                inp,
+                id=workflow_id,
+                task_queue=settings.interactive_task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=f"{loan_number}: disbursement attempt {inp.attempt}",
+            )
+        except WorkflowAlreadyStartedError as exc:
+            raise BankflowError(
+                ErrorCode.LOAN_STATE, f"{loan_number} is already being disbursed by {workflow_id}"
+            ) from exc
+    response.headers["Location"] = f"/v1/loans/{loan_number}/disbursements"
+    return DisbursementAccepted(
+        loan_number=loan_number, workflow_id=workflow_id, attempt=inp.attempt, via=via
+    )
+
+
+@router.get("/{loan_number}/disbursements")
+async def list_disbursements(
+    _: Reader, loan_number: LoanNumber, sessions: SessionsDep
+) -> list[DisbursementView]:
+    """Every disbursement attempt of the loan, oldest first: status (in_progress, completed,
+    compensated, reversed), amounts, destination, the journals it posted (disbursement, payout,
+    compensation), the rail's reference and why a compensated attempt failed."""
+    async with sessions() as session:
+        loan = await get_loan(session, loan_number)
+        scale = (await application(session, loan)).product.scale
+        rows = await session.scalars(
+            select(Disbursement)
+            .where(Disbursement.loan_id == loan.id)
+            .order_by(Disbursement.attempt)
+        )
+        return [_view(row, loan.currency, scale) for row in rows]
+
+
+def _view(row: Disbursement, currency: str, scale: int) -> DisbursementView:
+    paid_out = row.payout_reference is not None
+    return DisbursementView(
+        workflow_id=row.workflow_id,
+        attempt=row.attempt,
+        status=row.status,
+        destination=row.destination,
+        external_account=ExternalAccount.model_validate(row.external_account)
+        if row.external_account
+        else None,
+        amount=to_major(row.amount_minor, scale),
+        fee=to_major(row.fee_minor, scale),
+        currency=currency,
+        disbursed_on=row.disbursed_on,
+        journal_id=row.journal_id,
+        payout_journal_id=f"{row.workflow_id}:payout" if paid_out else None,
+        compensation_journal_id=f"{row.workflow_id}:compensate"
+        if row.status == "compensated" and row.journal_id
+        else None,
+        payout_reference=row.payout_reference,
+        failure_reason=row.failure_reason,
+        requested_by=row.requested_by,
+        created_at=row.created_at,
+    )
