@@ -33,6 +33,8 @@ PROTECTED = [
     ("POST", "/v1/loans/LN000001/amendments", "finance"),
     ("POST", "/v1/loans/LN000001/withdrawal", "finance"),
     ("POST", "/v1/loans/LN000001/guarantors/M0000001/consent", "finance"),
+    ("POST", "/v1/loans/LN000001/disbursements", "teller"),
+    ("GET", "/v1/loans/LN000001/disbursements", "none"),
     ("POST", "/v1/loans/LN000001/repayments", "finance"),
     ("GET", "/v1/loans/LN000001/payoff-quote", "none"),
     ("GET", "/v1/loans/LN000001/statement", "none"),
