@@ -1,53 +1,22 @@
-"""The daily loan job, a batch of active loans at a time: arrears ageing, penalties and interest
-accrual up to a business date D, with set-based SQL.
+"""The daily loan job's plan, loan ranges and closing step, and its Temporal activities.
 
-One batch = one loan-id range = one transaction:
-1. lock the range's active loans not yet serviced through D, in ascending id order (FOR UPDATE,
-   not SKIP LOCKED: a repayment holds a loan's lock for one short transaction, so waiting for it
-   costs milliseconds, while skipping would need a come-back pass to keep "every loan through D"
-   true; repayments lock the loan before any ledger account, as this batch does, so the two
-   never deadlock);
-2. read every installment of those loans in one query;
-3. service each loan day by day from serviced_through+1 (or disbursed_on+1) through D
-   (`service_loan`, pure, off the event loop);
-4. write the loans' new arrears and counters, the installments' penalties and one journal for the
-   batch (a line per loan; the ledger engine aggregates the GL rows into one UPDATE each, taken
-   last, so the income accounts are held for milliseconds, not per loan), then the
-   `loan_transactions` rows pointing at it.
-
-Exactly once per (loan, date): `loans.serviced_through` moves to D in the same transaction as the
-journal; a retried or re-run batch finds its loans serviced and posts nothing. A missed date is
-caught up by the next run, and backfilling a date already covered by a later run posts nothing.
-Catch-up days use the installments as they stand at the run (what was paid by then), which is
-exact when the job runs daily and an approximation only for days missed around a repayment.
+The batches themselves (`activities.daily_loan_batch`) service the loans; this module counts
+the active loans for progress, cuts them into id ranges, and finishes the date: the
+portfolio-at-risk snapshot and the day's totals read back from `loan_transactions`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import decimal
-from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import date, timedelta
-from decimal import Decimal
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities import ledger_engine
+from activities import daily_loan_batch
 from activities.daily_loan_par import write_par_snapshot
 from activities.errors import transaction
-from activities.loan_book import gl_ids
 from activities.models import Currency
-from activities.setup import (
-    INTEREST_INCOME,
-    INTEREST_RECEIVABLE,
-    PENALTIES_RECEIVABLE,
-    PENALTY_INCOME,
-)
-from domain.allocation import Due, arrears, daily_penalty, interest_earned_to
 from schemas.daily_loan_job import (
     BatchRequest,
     BatchResult,
@@ -59,331 +28,12 @@ from schemas.daily_loan_job import (
     RangesResult,
     SnapshotRequest,
 )
-from schemas.errors import BankflowError, ErrorCode
-from schemas.ledger import JournalRequest, PostingLine
-
-JOURNAL_KIND = "loan_servicing"
-# A day's penalty is kept to the 12 decimals `loans.penalty_exact` stores, before it is added:
-# a catch-up over many days then sums exactly what daily runs store day by day, and Postgres
-# never rounds what is written.
-DAY_PLACES = Decimal("1e-12")
-# postings.line is SMALLINT: at most two lines per loan keeps a batch under 32767 lines.
-MAX_BATCH_LOANS = 15000
-
-ACTIVE = "FROM loans WHERE state = 'active' AND disbursed_on <= :d"
-LOCK_LOANS = text(
-    """
-    SELECT id, currency, disbursed_on, serviced_through, penalty_exact,
-           interest_recognized_minor,
-           COALESCE(product_snapshot->>'penalty_rate', '0') AS penalty_rate,
-           COALESCE(product_snapshot->>'accounting', 'cash') AS accounting,
-           COALESCE(product_snapshot->>'rounding_mode', 'HALF_EVEN') AS rounding_mode
-    FROM loans
-    WHERE state = 'active' AND id BETWEEN :lo AND :hi AND disbursed_on <= :d
-      AND (serviced_through IS NULL OR serviced_through < :d)
-    ORDER BY id
-    FOR UPDATE
-    """
-)
-INSTALLMENTS = text(
-    """
-    SELECT loan_id, number, from_on, due_on, principal_minor, interest_minor, fee_minor,
-           penalty_minor, principal_paid_minor, interest_paid_minor, fee_paid_minor,
-           penalty_paid_minor, interest_waived_minor
-    FROM loan_installments WHERE loan_id = ANY(:ids) ORDER BY loan_id, number
-    """
-)
-COUNT_ACTIVE = text("SELECT count(*) " + ACTIVE + " AND id BETWEEN :lo AND :hi")
-# Daily rows already written for D in the range: grows with every batch journal posted for it,
-# so it tells journals of later passes over the same range apart.
-COUNT_DAILY = text(
-    "SELECT count(*) FROM loan_transactions WHERE loan_id BETWEEN :lo AND :hi "
-    "AND value_date = :d AND kind IN ('penalty', 'accrual')"
-)
-UPDATE_LOANS = text(
-    """
-    UPDATE loans l
-    SET serviced_through = :d, days_past_due = u.dpd, arrears_bucket = u.bucket,
-        overdue_since = u.since, penalty_exact = u.exact,
-        interest_recognized_minor = l.interest_recognized_minor + u.accrual,
-        interest_receivable_minor = l.interest_receivable_minor + u.accrual,
-        penalty_receivable_minor = l.penalty_receivable_minor + u.penalty_posted
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:dpd AS int[]), CAST(:bucket AS text[]),
-                CAST(:since AS date[]), CAST(CAST(:exact AS text[]) AS numeric[]),
-                CAST(:accrual AS bigint[]), CAST(:penalty_posted AS bigint[]))
-         AS u(id, dpd, bucket, since, exact, accrual, penalty_posted)
-    WHERE l.id = u.id
-    """
-)
-CHARGE_INSTALLMENTS = text(
-    """
-    UPDATE loan_installments i
-    SET penalty_minor = i.penalty_minor + u.amount, completed_on = NULL
-    FROM unnest(CAST(:loans AS bigint[]), CAST(:numbers AS int[]), CAST(:amounts AS bigint[]))
-         AS u(loan_id, number, amount)
-    WHERE i.loan_id = u.loan_id AND i.number = u.number
-    """
-)
-INSERT_TRANSACTIONS = text(
-    """
-    INSERT INTO loan_transactions (loan_id, kind, value_date, amount_minor, interest_minor,
-                                   penalty_minor, journal_id, workflow_id)
-    SELECT u.loan_id, u.kind, :d, u.amount,
-           CASE WHEN u.kind = 'accrual' THEN u.amount ELSE 0 END,
-           CASE WHEN u.kind = 'penalty' THEN u.amount ELSE 0 END, :journal_id, :workflow_id
-    FROM unnest(CAST(:loans AS bigint[]), CAST(:kinds AS text[]), CAST(:amounts AS bigint[]))
-         AS u(loan_id, kind, amount)
-    """
-)
-
-
-@dataclass(frozen=True)
-class LoanRow:
-    loan_id: int
-    currency: str
-    start: date = date.min
-    penalty_exact: Decimal = Decimal(0)
-    interest_recognized: int = 0
-    penalty_rate: Decimal = Decimal(0)
-    accrual: bool = False
-    rounding: str = decimal.ROUND_HALF_EVEN
-
-
-@dataclass(frozen=True)
-class Serviced:
-    """What one loan's days through D come to."""
-
-    loan: LoanRow
-    days_past_due: int
-    bucket: str
-    overdue_since: date | None
-    penalty_exact: Decimal
-    penalty_charged: int
-    penalty_installment: int | None
-    accrual: int
-
-    @property
-    def penalty_posted(self) -> int:
-        """Accrual products book a charged penalty as income now; cash products when paid."""
-        return self.penalty_charged if self.loan.accrual else 0
-
-
-def service_loan(loan: LoanRow, dues: list[Due], on: date) -> Serviced:
-    """Pure: every day from `loan.start` through `on`. Each day in arrears adds its exact
-    penalty on the overdue principal and interest; what is charged is the rounded cumulative
-    minus what earlier days charged, so the rounding residue carries forward."""
-    exact = loan.penalty_exact
-    charged_before = sum(d.penalty for d in dues)
-    target: int | None = None
-    day = loan.start
-    while day <= on:
-        late = arrears(dues, day)
-        if late.days_past_due > 0:
-            exact += daily_penalty(late.overdue_amount, loan.penalty_rate).quantize(DAY_PLACES)
-            target = min(
-                (d for d in dues if d.due_on < day and not d.complete),
-                key=lambda d: (d.due_on, d.number),
-            ).number
-        day += timedelta(days=1)
-    charged = max(0, int(exact.to_integral_value(loan.rounding)) - charged_before)
-    accrual = 0
-    if loan.accrual:
-        earned = interest_earned_to(dues, on, loan.rounding)
-        accrual = max(0, earned - loan.interest_recognized)
-    now = arrears(dues, on)
-    return Serviced(
-        loan=loan,
-        days_past_due=now.days_past_due,
-        bucket=now.bucket,
-        overdue_since=now.overdue_since,
-        penalty_exact=exact,
-        penalty_charged=charged if target is not None else 0,
-        penalty_installment=target,
-        accrual=accrual,
-    )
-
-
-def service_all(loans: list[LoanRow], dues: dict[int, list[Due]], on: date) -> list[Serviced]:
-    return [service_loan(loan, dues.get(loan.loan_id, []), on) for loan in loans]
-
-
-async def _lock(session: AsyncSession, req: BatchRequest) -> list[LoanRow]:
-    rows = await session.execute(
-        LOCK_LOANS, {"lo": req.first_loan_id, "hi": req.last_loan_id, "d": req.business_date}
-    )
-    return [
-        LoanRow(
-            loan_id=r.id,
-            currency=r.currency,
-            start=(r.serviced_through or r.disbursed_on) + timedelta(days=1),
-            penalty_exact=Decimal(r.penalty_exact),
-            interest_recognized=int(r.interest_recognized_minor),
-            penalty_rate=Decimal(r.penalty_rate),
-            accrual=r.accounting == "accrual",
-            rounding=getattr(decimal, f"ROUND_{r.rounding_mode}"),
-        )
-        for r in rows
-    ]
-
-
-async def _dues(session: AsyncSession, ids: list[int]) -> dict[int, list[Due]]:
-    found: dict[int, list[Due]] = defaultdict(list)
-    for r in await session.execute(INSTALLMENTS, {"ids": ids}):
-        found[r.loan_id].append(
-            Due(
-                number=r.number,
-                from_on=r.from_on,
-                due_on=r.due_on,
-                principal=r.principal_minor,
-                interest=r.interest_minor,
-                fee=r.fee_minor,
-                penalty=r.penalty_minor,
-                principal_paid=r.principal_paid_minor,
-                interest_paid=r.interest_paid_minor,
-                fee_paid=r.fee_paid_minor,
-                penalty_paid=r.penalty_paid_minor,
-                interest_waived=r.interest_waived_minor,
-            )
-        )
-    return found
-
-
-async def service_batch(
-    session: AsyncSession, req: BatchRequest, heartbeat: Callable[[str], None]
-) -> BatchResult:
-    """Service one range of loans through the business date, exactly once (see the module doc)."""
-    if req.last_loan_id < req.first_loan_id:
-        raise BankflowError(ErrorCode.VALIDATION, "an empty loan range")
-    bounds = {"lo": req.first_loan_id, "hi": req.last_loan_id, "d": req.business_date}
-    loans = await _lock(session, req)
-    total = int(await session.scalar(COUNT_ACTIVE, bounds) or 0)
-    if not loans:
-        return BatchResult(
-            loans=total, serviced_now=0, journal_id=None, penalty_minor={}, accrual_minor={}
-        )
-    if len(loans) > MAX_BATCH_LOANS:
-        raise BankflowError(ErrorCode.VALIDATION, f"a batch holds at most {MAX_BATCH_LOANS}")
-    heartbeat("locked")
-    dues = await _dues(session, [loan.loan_id for loan in loans])
-    serviced = await asyncio.to_thread(service_all, loans, dues, req.business_date)
-    heartbeat("serviced")
-    journal_id = f"daily-loan-job:{req.business_date}:{req.first_loan_id}-{req.last_loan_id}"
-    already = int(await session.scalar(COUNT_DAILY, bounds) or 0)
-    if already:
-        journal_id += f"+{already}"
-    posted = await _write(session, req, journal_id, serviced)
-    heartbeat("written")
-    penalty: dict[str, int] = defaultdict(int)
-    accrual: dict[str, int] = defaultdict(int)
-    for s in serviced:
-        penalty[s.loan.currency] += s.penalty_posted
-        accrual[s.loan.currency] += s.accrual
-    return BatchResult(
-        loans=total,
-        serviced_now=len(loans),
-        journal_id=journal_id if posted else None,
-        penalty_minor={c: v for c, v in penalty.items() if v},
-        accrual_minor={c: v for c, v in accrual.items() if v},
-    )
-
-
-async def _write(
-    session: AsyncSession, req: BatchRequest, journal_id: str, serviced: list[Serviced]
-) -> bool:
-    """Loans and installments first, the journal (and its GL rows) last; True if it posted."""
-    d = req.business_date
-    await session.execute(
-        UPDATE_LOANS,
-        {
-            "d": d,
-            "ids": [s.loan.loan_id for s in serviced],
-            "dpd": [s.days_past_due for s in serviced],
-            "bucket": [s.bucket for s in serviced],
-            "since": [s.overdue_since for s in serviced],
-            # Decimals as text: exact, and cheaper than psycopg's numeric array dumper.
-            "exact": [str(s.penalty_exact) for s in serviced],
-            "accrual": [s.accrual for s in serviced],
-            "penalty_posted": [s.penalty_posted for s in serviced],
-        },
-    )
-    charged = [s for s in serviced if s.penalty_charged]
-    if charged:
-        await session.execute(
-            CHARGE_INSTALLMENTS,
-            {
-                "loans": [s.loan.loan_id for s in charged],
-                "numbers": [s.penalty_installment for s in charged],
-                "amounts": [s.penalty_charged for s in charged],
-            },
-        )
-    lines, rows = await _lines(session, serviced)
-    if not lines:
-        return False
-    await ledger_engine.post_journal(
-        session,
-        JournalRequest(
-            journal_id=journal_id,
-            kind=JOURNAL_KIND,
-            value_date=d,
-            postings=lines,
-            description=f"Loan penalties and interest accrual {d}",
-            process_id=req.workflow_id,
-            metadata={"business_date": d.isoformat(), "loans": [req.first_loan_id,
-                                                                 req.last_loan_id]},
-        ),
-    )  # fmt: skip
-    await session.execute(
-        INSERT_TRANSACTIONS,
-        {
-            "d": d,
-            "journal_id": journal_id,
-            "workflow_id": req.workflow_id,
-            "loans": [r[0] for r in rows],
-            "kinds": [r[1] for r in rows],
-            "amounts": [r[2] for r in rows],
-        },
-    )
-    return True
-
-
-async def _lines(
-    session: AsyncSession, serviced: list[Serviced]
-) -> tuple[list[PostingLine], list[tuple[int, str, int]]]:
-    """A posting per loan and kind (receivable <- income) and its loan_transactions row."""
-    accounts: dict[str, dict[str, int]] = {}
-    lines: list[PostingLine] = []
-    rows: list[tuple[int, str, int]] = []
-    for s in serviced:
-        cur = s.loan.currency
-        if (s.penalty_posted or s.accrual) and cur not in accounts:
-            accounts[cur] = await gl_ids(
-                session,
-                cur,
-                (INTEREST_RECEIVABLE, INTEREST_INCOME, PENALTIES_RECEIVABLE, PENALTY_INCOME),
-            )
-        for kind, amount, debit, credit in (
-            ("penalty", s.penalty_posted, PENALTIES_RECEIVABLE, PENALTY_INCOME),
-            ("accrual", s.accrual, INTEREST_RECEIVABLE, INTEREST_INCOME),
-        ):
-            if amount:
-                gl = accounts[cur]
-                lines.append(
-                    PostingLine(
-                        debit_account_id=gl[debit.number],
-                        credit_account_id=gl[credit.number],
-                        amount_minor=amount,
-                        currency=cur,
-                    )
-                )
-                rows.append((s.loan.loan_id, kind, amount))
-    return lines, rows
-
-
-# --- planning, ranges and the day's summary -------------------------------------------------
 
 
 async def plan_daily_job(session: AsyncSession, req: PlanRequest) -> PlanResult:
-    total = await session.scalar(text("SELECT count(*) " + ACTIVE), {"d": req.business_date})
+    total = await session.scalar(
+        text("SELECT count(*) " + daily_loan_batch.ACTIVE), {"d": req.business_date}
+    )
     scales = await session.execute(select(Currency.code, Currency.scale))
     return PlanResult(loans_total=int(total or 0), scales={c: int(n) for c, n in scales})
 
@@ -432,7 +82,9 @@ async def finish_daily_job(session: AsyncSession, req: SnapshotRequest) -> Daily
     totals: dict[str, dict[str, int]] = {"penalty": {}, "accrual": {}}
     for r in await session.execute(TOTALS, {"d": req.business_date}):
         totals[r.kind][r.currency] = int(r.amount)
-    loans = await session.scalar(text("SELECT count(*) " + ACTIVE), {"d": req.business_date})
+    loans = await session.scalar(
+        text("SELECT count(*) " + daily_loan_batch.ACTIVE), {"d": req.business_date}
+    )
     scales = await session.execute(select(Currency.code, Currency.scale))
     return DailyJobSummary(
         business_date=req.business_date,
@@ -463,7 +115,9 @@ class DailyLoanJobActivities:
         """Heartbeats between its phases: a worker that dies mid-batch is noticed within the
         heartbeat timeout, and the batch runs again elsewhere (it rolled back, or it is done)."""
         activity.heartbeat("start")
-        return await transaction(self.sessions, lambda s: service_batch(s, req, activity.heartbeat))
+        return await transaction(
+            self.sessions, lambda s: daily_loan_batch.service_batch(s, req, activity.heartbeat)
+        )
 
     @activity.defn(name="finish_daily_loan_job")
     async def finish(self, req: SnapshotRequest) -> DailyJobSummary:

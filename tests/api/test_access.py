@@ -50,6 +50,7 @@ PROTECTED = [
     ("GET", "/v1/savings-products", "none"),
     ("POST", "/v1/savings-products/PERSONAL/accounts", "finance"),
     ("GET", "/v1/reports/month-end/1999-01", "teller"),
+    ("GET", "/v1/reports/portfolio-at-risk", "teller"),
     ("GET", "/v1/notifications", "teller"),
     ("POST", "/v1/members/M0000001/kyc/documents", "finance"),
     ("POST", "/v1/members/M0000001/kyc/submit", "finance"),

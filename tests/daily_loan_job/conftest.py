@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -21,11 +21,19 @@ from activities import ledger_engine, loan_book
 from activities.db import in_transaction, make_engine, make_sessionmaker
 from activities.ledger_verify import verify_ledger
 from activities.loan_book_models import LoanInstallment, LoanTransaction
-from activities.setup import ensure_branch, ensure_chart
+from activities.setup import (
+    INTEREST_INCOME,
+    INTEREST_RECEIVABLE,
+    PENALTIES_RECEIVABLE,
+    PENALTY_INCOME,
+    ensure_branch,
+    ensure_chart,
+)
 from schemas.daily_loan_job import DailyJobInput, DailyJobSummary
 from schemas.ledger import JournalRequest, PostingLine
 from schemas.settings import Settings
 from scripts.local_postgres import drop_database
+from tests.api.conftest import api_app, api_settings, client, staff  # noqa: F401  (API tests)
 from tests.conftest import BRANCH, CURRENCY, Factory
 from tests.loans.conftest import LoanKit
 from tests.month_end.conftest import fresh_database
@@ -100,17 +108,37 @@ class Stack:
     async def journals(self) -> int:
         return int(await self.scalar("SELECT count(*) FROM journals WHERE kind = 'loan_servicing'"))
 
+    async def books(self) -> dict[str, object]:
+        """Everything the job changes, loan by loan, and the four GL balances it moves."""
+        loans = await self.scalar(
+            "SELECT json_agg(json_build_array(id, serviced_through, days_past_due, "
+            "arrears_bucket, overdue_since, penalty_exact, interest_recognized_minor, "
+            "interest_receivable_minor, penalty_receivable_minor) ORDER BY id) FROM loans"
+        )
+        penalties = await self.scalar(
+            "SELECT json_agg(json_build_array(loan_id, number, penalty_minor) "
+            "ORDER BY loan_id, number) FROM loan_installments"
+        )
+        gl = {
+            gl.number: await self.balance(gl.number)
+            for gl in (INTEREST_RECEIVABLE, INTEREST_INCOME, PENALTIES_RECEIVABLE, PENALTY_INCOME)
+        }
+        return {"loans": loans, "installments": penalties, "gl": gl}
+
     async def verify(self) -> None:
         async with self.sessions() as s, s.begin():
             report = await verify_ledger(s)
         assert report.ok, report
 
-    async def start(self, day: date, run: str = "", **options: Any) -> Handle:
+    async def start(
+        self, day: date, run: str = "", task_timeout: timedelta | None = None, **options: Any
+    ) -> Handle:
         return await self.client.start_workflow(
             DailyLoanJobWorkflow.run,
             DailyJobInput(business_date=day, **options),
             id=f"{self.tag}-daily-loan-job-{day}{run}",
             task_queue=self.batch_queue,
+            task_timeout=task_timeout,
         )
 
     async def run(self, day: date, run: str = "", **options: Any) -> DailyJobSummary:

@@ -23,6 +23,7 @@ from activities.setup import (
     PENALTY_INCOME,
 )
 from tests.daily_loan_job.conftest import Stack
+from tests.workflows.conftest import record_history
 
 JAN1 = date(2026, 1, 1)
 RATE = "36.5"
@@ -84,7 +85,9 @@ async def test_accrual_product_posts_interest_and_penalties_once(stack: Stack) -
     loan = await stack.active_loan(product, JAN1)
 
     # 10 of January's 31 days: 12.00 * 10 / 31 = 3.87096... -> 387 minor units earned.
-    first = await stack.run(date(2026, 1, 11))
+    handle = await stack.start(date(2026, 1, 11))
+    first = await handle.result()
+    await record_history(handle, "daily_loan_job_accrued")
     assert first.accrual_minor == {"USD": 387} and first.penalty_minor == {}
     assert await stack.balance(INTEREST_RECEIVABLE.number) == 387
     assert await stack.balance(INTEREST_INCOME.number) == -387
@@ -112,7 +115,9 @@ async def test_accrual_product_posts_interest_and_penalties_once(stack: Stack) -
 
     # The same date again, under another workflow id: nothing is posted, the summary is the
     # same (it is read from the books), and so are the balances.
-    again = await stack.run(day, run="-again")
+    handle = await stack.start(day, run="-again")
+    again = await handle.result()
+    await record_history(handle, "daily_loan_job_rerun")
     assert again == second
     assert await stack.journals() == 2
     assert await stack.balance(INTEREST_RECEIVABLE.number) == 1279
@@ -122,24 +127,6 @@ async def test_accrual_product_posts_interest_and_penalties_once(stack: Stack) -
     await stack.run(date(2026, 1, 20))
     assert await stack.journals() == 2 and await loan_row(stack, loan) == row
     await stack.verify()
-
-
-async def books(stack: Stack) -> dict[str, object]:
-    """Everything the job changes, loan by loan, and the four GL balances it moves."""
-    loans = await stack.scalar(
-        "SELECT json_agg(json_build_array(id, serviced_through, days_past_due, arrears_bucket, "
-        "overdue_since, penalty_exact, interest_recognized_minor, interest_receivable_minor, "
-        "penalty_receivable_minor) ORDER BY id) FROM loans"
-    )
-    penalties = await stack.scalar(
-        "SELECT json_agg(json_build_array(loan_id, number, penalty_minor) ORDER BY loan_id, "
-        "number) FROM loan_installments"
-    )
-    gl = {
-        gl.number: await stack.balance(gl.number)
-        for gl in (INTEREST_RECEIVABLE, INTEREST_INCOME, PENALTIES_RECEIVABLE, PENALTY_INCOME)
-    }
-    return {"loans": loans, "installments": penalties, "gl": gl}
 
 
 async def portfolio(stack: Stack) -> None:
@@ -158,11 +145,15 @@ async def test_missed_dates_caught_up_equal_running_every_day(stack: Stack, twin
     while day <= last:
         await stack.run(day)
         day += timedelta(days=1)
-    await twin.run(first)  # then ten days missed
-    summary = await twin.run(last)
+    await twin.run(first)  # then ten days missed; one loan a batch, one batch a run
+    handle = await twin.start(last, batch_size=1, batches_per_run=1)
+    summary = await handle.result()
+    await record_history(handle, "daily_loan_job_continued")
     assert summary.loans == 3
-    assert await books(twin) == await books(stack)
-    assert await stack.journals() == 11 and await twin.journals() == 2
+    assert await twin.books() == await stack.books()
+    # one journal a run with anything to post; the catch-up, a loan a batch, posts for the two
+    # accrual loans (the cash loan charges its installment and posts nothing)
+    assert await stack.journals() == 11 and await twin.journals() == 1 + 2
     await stack.verify()
     await twin.verify()
 
