@@ -57,6 +57,7 @@ def service_loan(loan: LoanRow, dues: list[Due], on: date) -> Serviced:
     charged_before = sum(d.penalty for d in dues)
     target: int | None = None
     day = loan.start
+    late = None
     while day <= on:
         late = arrears(dues, day)
         if late.days_past_due > 0:
@@ -71,7 +72,7 @@ def service_loan(loan: LoanRow, dues: list[Due], on: date) -> Serviced:
     if loan.accrual:
         earned = interest_earned_to(dues, on, loan.rounding)
         accrual = max(0, earned - loan.interest_recognized)
-    now = arrears(dues, on)
+    now = late if late is not None else arrears(dues, on)  # the loop's last day is `on`
     return Serviced(
         loan=loan,
         days_past_due=now.days_past_due,
