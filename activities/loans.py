@@ -3,8 +3,8 @@ workflow calls (eligibility and guarantee checks, the trail, who to notify).
 
 Savings figures come from the member's open savings accounts in the product's currency:
 - balance: posted credits minus posted debits;
-- free savings: balance less pending holds, less what the member already guarantees on other
-  loans that are pending, approved or active (a pledge counts before any lien is placed).
+- free savings: balance less pending holds (which include the liens of disbursed loans they
+  guarantee), less what the member pledged on other loans still pending or approved.
 """
 
 from __future__ import annotations
@@ -35,8 +35,10 @@ from schemas.loans import (
     TermsCheckResult,
 )
 
-# Loans whose guarantees still bind the guarantor's savings.
-BINDING_STATES = ("submitted_and_pending_approval", "approved", "active")
+# Loans whose guarantees bind the guarantor's savings as a pledge. Once a loan is disbursed the
+# guarantee is a lien (a pending hold), which `savings` already takes off: counting the active
+# loan's pledge as well would take the same guarantee off twice.
+BINDING_STATES = ("submitted_and_pending_approval", "approved")
 
 
 def share(principal_minor: int, pct: Decimal) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities import ledger_engine
+from activities import ledger_engine, loan_reversal
 from activities.models import LedgerAccount as A
 from activities.periods import is_closed
 from schemas.errors import BankflowError, ErrorCode
@@ -56,15 +56,15 @@ async def check_reversible(
         return original, checks, refuse("period open", ErrorCode.PERIOD_CLOSED, detail)
     ok("period open", f"{original.value_date:%Y-%m}")
     if original.kind in LOAN_KINDS:
-        detail = (
-            f"a {original.kind} journal needs loan re-allocation, which is not available yet "
-            "(it comes with loan disbursement)"
-        )
-        return original, checks, refuse("kind reversible", ErrorCode.NOT_REVERSIBLE, detail)
-    if original.kind not in MIRROR_KINDS:
+        try:
+            ok("kind reversible", await loan_reversal.check(session, original))
+        except BankflowError as exc:
+            return original, checks, refuse("kind reversible", exc.code, exc.detail)
+    elif original.kind not in MIRROR_KINDS:
         detail = f"journals of kind {original.kind!r} are not reversed through this process"
         return original, checks, refuse("kind reversible", ErrorCode.NOT_REVERSIBLE, detail)
-    ok("kind reversible", f"{original.kind}: mirror every posting")
+    else:
+        ok("kind reversible", f"{original.kind}: mirror every posting")
     if len({p.currency for p in original.postings}) != 1:
         detail = "a journal across several currencies is not reversed through this process"
         return original, checks, refuse("one currency", ErrorCode.NOT_REVERSIBLE, detail)
@@ -73,7 +73,7 @@ async def check_reversible(
     }
     accounts = (await session.scalars(select(A).where(A.id.in_(ids)).order_by(A.id))).all()
     loans = [a.code for a in accounts if a.kind == "loan"]
-    if loans:
+    if loans and original.kind not in LOAN_KINDS:
         detail = f"the journal touches loan account {loans[0]}: loan reversal is not available yet"
         return original, checks, refuse("no loan account", ErrorCode.NOT_REVERSIBLE, detail)
     closed = [a.code for a in accounts if a.status != "open"]

@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities import ledger_engine
+from activities import ledger_engine, loan_reversal
 from activities.errors import transaction
 from activities.models import Branch, Currency, Hold, Journal, LedgerAccount, Member
 from activities.periods import is_closed
@@ -37,6 +37,7 @@ from schemas.ledger import (
 )
 from schemas.notifications import NotificationRequest
 from schemas.reversals import (
+    LOAN_KINDS,
     Check,
     EventRecord,
     ExecuteRequest,
@@ -271,6 +272,8 @@ async def execute(session: AsyncSession, req: ExecuteRequest) -> ExecuteResult:
             process_id=req.reversal_id,
         ),
     )
+    if original.kind in LOAN_KINDS:
+        await loan_reversal.apply(session, original, req.reversal_id, req.value_date)
     return ExecuteResult(reversal_journal_id=journal_id, cover_journal_id=cover, covered=covered)
 
 

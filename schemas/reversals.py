@@ -17,7 +17,8 @@ ReasonCode = Literal[
 MIRROR_KINDS = frozenset(
     {"deposit", "withdrawal", "transfer", "fee", "interest", "interest_posting"}
 )
-LOAN_KINDS = frozenset({"repayment", "loan_repayment", "disbursement", "loan_disbursement"})
+# Loan journals: mirrored, and the loan book adjusted in the same transaction.
+LOAN_KINDS = frozenset({"loan_repayment", "loan_disbursement"})
 # Who may ask for a reversal (the API checks it; deciding is the workflow's business).
 REQUESTER_ROLES = ("teller", "branch_manager", "finance")
 

@@ -8,8 +8,9 @@ the amount's tier, and an overdraft override only from a higher role. Enough app
 mirror journal (voiding the holds in the same transaction); a rejection or the approval timeout
 voids the holds. Affected members are notified and every step lands in the case file.
 
-Kind-specific work (loan repayment re-allocation, disbursement undo) belongs after the mirror
-step in `_reverse`; until it exists the first step refuses those kinds.
+A loan repayment or disbursement is reversed the same way; the activity that posts the mirror
+also adjusts the loan book in its transaction (activities/loan_reversal.py): later repayments
+re-applied as if the reversed one never happened, or the loan returned to approved.
 """
 
 from __future__ import annotations

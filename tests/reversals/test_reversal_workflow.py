@@ -207,7 +207,7 @@ async def test_rejection_releases_the_hold(
     ("kind", "code"),
     [
         ("loan_repayment", ErrorCode.NOT_REVERSIBLE),
-        ("disbursement", ErrorCode.NOT_REVERSIBLE),
+        ("loan_disbursement", ErrorCode.NOT_REVERSIBLE),
         ("opening_balance", ErrorCode.NOT_REVERSIBLE),
     ],
 )
@@ -225,8 +225,8 @@ async def test_kinds_this_process_does_not_reverse_are_refused(
     result = await handle.result()
     assert result.stage == Stage.REFUSED and result.error == code
     assert result.checks[-1].name == "kind reversible" and not result.checks[-1].ok
-    if kind != "opening_balance":
-        assert "loan" in (result.error_detail or "")
+    if kind != "opening_balance":  # a loan journal must belong to a loan transaction
+        assert "belongs to no loan transaction" in (result.error_detail or "")
     assert await balances(factory, acc.id) == (10_00, 0)
     if kind == "loan_repayment":
         await record_history(handle, "reversal_refused")

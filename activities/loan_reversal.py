@@ -1,0 +1,435 @@
+"""Reversing a loan's journals: what a repayment or a disbursement reversal must also do to the
+loan book, in the same transaction as the mirror journal.
+
+- A repayment (Fineract's "adjust"): the loan is put back to where it was before that repayment by
+  taking off its portions and the portions of every later repayment; then the later ones are
+  applied again, in order, as if the reversed one had never happened. A later repayment whose
+  split changes has its journal reversed and a new one posted (`<reversal>:replay-<txn>`); its
+  loan transaction then points at the new journal. A loan the reversed repayment had closed opens
+  again and its guarantors' liens are placed again.
+- A disbursement ("undo disbursal"): only while the loan has no repayment standing. The loan goes
+  back to approved: liens voided, schedule removed, accrued interest and penalties taken back.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from activities import ledger_engine, loan_book
+from activities.loan_book_models import Disbursement, LoanTransaction
+from activities.loan_models import Loan, LoanEvent
+from activities.models import Hold
+from activities.periods import is_closed
+from activities.repayments import GLS, rounding_of, split, void_liens
+from activities.setup import (
+    CASH,
+    INTEREST_INCOME,
+    INTEREST_RECEIVABLE,
+    PENALTIES_RECEIVABLE,
+    PENALTY_INCOME,
+)
+from domain.allocation import Allocation, Due, Portion, allocate, settle
+from schemas.errors import BankflowError, ErrorCode
+from schemas.ledger import (
+    HoldRequest,
+    JournalRequest,
+    JournalResult,
+    PostingLine,
+    ReversalRequest,
+    VoidHoldRequest,
+)
+
+REPAYMENT = "loan_repayment"
+DISBURSEMENT = "loan_disbursement"
+STANDING = LoanTransaction.reversed_by_journal_id.is_(None)
+
+
+async def _txn(session: AsyncSession, journal_id: str, kind: str) -> LoanTransaction:
+    row = await session.scalar(
+        select(LoanTransaction).where(
+            LoanTransaction.journal_id == journal_id, LoanTransaction.kind == kind.split("_")[1]
+        )
+    )
+    if row is None:
+        raise BankflowError(
+            ErrorCode.NOT_REVERSIBLE, f"journal {journal_id!r} belongs to no loan transaction"
+        )
+    return row
+
+
+async def _later_repayments(session: AsyncSession, txn: LoanTransaction) -> list[LoanTransaction]:
+    rows = await session.scalars(
+        select(LoanTransaction)
+        .where(
+            LoanTransaction.loan_id == txn.loan_id,
+            LoanTransaction.kind == "repayment",
+            STANDING,
+            LoanTransaction.id != txn.id,
+        )
+        .order_by(LoanTransaction.value_date, LoanTransaction.id)
+    )
+    return [r for r in rows if (r.value_date, r.id) > (txn.value_date, txn.id)]
+
+
+async def check(session: AsyncSession, original: JournalResult) -> str:
+    """Why this loan journal may be reversed (BankflowError when it may not)."""
+    txn = await _txn(session, original.journal_id, original.kind)
+    loan = await session.get(Loan, txn.loan_id)
+    assert loan is not None
+    if original.kind == DISBURSEMENT:
+        if loan.state != "active":
+            raise BankflowError(
+                ErrorCode.LOAN_STATE, f"loan {loan.loan_number} is {loan.state}, not active"
+            )
+        repaid = await session.scalar(
+            select(LoanTransaction.id).where(
+                LoanTransaction.loan_id == loan.id, LoanTransaction.kind == "repayment", STANDING
+            )
+        )
+        if repaid is not None:
+            raise BankflowError(
+                ErrorCode.LOAN_STATE,
+                f"loan {loan.loan_number} has repayments: reverse them before the disbursement",
+            )
+        row = await session.scalar(
+            select(Disbursement).where(Disbursement.journal_id == original.journal_id)
+        )
+        if row is not None and row.destination == "external":
+            raise BankflowError(
+                ErrorCode.NOT_REVERSIBLE,
+                "the loan was paid out to another bank: recover the payout first",
+            )
+        return f"undo the disbursement of {loan.loan_number}: the loan returns to approved"
+    if loan.state not in ("active", "closed_obligations_met", "overpaid"):
+        raise BankflowError(ErrorCode.LOAN_STATE, f"loan {loan.loan_number} is {loan.state}")
+    later = await _later_repayments(session, txn)
+    for r in later:
+        if await is_closed(session, r.value_date):
+            raise BankflowError(
+                ErrorCode.PERIOD_CLOSED,
+                f"a later repayment of {loan.loan_number} ({r.journal_id}) is in a closed period",
+            )
+    return f"{loan.loan_number}: {len(later)} later repayment(s) re-applied"
+
+
+async def apply(
+    session: AsyncSession, original: JournalResult, reversal_id: str, value_date: date
+) -> None:
+    """The loan side of a reversal whose mirror journal was just posted (same transaction)."""
+    if original.kind == REPAYMENT:
+        await _reverse_repayment(session, original, reversal_id, value_date)
+    elif original.kind == DISBURSEMENT:
+        await _undo_disbursement(session, original, reversal_id, value_date)
+
+
+# --- repayments ------------------------------------------------------------------------------
+
+
+def _portions(txn: LoanTransaction) -> list[Portion]:
+    return [
+        Portion(
+            number=int(p["number"]),
+            penalty=int(p.get("penalty_minor", 0)),
+            fee=int(p.get("fee_minor", 0)),
+            interest=int(p.get("interest_minor", 0)),
+            principal=int(p.get("principal_minor", 0)),
+        )
+        for p in txn.allocation.get("portions", [])
+    ]
+
+
+def _take_off(dues: list[Due], txn: LoanTransaction) -> list[Due]:
+    """The installments as they were before `txn`: its portions unpaid, its waiver undone."""
+    paid = {p.number: p for p in _portions(txn)}
+    cut = {int(n): int(a) for n, a in txn.allocation.get("waived", [])}
+    out = []
+    for d in dues:
+        p = paid.get(d.number, Portion(d.number))
+        out.append(
+            Due(
+                number=d.number,
+                from_on=d.from_on,
+                due_on=d.due_on,
+                principal=d.principal,
+                interest=d.interest,
+                fee=d.fee,
+                penalty=d.penalty,
+                principal_paid=d.principal_paid - p.principal,
+                interest_paid=d.interest_paid - p.interest,
+                fee_paid=d.fee_paid - p.fee,
+                penalty_paid=d.penalty_paid - p.penalty,
+                interest_waived=d.interest_waived - cut.get(d.number, 0),
+            )
+        )
+    return out
+
+
+def _restore_accruals(loan: Loan, txn: LoanTransaction) -> None:
+    """Accrual products: what the repayment settled from receivables is receivable again and
+    what it recognised directly as income is no longer recognised."""
+    receivable = txn.allocation.get("receivable") or {}
+    if not receivable:  # a cash-accounting product keeps no receivables
+        return
+    interest_from = int(receivable.get("interest", 0))
+    loan.interest_receivable_minor += interest_from
+    loan.interest_recognized_minor -= txn.interest_minor - interest_from
+    loan.penalty_receivable_minor += int(receivable.get("penalty", 0))
+
+
+async def _reverse_repayment(
+    session: AsyncSession, original: JournalResult, reversal_id: str, value_date: date
+) -> None:
+    txn = await _txn(session, original.journal_id, original.kind)
+    loan = await session.get(Loan, txn.loan_id, with_for_update=True)
+    assert loan is not None
+    later = await _later_repayments(session, txn)
+    before = await loan_book.load_dues(session, loan.id)
+    dues = before
+    for r in [*reversed(later), txn]:  # newest first: each one's portions come off its state
+        dues = _take_off(dues, r)
+        _restore_accruals(loan, r)
+    txn.reversed_by_journal_id = f"{reversal_id}:reverse"
+    state_before = loan.state
+    if state_before != "active":
+        await _reopen(session, loan, reversal_id, value_date)
+    for r in later:
+        await ledger_engine.reverse_journal(
+            session,
+            ReversalRequest(
+                original_journal_id=r.journal_id,
+                journal_id=f"{reversal_id}:undo-{r.id}",
+                value_date=value_date,
+                description=f"Re-allocation after reversing {original.journal_id}",
+                process_id=reversal_id,
+            ),
+        )
+        alloc = allocate(dues, r.amount_minor, r.value_date, rounding_of(loan))
+        dues = settle(dues, alloc)
+        await _repost(session, loan, r, alloc, f"{reversal_id}:replay-{r.id}", value_date)
+        if alloc.closes:
+            loan.state = "overpaid" if alloc.overpayment else "closed_obligations_met"
+            loan.closed_on, loan.overpaid_minor = r.value_date, alloc.overpayment
+            await void_liens(session, loan.loan_number)
+    await loan_book.save_dues(session, loan.id, before, dues, value_date)
+    await _event(
+        session,
+        loan,
+        f"{reversal_id}:loan",
+        "repayment_reversed",
+        from_state=state_before,
+        to_state=loan.state if loan.state != state_before else None,
+        reason=f"repayment {original.journal_id} reversed; {len(later)} later re-applied",
+        data={"reversal_id": reversal_id, "reapplied": [r.id for r in later]},
+    )
+
+
+async def _repost(
+    session: AsyncSession,
+    loan: Loan,
+    txn: LoanTransaction,
+    alloc: Allocation,
+    journal_id: str,
+    value_date: date,
+) -> None:
+    """Post a later repayment again with its new split and point its loan transaction at it."""
+    accrual = loan_book.product_of(loan).accounting == "accrual"
+    gl = await loan_book.gl_ids(session, loan.currency, GLS)
+    savings = await loan_book.member_savings_account(session, loan.member_id, loan.currency)
+    credits = split(loan, alloc, gl, accrual)
+    source = savings if txn.source == "savings" else gl[CASH.number]
+    lines = [
+        PostingLine(
+            debit_account_id=source, credit_account_id=c, amount_minor=a, currency=loan.currency
+        )
+        for c, a in credits.lines
+    ]
+    if txn.source == "cash" and alloc.overpayment:
+        lines.append(
+            PostingLine(
+                debit_account_id=gl[CASH.number],
+                credit_account_id=savings,
+                amount_minor=alloc.overpayment,
+                currency=loan.currency,
+            )
+        )
+    await ledger_engine.post_journal(
+        session,
+        JournalRequest(
+            journal_id=journal_id,
+            kind=REPAYMENT,
+            value_date=value_date,
+            postings=lines,
+            description=f"Repayment of loan {loan.loan_number} re-applied ({txn.source})",
+            process_id=journal_id.rsplit(":", 1)[0],
+            metadata={"loan_number": loan.loan_number, "replaces": txn.journal_id},
+        ),
+    )
+    if accrual:
+        loan.interest_receivable_minor -= credits.receivable["interest"]
+        loan.interest_recognized_minor += alloc.total("interest") - credits.receivable["interest"]
+        loan.penalty_receivable_minor -= credits.receivable["penalty"]
+    allocation: dict[str, Any] = dict(txn.allocation)
+    allocation.update(
+        portions=[
+            {
+                "number": p.number,
+                "penalty_minor": p.penalty,
+                "fee_minor": p.fee,
+                "interest_minor": p.interest,
+                "principal_minor": p.principal,
+            }
+            for p in alloc.portions
+        ],
+        waived=[list(w) for w in alloc.waived],
+        receivable=credits.receivable,
+        closes=alloc.closes,
+        replaced=[*txn.allocation.get("replaced", []), txn.journal_id],
+    )
+    txn.journal_id = journal_id
+    txn.principal_minor, txn.interest_minor = alloc.total("principal"), alloc.total("interest")
+    txn.fee_minor, txn.penalty_minor = alloc.total("fee"), alloc.total("penalty")
+    txn.overpayment_minor = alloc.overpayment
+    txn.allocation = allocation
+
+
+async def _reopen(session: AsyncSession, loan: Loan, reversal_id: str, on: date) -> None:
+    """A closed loan owes again: active, and its guarantors' liens placed again where the
+    guarantor's savings still cover them (a shortfall is put on the trail for staff)."""
+    loan.state, loan.closed_on, loan.overpaid_minor = "active", None, 0
+    voided = await session.scalars(
+        select(Hold).where(
+            Hold.process_id.like(f"disbursement-{loan.loan_number}-%"),
+            Hold.status == "voided",
+            Hold.void_reason == "loan closed",
+        )
+    )
+    for n, hold in enumerate(voided.all(), start=1):
+        try:
+            async with session.begin_nested():
+                await ledger_engine.place_hold(
+                    session,
+                    HoldRequest(
+                        hold_id=f"{reversal_id}:lien-{n}",
+                        debit_account_id=hold.debit_account_id,
+                        credit_account_id=hold.credit_account_id,
+                        amount_minor=hold.amount_minor,
+                        currency=hold.currency,
+                        description=f"Guarantee lien on loan {loan.loan_number}, restored",
+                        process_id=hold.process_id,
+                    ),
+                )
+        except BankflowError as exc:
+            await _event(
+                session, loan, f"{reversal_id}:lien-{n}", "lien_not_restored", reason=exc.detail
+            )
+
+
+# --- disbursements ---------------------------------------------------------------------------
+
+
+async def _undo_disbursement(
+    session: AsyncSession, original: JournalResult, reversal_id: str, value_date: date
+) -> None:
+    txn = await _txn(session, original.journal_id, original.kind)
+    loan = await session.get(Loan, txn.loan_id, with_for_update=True)
+    assert loan is not None
+    txn.reversed_by_journal_id = f"{reversal_id}:reverse"
+    row = await session.scalar(
+        select(Disbursement).where(Disbursement.journal_id == original.journal_id)
+    )
+    if row is not None:
+        row.status = "reversed"
+    holds = await session.scalars(
+        select(Hold.id).where(Hold.process_id == txn.workflow_id, Hold.status == "pending")
+    )
+    for hold_id in holds.all():
+        await ledger_engine.void_hold(
+            session, VoidHoldRequest(hold_id=hold_id, reason="disbursement undone")
+        )
+    await _take_back_accruals(session, loan, reversal_id, value_date)
+    await loan_book.drop_schedule(session, loan)
+    await session.execute(
+        update(LoanTransaction)
+        .where(
+            LoanTransaction.loan_id == loan.id,
+            LoanTransaction.kind.in_(("penalty", "accrual")),
+            STANDING,
+        )
+        .values(reversed_by_journal_id=f"{reversal_id}:reverse")
+    )
+    await _event(
+        session,
+        loan,
+        f"{reversal_id}:loan",
+        "disbursement_undone",
+        from_state=loan.state,
+        to_state="approved",
+        reason=f"disbursement {original.journal_id} reversed",
+        data={"reversal_id": reversal_id},
+    )
+    loan.state, loan.disbursed_on, loan.serviced_through = "approved", None, None
+    loan.days_past_due, loan.arrears_bucket, loan.overdue_since = 0, "current", None
+
+
+async def _take_back_accruals(
+    session: AsyncSession, loan: Loan, reversal_id: str, value_date: date
+) -> None:
+    """Interest and penalties the daily job booked as income on a loan that never was."""
+    gl = await loan_book.gl_ids(
+        session,
+        loan.currency,
+        (INTEREST_INCOME, INTEREST_RECEIVABLE, PENALTY_INCOME, PENALTIES_RECEIVABLE),
+    )
+    pairs = (
+        (
+            gl[INTEREST_INCOME.number],
+            gl[INTEREST_RECEIVABLE.number],
+            loan.interest_receivable_minor,
+        ),
+        (gl[PENALTY_INCOME.number], gl[PENALTIES_RECEIVABLE.number], loan.penalty_receivable_minor),
+    )
+    lines = [
+        PostingLine(debit_account_id=d, credit_account_id=c, amount_minor=a, currency=loan.currency)
+        for d, c, a in pairs
+        if a > 0
+    ]
+    if lines:
+        await ledger_engine.post_journal(
+            session,
+            JournalRequest(
+                journal_id=f"{reversal_id}:accruals",
+                kind="loan_accrual_reversal",
+                value_date=value_date,
+                postings=lines,
+                description=f"Accruals of loan {loan.loan_number} taken back (disbursement undone)",
+                process_id=reversal_id,
+            ),
+        )
+    loan.interest_receivable_minor = loan.penalty_receivable_minor = 0
+    loan.interest_recognized_minor = 0
+    loan.penalty_exact = Decimal(0)
+
+
+async def _event(
+    session: AsyncSession, loan: Loan, event_id: str, event: str, **values: Any
+) -> None:
+    """One trail row after the loan's last one (the caller holds the loan lock)."""
+    seq = await session.scalar(
+        select(LoanEvent.seq).where(LoanEvent.loan_id == loan.id).order_by(LoanEvent.seq.desc())
+    )
+    session.add(
+        LoanEvent(
+            event_id=event_id,
+            loan_id=loan.id,
+            seq=int(seq or 0) + 1,
+            at=func.now(),
+            event=event,
+            actor="reversal",
+            **values,
+        )
+    )
