@@ -5,21 +5,18 @@ loan row locked first, so a step and its compensation never interleave on one lo
 from __future__ import annotations
 
 import decimal
-from collections.abc import Mapping
 from decimal import Decimal
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import ledger_engine, loan_book
 from activities.loan_book_models import Disbursement, LoanTransaction
-from activities.loan_models import Loan, LoanEvent
+from activities.loan_models import Loan
 from activities.models import Hold
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import ReversalRequest, VoidHoldRequest
 from schemas.loan_products import ProductSnapshot
-from schemas.loans import SYSTEM
 
 
 def disbursement_fee(product: ProductSnapshot, principal_minor: int) -> int:
@@ -42,55 +39,6 @@ async def locked(
     if row is None or row.loan_id != loan.id:
         raise BankflowError(ErrorCode.NOT_FOUND, f"no disbursement {workflow_id!r}")
     return loan, row
-
-
-async def trail(
-    session: AsyncSession,
-    loan: Loan,
-    workflow_id: str,
-    step: str,
-    event: str,
-    *,
-    actor: str = SYSTEM,
-    actor_id: int | None = None,
-    reason: str = "",
-    to_state: str | None = None,
-    data: Mapping[str, object] | None = None,
-) -> None:
-    """One trail row, `event_id` = `<workflow id>:<step>` (a retry writes nothing), `seq` after
-    the loan's last (the caller holds the loan lock, so no other step numbers concurrently)."""
-    seq = (
-        int(
-            await session.scalar(
-                select(func.coalesce(func.max(LoanEvent.seq), 0)).where(
-                    LoanEvent.loan_id == loan.id
-                )
-            )
-            or 0
-        )
-        + 1
-    )
-    inserted = await session.scalar(
-        insert(LoanEvent)
-        .values(
-            event_id=f"{workflow_id}:{step}",
-            loan_id=loan.id,
-            seq=seq,
-            at=func.now(),
-            event=event,
-            actor=actor,
-            actor_id=actor_id,
-            from_state=loan.state if to_state else None,
-            to_state=to_state,
-            reason=reason,
-            data=dict(data or {}),
-        )
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(LoanEvent.id)
-    )
-    if inserted is not None:
-        loan.last_event_seq = max(loan.last_event_seq, seq)
-        loan.updated_at = func.now()
 
 
 async def void_liens(session: AsyncSession, workflow_id: str, reason: str) -> int:
@@ -142,7 +90,7 @@ async def mark_compensated(
     row.updated_at = func.now()
     loan.stage = "approved"
     loan.current_details = f"{loan.loan_number}: approved: disbursement failed: {reason}"[:1000]
-    await trail(
+    await loan_book.trail(
         session,
         loan,
         row.workflow_id,

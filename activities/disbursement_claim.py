@@ -12,7 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import loan_book
-from activities.disbursement_book import disbursement_fee, trail
+from activities.disbursement_book import disbursement_fee
+from activities.loan_book import trail
 from activities.loan_book_models import HOLDING_STATUSES, Disbursement
 from activities.loan_models import Loan, LoanGuarantor
 from activities.loans import free_savings

@@ -16,7 +16,6 @@ from activities.disbursement_book import (
     locked,
     mark_compensated,
     reverse_postings,
-    trail,
     void_liens,
 )
 from activities.disbursement_claim import claim, liens_of
@@ -150,7 +149,7 @@ async def activate(session: AsyncSession, step: Step) -> Activation:
     scale = loan_book.product_of(loan).scale
     if row.status == "in_progress":
         data = {"journal_id": row.journal_id, "disbursed_on": str(row.disbursed_on)}
-        await trail(
+        await loan_book.trail(
             session, loan, row.workflow_id, "disbursed", "disbursed", to_state="active", data=data
         )
         row.status = "completed"

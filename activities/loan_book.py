@@ -1,5 +1,6 @@
 """The loan book's shared steps: the loan account and schedule of a disbursed loan, its
-installments as `domain.allocation.Due` values, and the GL accounts servicing posts to.
+installments as `domain.allocation.Due` values, the loan's trail, and the GL accounts servicing
+posts to.
 
 Every function runs inside the caller's transaction (disbursement, repayment, reversal and the
 daily job each own theirs) and takes the loan row lock first, so two of them never interleave on
@@ -8,21 +9,23 @@ one loan.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import date
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.accounts import open_member_account
 from activities.loan_book_models import LoanInstallment
-from activities.loan_models import Loan
+from activities.loan_models import Loan, LoanEvent
 from activities.models import LedgerAccount, Member
 from activities.setup import GlAccount, gl_code
 from domain.allocation import Due
 from domain.schedule import Schedule, generate_schedule
 from schemas.errors import BankflowError, ErrorCode
 from schemas.loan_products import ProductSnapshot, schedule_terms
+from schemas.loans import SYSTEM
 
 
 async def lock_loan(session: AsyncSession, loan_number: str) -> Loan:
@@ -144,6 +147,51 @@ async def save_dues(
             .where(LoanInstallment.loan_id == loan_id, LoanInstallment.number == due.number)
             .values(values)
         )
+
+
+async def trail(
+    session: AsyncSession,
+    loan: Loan,
+    process_id: str,
+    step: str,
+    event: str,
+    *,
+    actor: str = SYSTEM,
+    actor_id: int | None = None,
+    at: datetime | None = None,
+    reason: str = "",
+    from_state: str | None = None,
+    to_state: str | None = None,
+    data: Mapping[str, object] | None = None,
+) -> None:
+    """One row of the loan's trail, `event_id` = `<process id>:<step>` (a retry writes nothing),
+    `seq` after the loan's last (the caller holds the loan lock, so no other step numbers
+    concurrently). `at` defaults to the transaction's time; `from_state` to the loan's state when
+    the event changes it."""
+    seq = await session.scalar(
+        select(func.coalesce(func.max(LoanEvent.seq), 0)).where(LoanEvent.loan_id == loan.id)
+    )
+    inserted = await session.scalar(
+        insert(LoanEvent)
+        .values(
+            event_id=f"{process_id}:{step}",
+            loan_id=loan.id,
+            seq=int(seq or 0) + 1,
+            at=at if at is not None else func.now(),
+            event=event,
+            actor=actor,
+            actor_id=actor_id,
+            from_state=from_state or (loan.state if to_state else None),
+            to_state=to_state,
+            reason=reason,
+            data=dict(data or {}),
+        )
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(LoanEvent.id)
+    )
+    if inserted is not None:
+        loan.last_event_seq = max(loan.last_event_seq, int(seq or 0) + 1)
+        loan.updated_at = func.now()
 
 
 async def gl_ids(

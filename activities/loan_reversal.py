@@ -15,19 +15,17 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal
-from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import ledger_engine, loan_book
 from activities.loan_book_models import Disbursement, LoanTransaction
-from activities.loan_models import Loan, LoanEvent
+from activities.loan_models import Loan
 from activities.models import Hold
 from activities.periods import is_closed
-from activities.repayments import GLS, rounding_of, split, void_liens
+from activities.repayments import allocation_record, book, rounding_of, void_liens
 from activities.setup import (
-    CASH,
     INTEREST_INCOME,
     INTEREST_RECEIVABLE,
     PENALTIES_RECEIVABLE,
@@ -216,11 +214,13 @@ async def _reverse_repayment(
             loan.closed_on, loan.overpaid_minor = r.value_date, alloc.overpayment
             await void_liens(session, loan.loan_number)
     await loan_book.save_dues(session, loan.id, before, dues, value_date)
-    await _event(
+    await loan_book.trail(
         session,
         loan,
-        f"{reversal_id}:loan",
+        reversal_id,
+        "loan",
         "repayment_reversed",
+        actor="reversal",
         from_state=state_before,
         to_state=loan.state if loan.state != state_before else None,
         reason=f"repayment {original.journal_id} reversed; {len(later)} later re-applied",
@@ -237,64 +237,26 @@ async def _repost(
     value_date: date,
 ) -> None:
     """Post a later repayment again with its new split and point its loan transaction at it."""
-    accrual = loan_book.product_of(loan).accounting == "accrual"
-    gl = await loan_book.gl_ids(session, loan.currency, GLS)
-    savings = await loan_book.member_savings_account(session, loan.member_id, loan.currency)
-    credits = split(loan, alloc, gl, accrual)
-    source = savings if txn.source == "savings" else gl[CASH.number]
-    lines = [
-        PostingLine(
-            debit_account_id=source, credit_account_id=c, amount_minor=a, currency=loan.currency
-        )
-        for c, a in credits.lines
-    ]
-    if txn.source == "cash" and alloc.overpayment:
-        lines.append(
-            PostingLine(
-                debit_account_id=gl[CASH.number],
-                credit_account_id=savings,
-                amount_minor=alloc.overpayment,
-                currency=loan.currency,
-            )
-        )
-    await ledger_engine.post_journal(
+    credits = await book(
         session,
-        JournalRequest(
-            journal_id=journal_id,
-            kind=REPAYMENT,
-            value_date=value_date,
-            postings=lines,
-            description=f"Repayment of loan {loan.loan_number} re-applied ({txn.source})",
-            process_id=journal_id.rsplit(":", 1)[0],
-            metadata={"loan_number": loan.loan_number, "replaces": txn.journal_id},
-        ),
+        loan,
+        alloc,
+        txn.source or "savings",
+        journal_id,
+        value_date,
+        description=f"Repayment of loan {loan.loan_number} re-applied ({txn.source})",
+        process_id=journal_id.rsplit(":", 1)[0],
+        metadata={"loan_number": loan.loan_number, "replaces": txn.journal_id},
     )
-    if accrual:
-        loan.interest_receivable_minor -= credits.receivable["interest"]
-        loan.interest_recognized_minor += alloc.total("interest") - credits.receivable["interest"]
-        loan.penalty_receivable_minor -= credits.receivable["penalty"]
-    allocation: dict[str, Any] = dict(txn.allocation)
-    allocation.update(
-        portions=[
-            {
-                "number": p.number,
-                "penalty_minor": p.penalty,
-                "fee_minor": p.fee,
-                "interest_minor": p.interest,
-                "principal_minor": p.principal,
-            }
-            for p in alloc.portions
-        ],
-        waived=[list(w) for w in alloc.waived],
-        receivable=credits.receivable,
-        closes=alloc.closes,
-        replaced=[*txn.allocation.get("replaced", []), txn.journal_id],
-    )
+    txn.allocation = {
+        **txn.allocation,
+        **allocation_record(alloc, credits),
+        "replaced": [*txn.allocation.get("replaced", []), txn.journal_id],
+    }
     txn.journal_id = journal_id
     txn.principal_minor, txn.interest_minor = alloc.total("principal"), alloc.total("interest")
     txn.fee_minor, txn.penalty_minor = alloc.total("fee"), alloc.total("penalty")
     txn.overpayment_minor = alloc.overpayment
-    txn.allocation = allocation
 
 
 async def _reopen(session: AsyncSession, loan: Loan, reversal_id: str, on: date) -> None:
@@ -324,8 +286,14 @@ async def _reopen(session: AsyncSession, loan: Loan, reversal_id: str, on: date)
                     ),
                 )
         except BankflowError as exc:
-            await _event(
-                session, loan, f"{reversal_id}:lien-{n}", "lien_not_restored", reason=exc.detail
+            await loan_book.trail(
+                session,
+                loan,
+                reversal_id,
+                f"lien-{n}",
+                "lien_not_restored",
+                actor="reversal",
+                reason=exc.detail,
             )
 
 
@@ -362,11 +330,13 @@ async def _undo_disbursement(
         )
         .values(reversed_by_journal_id=f"{reversal_id}:reverse")
     )
-    await _event(
+    await loan_book.trail(
         session,
         loan,
-        f"{reversal_id}:loan",
+        reversal_id,
+        "loan",
         "disbursement_undone",
+        actor="reversal",
         from_state=loan.state,
         to_state="approved",
         reason=f"disbursement {original.journal_id} reversed",
@@ -413,23 +383,3 @@ async def _take_back_accruals(
     loan.interest_receivable_minor = loan.penalty_receivable_minor = 0
     loan.interest_recognized_minor = 0
     loan.penalty_exact = Decimal(0)
-
-
-async def _event(
-    session: AsyncSession, loan: Loan, event_id: str, event: str, **values: Any
-) -> None:
-    """One trail row after the loan's last one (the caller holds the loan lock)."""
-    seq = await session.scalar(
-        select(LoanEvent.seq).where(LoanEvent.loan_id == loan.id).order_by(LoanEvent.seq.desc())
-    )
-    session.add(
-        LoanEvent(
-            event_id=event_id,
-            loan_id=loan.id,
-            seq=int(seq or 0) + 1,
-            at=func.now(),
-            event=event,
-            actor="reversal",
-            **values,
-        )
-    )

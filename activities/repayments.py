@@ -16,14 +16,13 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities import ledger_engine, loan_book
 from activities.errors import transaction
 from activities.loan_book_models import LoanTransaction
-from activities.loan_models import Loan, LoanEvent
+from activities.loan_models import Loan
 from activities.models import Hold
 from activities.setup import (
     CASH,
@@ -121,28 +120,6 @@ async def void_liens(session: AsyncSession, loan_number: str) -> list[str]:
     return ids
 
 
-async def add_event(
-    session: AsyncSession, loan: Loan, req: RepaymentRequest, step: str, **values: Any
-) -> None:
-    """One trail row, `<workflow id>:<step>`, after the loan's last one (the loan lock is held)."""
-    seq = await session.scalar(
-        select(func.coalesce(func.max(LoanEvent.seq), 0)).where(LoanEvent.loan_id == loan.id)
-    )
-    await session.execute(
-        insert(LoanEvent)
-        .values(
-            event_id=f"{req.workflow_id}:{step}",
-            loan_id=loan.id,
-            seq=int(seq or 0) + 1,
-            at=req.at,
-            actor=req.actor,
-            actor_id=req.actor_id,
-            **values,
-        )
-        .on_conflict_do_nothing(index_elements=["event_id"])
-    )
-
-
 def result_of(loan: Loan, row: LoanTransaction, scale: int, outstanding: int) -> RepaymentResult:
     stored = row.allocation
     return RepaymentResult(
@@ -171,6 +148,74 @@ async def outstanding_of(session: AsyncSession, loan: Loan) -> int:
     return sum(d.total_outstanding for d in await loan_book.load_dues(session, loan.id))
 
 
+async def book(
+    session: AsyncSession,
+    loan: Loan,
+    alloc: Allocation,
+    source: str,
+    journal_id: str,
+    value_date: date,
+    **journal: Any,
+) -> Credits:
+    """Post the allocated repayment as one `loan_repayment` journal (the source debited, each
+    component credited; `journal`: description, process id, metadata) and move the loan's
+    accrual figures with it."""
+    accrual = loan_book.product_of(loan).accounting == "accrual"
+    gl = await loan_book.gl_ids(session, loan.currency, GLS)
+    savings = await loan_book.member_savings_account(session, loan.member_id, loan.currency)
+    credits = split(loan, alloc, gl, accrual)
+    debit = savings if source == "savings" else gl[CASH.number]
+    lines = [
+        PostingLine(
+            debit_account_id=debit, credit_account_id=c, amount_minor=a, currency=loan.currency
+        )
+        for c, a in credits.lines
+    ]
+    if source == "cash" and alloc.overpayment:  # the excess paid in cash is the member's money
+        lines.append(
+            PostingLine(
+                debit_account_id=gl[CASH.number],
+                credit_account_id=savings,
+                amount_minor=alloc.overpayment,
+                currency=loan.currency,
+            )
+        )
+    await ledger_engine.post_journal(
+        session,
+        JournalRequest(
+            journal_id=journal_id,
+            kind="loan_repayment",
+            value_date=value_date,
+            postings=lines,
+            **journal,
+        ),
+    )
+    if accrual:
+        loan.interest_receivable_minor -= credits.receivable["interest"]
+        loan.interest_recognized_minor += alloc.total("interest") - credits.receivable["interest"]
+        loan.penalty_receivable_minor -= credits.receivable["penalty"]
+    return credits
+
+
+def allocation_record(alloc: Allocation, credits: Credits) -> dict[str, Any]:
+    """What a loan transaction keeps of its allocation: enough to take it off and re-apply it."""
+    return {
+        "portions": [
+            InstallmentPortion(
+                number=p.number,
+                penalty_minor=p.penalty,
+                fee_minor=p.fee,
+                interest_minor=p.interest,
+                principal_minor=p.principal,
+            ).model_dump()
+            for p in alloc.portions
+        ],
+        "waived": [list(w) for w in alloc.waived],
+        "receivable": credits.receivable,
+        "closes": alloc.closes,
+    }
+
+
 async def post_repayment(session: AsyncSession, req: RepaymentRequest) -> RepaymentResult:
     loan = await loan_book.lock_loan(session, req.loan_number)
     scale = loan_book.product_of(loan).scale
@@ -192,51 +237,28 @@ async def post_repayment(session: AsyncSession, req: RepaymentRequest) -> Repaym
     applied = req.amount_minor - alloc.overpayment
     if applied == 0:
         raise BankflowError(ErrorCode.LOAN_STATE, f"loan {loan.loan_number} owes nothing")
-    accrual = loan_book.product_of(loan).accounting == "accrual"
-    gl = await loan_book.gl_ids(session, loan.currency, GLS)
-    savings = await loan_book.member_savings_account(session, loan.member_id, loan.currency)
-    credits = split(loan, alloc, gl, accrual)
-    source = savings if req.source == "savings" else gl[CASH.number]
-    lines = [
-        PostingLine(
-            debit_account_id=source, credit_account_id=c, amount_minor=a, currency=loan.currency
-        )
-        for c, a in credits.lines
-    ]
-    refund = alloc.overpayment if req.source == "cash" else 0
-    if refund:  # the excess paid in cash is the member's money: to their savings
-        lines.append(
-            PostingLine(
-                debit_account_id=gl[CASH.number],
-                credit_account_id=savings,
-                amount_minor=refund,
-                currency=loan.currency,
-            )
-        )
     journal_id = f"{req.workflow_id}:repayment"
-    await ledger_engine.post_journal(
-        session,
-        JournalRequest(
-            journal_id=journal_id,
-            kind="loan_repayment",
-            value_date=req.value_date,
-            postings=lines,
-            description=f"Repayment of loan {loan.loan_number} ({req.source})",
-            process_id=req.workflow_id,
-            metadata={"loan_number": loan.loan_number, "requested_by": req.actor},
-        ),
-    )
-    await loan_book.save_dues(session, loan.id, dues, after, req.value_date)
-    if accrual:
-        loan.interest_receivable_minor -= credits.receivable["interest"]
-        loan.interest_recognized_minor += alloc.total("interest") - credits.receivable["interest"]
-        loan.penalty_receivable_minor -= credits.receivable["penalty"]
-    await add_event(
+    credits = await book(
         session,
         loan,
-        req,
+        alloc,
+        req.source,
+        journal_id,
+        req.value_date,
+        description=f"Repayment of loan {loan.loan_number} ({req.source})",
+        process_id=req.workflow_id,
+        metadata={"loan_number": loan.loan_number, "requested_by": req.actor},
+    )
+    await loan_book.save_dues(session, loan.id, dues, after, req.value_date)
+    await loan_book.trail(
+        session,
+        loan,
+        req.workflow_id,
         "repayment",
-        event="repayment",
+        "repayment",
+        actor=req.actor,
+        actor_id=req.actor_id,
+        at=req.at,
         reason=f"{req.source} repayment",
         data={"journal_id": journal_id, "amount_minor": req.amount_minor},
     )
@@ -256,22 +278,7 @@ async def post_repayment(session: AsyncSession, req: RepaymentRequest) -> Repaym
         source=req.source,
         journal_id=journal_id,
         workflow_id=req.workflow_id,
-        allocation={
-            "portions": [
-                InstallmentPortion(
-                    number=p.number,
-                    penalty_minor=p.penalty,
-                    fee_minor=p.fee,
-                    interest_minor=p.interest,
-                    principal_minor=p.principal,
-                ).model_dump()
-                for p in alloc.portions
-            ],
-            "waived": [list(w) for w in alloc.waived],
-            "receivable": credits.receivable,
-            "closes": alloc.closes,
-            "voided_holds": voided,
-        },
+        allocation={**allocation_record(alloc, credits), "voided_holds": voided},
     )
     session.add(row)
     await session.flush()
@@ -281,13 +288,15 @@ async def post_repayment(session: AsyncSession, req: RepaymentRequest) -> Repaym
 async def close(session: AsyncSession, loan: Loan, req: RepaymentRequest, excess: int) -> list[str]:
     """Paid off: closed (or overpaid, with the excess recorded), liens released, on the trail."""
     state = "overpaid" if excess else "closed_obligations_met"
-    await add_event(
+    await loan_book.trail(
         session,
         loan,
-        req,
+        req.workflow_id,
         "closed",
-        event="overpaid" if excess else "closed",
-        from_state=loan.state,
+        "overpaid" if excess else "closed",
+        actor=req.actor,
+        actor_id=req.actor_id,
+        at=req.at,
         to_state=state,
         reason="repaid in full",
     )
