@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.loan_book_models import ParSnapshot
 from activities.models import Currency
+from activities.setup import LOAN_PORTFOLIO
 from domain.allocation import BUCKETS
 from domain.money import to_major
 from schemas.daily_loan_job import PAR_THRESHOLDS, ParBucket, ParCurrency, ParReport
@@ -57,7 +58,8 @@ WRITE_SNAPSHOT = text(
                                outstanding_principal_minor, overdue_minor)
     SELECT :d, c.currency, b.bucket, count(x.bucket), COALESCE(sum(x.principal), 0),
            COALESCE(sum(x.overdue), 0)
-    FROM (SELECT DISTINCT currency FROM aged) c
+    FROM (SELECT DISTINCT currency FROM ledger_accounts
+          WHERE kind = 'gl' AND code = :portfolio || '-' || currency) c
     CROSS JOIN unnest(CAST(:buckets AS text[])) AS b(bucket)
     LEFT JOIN aged x ON x.currency = c.currency AND x.bucket = b.bucket
     GROUP BY c.currency, b.bucket
@@ -66,10 +68,11 @@ WRITE_SNAPSHOT = text(
 
 
 async def write_par_snapshot(session: AsyncSession, on: date) -> int:
-    """Replace the snapshot of `on`: every bucket of every currency with active loans (zeros
-    included, so a report shows the whole ladder). Returns the rows written."""
+    """Replace the snapshot of `on`: every bucket of every currency the institution lends in (it
+    has a loan portfolio account), zeros included, so a report shows the whole ladder and a day
+    with no loans at risk is a report of zeros, not a missing one. Returns the rows written."""
     await session.execute(text("DELETE FROM par_snapshots WHERE business_date = :d"), {"d": on})
-    result = await session.execute(WRITE_SNAPSHOT, {"d": on, "buckets": list(BUCKETS)})
+    result = await session.execute(WRITE_SNAPSHOT, {"d": on, "buckets": list(BUCKETS), "portfolio": LOAN_PORTFOLIO.number})
     return int(getattr(result, "rowcount", 0) or 0)
 
 

@@ -16,7 +16,7 @@ from httpx import AsyncClient
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from activities.daily_loan_par import par_report
+from activities.daily_loan_par import par_report, write_par_snapshot
 from activities.db import in_transaction
 from activities.loan_book_models import ParSnapshot
 from tests.api.conftest import Staff
@@ -98,6 +98,20 @@ async def snapshot(sessions: async_sessionmaker[AsyncSession]) -> None:
             )
 
     await in_transaction(sessions, work)
+
+
+async def test_a_day_without_loans_is_a_report_of_zeros(
+    sessions: async_sessionmaker[AsyncSession], chart: dict[str, int]
+) -> None:
+    """The job ran, nothing was lent yet: the report is the ladder of zeros, not a 404."""
+    day = date(1990, 1, 2)  # before every test loan's disbursement
+
+    async def work(session: AsyncSession) -> list[tuple[str, int, str]]:
+        await write_par_snapshot(session, day)
+        report = await par_report(session, day)
+        return [(c.currency, c.loans, c.par["PAR1"]) for c in report.currencies]
+
+    assert ("USD", 0, "0.0000") in await in_transaction(sessions, work)
 
 
 async def test_report_over_http(
