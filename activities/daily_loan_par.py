@@ -72,7 +72,9 @@ async def write_par_snapshot(session: AsyncSession, on: date) -> int:
     has a loan portfolio account), zeros included, so a report shows the whole ladder and a day
     with no loans at risk is a report of zeros, not a missing one. Returns the rows written."""
     await session.execute(text("DELETE FROM par_snapshots WHERE business_date = :d"), {"d": on})
-    result = await session.execute(WRITE_SNAPSHOT, {"d": on, "buckets": list(BUCKETS), "portfolio": LOAN_PORTFOLIO.number})
+    result = await session.execute(
+        WRITE_SNAPSHOT, {"d": on, "buckets": list(BUCKETS), "portfolio": LOAN_PORTFOLIO.number}
+    )
     return int(getattr(result, "rowcount", 0) or 0)
 
 
