@@ -142,9 +142,11 @@ def _portions(txn: LoanTransaction) -> list[Portion]:
 
 
 def _take_off(dues: list[Due], txn: LoanTransaction) -> list[Due]:
-    """The installments as they were before `txn`: its portions unpaid, its waiver undone."""
+    """The installments as they were before `txn`: its portions unpaid, its waiver undone and the
+    interest it gave back paid again."""
     paid = {p.number: p for p in _portions(txn)}
     cut = {int(n): int(a) for n, a in txn.allocation.get("waived", [])}
+    back = {int(n): int(a) for n, a in txn.allocation.get("refunded", [])}
     out = []
     for d in dues:
         p = paid.get(d.number, Portion(d.number))
@@ -158,10 +160,10 @@ def _take_off(dues: list[Due], txn: LoanTransaction) -> list[Due]:
                 fee=d.fee,
                 penalty=d.penalty,
                 principal_paid=d.principal_paid - p.principal,
-                interest_paid=d.interest_paid - p.interest,
+                interest_paid=d.interest_paid - p.interest + back.get(d.number, 0),
                 fee_paid=d.fee_paid - p.fee,
                 penalty_paid=d.penalty_paid - p.penalty,
-                interest_waived=d.interest_waived - cut.get(d.number, 0),
+                interest_waived=d.interest_waived - cut.get(d.number, 0) - back.get(d.number, 0),
             )
         )
     return out
@@ -174,8 +176,10 @@ def _restore_accruals(loan: Loan, txn: LoanTransaction) -> None:
     if not receivable:  # a cash-accounting product keeps no receivables
         return
     interest_from = int(receivable.get("interest", 0))
-    loan.interest_receivable_minor += interest_from
-    loan.interest_recognized_minor -= txn.interest_minor - interest_from
+    refund = sum(int(a) for _, a in txn.allocation.get("refunded", []))
+    written_back = int(txn.allocation.get("written_back", 0))
+    loan.interest_receivable_minor += interest_from + written_back
+    loan.interest_recognized_minor -= txn.interest_minor - interest_from - refund - written_back
     loan.penalty_receivable_minor += int(receivable.get("penalty", 0))
 
 

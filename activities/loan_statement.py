@@ -65,6 +65,7 @@ async def payoff_quote(session: AsyncSession, loan_number: str, on: date) -> Pay
         fees=m(quote.fee),
         penalties=m(quote.penalty),
         interest_waived=m(sum(cut for _, cut in quote.waived)),
+        interest_refunded=m(quote.refund),
     )
 
 

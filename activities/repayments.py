@@ -46,6 +46,8 @@ class Credits:
 
     lines: list[tuple[int, int]] = field(default_factory=list)
     receivable: dict[str, int] = field(default_factory=dict)
+    # accrual, on closing: interest accrued beyond what the loan earned in the end, taken back
+    written_back: int = 0
 
     def add(self, account_id: int, amount: int) -> None:
         if amount > 0:
@@ -137,6 +139,7 @@ def result_of(loan: Loan, row: LoanTransaction, scale: int, outstanding: int) ->
         overpayment_minor=row.overpayment_minor,
         portions=[InstallmentPortion.model_validate(p) for p in stored.get("portions", [])],
         waived=[(int(n), int(a)) for n, a in stored.get("waived", [])],
+        refunded=[(int(n), int(a)) for n, a in stored.get("refunded", [])],
         state=loan.state,
         closed=bool(stored.get("closes", False)),
         voided_holds=list(stored.get("voided_holds", [])),
@@ -165,12 +168,19 @@ async def book(
     savings = await loan_book.member_savings_account(session, loan.member_id, loan.currency)
     credits = split(loan, alloc, gl, accrual)
     debit = savings if source == "savings" else gl[CASH.number]
-    lines = [
-        PostingLine(
-            debit_account_id=debit, credit_account_id=c, amount_minor=a, currency=loan.currency
+    income = gl[INTEREST_INCOME.number]
+    lines = _debited(credits.lines, debit, income, alloc.refund, loan.currency)
+    if accrual:
+        loan.interest_receivable_minor -= credits.receivable["interest"]
+        loan.interest_recognized_minor += (
+            alloc.total("interest") - credits.receivable["interest"] - alloc.refund
         )
-        for c, a in credits.lines
-    ]
+        loan.penalty_receivable_minor -= credits.receivable["penalty"]
+        if alloc.closes and loan.interest_receivable_minor > 0:
+            credits.written_back = loan.interest_receivable_minor
+            lines.append(_line(income, gl[INTEREST_RECEIVABLE.number], credits.written_back, loan))
+            loan.interest_recognized_minor -= credits.written_back
+            loan.interest_receivable_minor = 0
     if source == "cash" and alloc.overpayment:  # the excess paid in cash is the member's money
         lines.append(
             PostingLine(
@@ -190,11 +200,44 @@ async def book(
             **journal,
         ),
     )
-    if accrual:
-        loan.interest_receivable_minor -= credits.receivable["interest"]
-        loan.interest_recognized_minor += alloc.total("interest") - credits.receivable["interest"]
-        loan.penalty_receivable_minor -= credits.receivable["penalty"]
     return credits
+
+
+def _line(debit: int, credit: int, amount: int, loan: Loan) -> PostingLine:
+    return PostingLine(
+        debit_account_id=debit,
+        credit_account_id=credit,
+        amount_minor=amount,
+        currency=loan.currency,
+    )
+
+
+def _debited(
+    credits: list[tuple[int, int]], source: int, income: int, refund: int, currency: str
+) -> list[PostingLine]:
+    """Each credit taken from the source, except that interest paid in advance and given back by a
+    payoff (`refund`) comes out of interest income: it pays principal first (the last credit),
+    then the other parts; what is left of it nets off the interest income credit."""
+    lines: list[PostingLine] = []
+    for account, amount in reversed(credits):
+        back = 0 if account == income else min(refund, amount)
+        refund -= back
+        parts = ((income, back), (source, amount - back))
+        lines[:0] = [
+            PostingLine(
+                debit_account_id=d, credit_account_id=account, amount_minor=a, currency=currency
+            )
+            for d, a in parts
+            if a > 0
+        ]
+    if refund:
+        net = [p for p in lines if p.credit_account_id == income]
+        for p in net:
+            take = min(refund, p.amount_minor)
+            refund -= take
+            lines[lines.index(p)] = p.model_copy(update={"amount_minor": p.amount_minor - take})
+        lines = [p for p in lines if p.amount_minor > 0]
+    return lines
 
 
 def allocation_record(alloc: Allocation, credits: Credits) -> dict[str, Any]:
@@ -211,6 +254,8 @@ def allocation_record(alloc: Allocation, credits: Credits) -> dict[str, Any]:
             for p in alloc.portions
         ],
         "waived": [list(w) for w in alloc.waived],
+        "refunded": [list(r) for r in alloc.refunded],
+        "written_back": credits.written_back,
         "receivable": credits.receivable,
         "closes": alloc.closes,
     }

@@ -5,7 +5,8 @@ Allocation follows Fineract's default strategy ("penalties, fees, interest, prin
 installments in due-date order, which is overdue ones oldest first, then the current one, then in
 advance on the next ones; within each installment penalty, then fee, then interest, then
 principal. An amount that reaches the payoff quote closes the loan: interest of periods not yet
-begun is waived and the current period's interest is cut to the days elapsed, so a member who
+begun is waived, the current period's interest is cut to the days elapsed, and interest already
+paid in advance beyond that is given back (applied to what the loan still owes), so a member who
 pays a loan off early never pays interest for time they did not borrow. Anything beyond what the
 loan owes is the overpayment.
 """
@@ -79,21 +80,29 @@ class Portion:
 @dataclass(frozen=True)
 class Allocation:
     """A repayment split over installments. `waived`: interest a payoff took off, per installment
-    number; `closes`: nothing is owed afterwards."""
+    number; `refunded`: interest paid in advance beyond what was earned, which a payoff gives
+    back and applies with the amount (so the portions add up to amount + refund - overpayment);
+    `closes`: nothing is owed afterwards."""
 
     amount: int
     portions: tuple[Portion, ...]
     overpayment: int
     waived: tuple[tuple[int, int], ...] = ()
     closes: bool = False
+    refunded: tuple[tuple[int, int], ...] = ()
 
     def total(self, component: Component) -> int:
         return sum(int(getattr(p, component)) for p in self.portions)
 
+    @property
+    def refund(self) -> int:
+        return sum(r for _, r in self.refunded)
+
 
 @dataclass(frozen=True)
 class Payoff:
-    """What closes the loan on `on`: every amount owed, with interest earned only to that day."""
+    """What closes the loan on `on`: every amount owed, with interest earned only to that day;
+    interest paid in advance for days not borrowed (`refunded`) is credited against it."""
 
     on: date
     principal: int
@@ -101,10 +110,15 @@ class Payoff:
     fee: int
     penalty: int
     waived: tuple[tuple[int, int], ...]
+    refunded: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def refund(self) -> int:
+        return sum(r for _, r in self.refunded)
 
     @property
     def amount(self) -> int:
-        return self.principal + self.interest + self.fee + self.penalty
+        return self.principal + self.interest + self.fee + self.penalty - self.refund
 
 
 def _round_share(value: Fraction, rounding: str) -> int:
@@ -112,9 +126,11 @@ def _round_share(value: Fraction, rounding: str) -> int:
 
 
 def payoff(dues: Sequence[Due], on: date, rounding: str = decimal.ROUND_HALF_EVEN) -> Payoff:
-    """The amount that closes the loan on `on` and the interest that closing waives."""
+    """The amount that closes the loan on `on`, the interest that closing waives and the interest
+    paid in advance that it gives back (never more than the rest owed: a quote is not negative)."""
     principal = interest = fee = penalty = 0
     waived: list[tuple[int, int]] = []
+    refunded: list[tuple[int, int]] = []
     for due in dues:
         principal += due.outstanding("principal")
         fee += due.outstanding("fee")
@@ -125,7 +141,16 @@ def payoff(dues: Sequence[Due], on: date, rounding: str = decimal.ROUND_HALF_EVE
         cut = due.outstanding("interest") - owed
         if cut > 0:
             waived.append((due.number, cut))
-    return Payoff(on, principal, interest, fee, penalty, tuple(waived))
+        if due.interest_paid > earned:
+            refunded.append((due.number, due.interest_paid - earned))
+    room = principal + interest + fee + penalty
+    capped: list[tuple[int, int]] = []
+    for number, amount in refunded:
+        take = min(amount, room)
+        room -= take
+        if take:
+            capped.append((number, take))
+    return Payoff(on, principal, interest, fee, penalty, tuple(waived), tuple(capped))
 
 
 def earned_interest(due: Due, on: date, rounding: str = decimal.ROUND_HALF_EVEN) -> int:
@@ -147,9 +172,10 @@ def allocate(
     if amount <= 0:
         raise ValueError("a repayment must be greater than zero")
     quote = payoff(dues, on, rounding)
-    waived = quote.waived if amount >= quote.amount else ()
-    owing = waive(dues, waived)
-    left = amount
+    closing = amount >= quote.amount
+    waived, refunded = (quote.waived, quote.refunded) if closing else ((), ())
+    owing = waive(dues, waived, refunded)
+    left = amount + (quote.refund if closing else 0)
     portions: list[Portion] = []
     for due in sorted(owing, key=lambda d: (d.due_on, d.number)):
         paid: dict[str, int] = {}
@@ -162,13 +188,23 @@ def allocate(
         if left == 0:
             break
     closes = all(d.complete for d in apply(owing, portions))
-    return Allocation(amount, tuple(portions), left, waived, closes)
+    return Allocation(amount, tuple(portions), left, waived, closes, refunded)
 
 
-def waive(dues: Sequence[Due], waived: Sequence[tuple[int, int]]) -> list[Due]:
-    cuts = dict(waived)
+def waive(
+    dues: Sequence[Due],
+    waived: Sequence[tuple[int, int]],
+    refunded: Sequence[tuple[int, int]] = (),
+) -> list[Due]:
+    """The installments with a payoff's waiver: interest not earned is taken off, and interest
+    paid beyond what was earned is no longer paid (it is given back) but waived."""
+    cuts, back = dict(waived), dict(refunded)
     return [
-        replace(d, interest_waived=d.interest_waived + cuts[d.number]) if d.number in cuts else d
+        replace(
+            d,
+            interest_waived=d.interest_waived + cuts.get(d.number, 0) + back.get(d.number, 0),
+            interest_paid=d.interest_paid - back.get(d.number, 0),
+        )
         for d in dues
     ]
 
@@ -195,8 +231,8 @@ def apply(dues: Sequence[Due], portions: Sequence[Portion]) -> list[Due]:
 
 
 def settle(dues: Sequence[Due], allocation: Allocation) -> list[Due]:
-    """The installments after a repayment: its waiver applied, then its portions."""
-    return apply(waive(dues, allocation.waived), allocation.portions)
+    """The installments after a repayment: its waiver and refund applied, then its portions."""
+    return apply(waive(dues, allocation.waived, allocation.refunded), allocation.portions)
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,9 @@ class RepaymentResult(BaseModel):
     overpayment_minor: int
     portions: list[InstallmentPortion]
     waived: list[tuple[int, int]] = Field(description="(installment, interest waived)")
+    refunded: list[tuple[int, int]] = Field(
+        default_factory=list, description="(installment, interest paid in advance given back)"
+    )
     state: str = Field(description="the loan's state after the repayment")
     closed: bool
     voided_holds: list[str] = Field(default_factory=list)
@@ -141,6 +144,9 @@ class RepaymentView(BaseModel):
     principal: str
     overpayment: str
     interest_waived: str
+    interest_refunded: str = Field(
+        description="interest paid in advance that this payoff gave back"
+    )
     installments: list[PortionView]
     loan_state: str
     closed: bool
@@ -159,6 +165,9 @@ class PayoffQuoteView(BaseModel):
     fees: str
     penalties: str
     interest_waived: str
+    interest_refunded: str = Field(
+        description="interest already paid for days after `on`: given back, taken off the amount"
+    )
 
 
 class StatementInstallment(BaseModel):

@@ -127,6 +127,7 @@ def view(state: RepaymentState) -> RepaymentView:
         principal=m(r.principal_minor),
         overpayment=m(r.overpayment_minor),
         interest_waived=m(sum(cut for _, cut in r.waived)),
+        interest_refunded=m(sum(back for _, back in r.refunded)),
         installments=[
             PortionView(
                 installment=p.number,

@@ -83,6 +83,25 @@ def test_payoff_mid_period_cuts_the_current_interest_and_waives_later_periods() 
     assert [d.interest_waived for d in after] == [0, 4_50, 8_00]
 
 
+def test_payoff_gives_back_interest_paid_in_advance() -> None:
+    # 150.00 on 01-11 pays installment 1 (10.00 interest, 100.00 principal) and then 9.00
+    # interest and 31.00 principal of installment 2, none of whose days had begun.
+    prepaid = settle(loan(), allocate(loan(), 150_00, date(2026, 1, 11)))
+    # On 01-21, 20 of 31 days of installment 1 are earned: 10.00 * 20/31 = 6.45; the other
+    # 3.55 and all 9.00 paid on installment 2 are given back against the 169.00 principal left.
+    quote = payoff(prepaid, date(2026, 1, 21))
+    assert quote.refunded == ((1, 3_55), (2, 9_00))
+    assert (quote.principal, quote.interest, quote.amount) == (169_00, 0, 169_00 - 12_55)
+    a = allocate(prepaid, quote.amount, date(2026, 1, 21))
+    assert a.closes and a.overpayment == 0 and a.refund == 12_55
+    assert sum(p.total for p in a.portions) == quote.amount + a.refund
+    after = settle(prepaid, a)
+    assert all(d.complete for d in after)
+    # The member paid 150.00 + 156.45 = 300.00 principal and exactly the 6.45 earned.
+    assert sum(d.interest_paid for d in after) == 6_45
+    assert sum(d.principal_paid for d in after) == 300_00
+
+
 def test_payoff_rounds_the_earned_share_once_with_the_products_mode() -> None:
     # 15 of 31 days of 10.00 = 4.8387... -> 4.84; installments 2 and 3 are waived in full.
     quote = payoff(loan(), date(2026, 1, 16))

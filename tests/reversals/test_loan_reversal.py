@@ -15,9 +15,11 @@ from activities import ledger_engine
 from activities.db import in_transaction
 from activities.loan_book_models import LoanInstallment, LoanTransaction
 from activities.loan_models import Loan
+from activities.loan_statement import payoff_quote
 from activities.models import Hold
 from activities.repayments import post_repayment
 from activities.reversal_checks import check_reversible
+from activities.setup import INTEREST_INCOME
 from schemas.errors import ErrorCode
 from schemas.repayments import RepaymentRequest
 from schemas.reversals import ReversalState, Stage
@@ -188,4 +190,33 @@ async def test_a_disbursement_is_undone_only_while_nothing_was_repaid(
     paid, state = await book(kit, loan.loan_id)
     assert (paid, state) == ([], "approved")
     assert ("disbursement_undone", "approved") in await trail(kit, loan.loan_id)
+    await ledger_ok(kit)
+
+
+async def test_a_payoff_gives_back_prepaid_interest_and_its_reversal_takes_it_again(
+    temporal_client: Client, worker: str, kit: LoanKit
+) -> None:
+    officer = await kit.staff("loan_officer")
+    loan = await active_loan(kit, officer, principal="600.00", repayments=6, disbursed_on=DISBURSED)
+    income = kit.factory.gl(INTEREST_INCOME.number)
+    income_before = await balance(kit, income)
+    savings_before = await balance(kit, loan.savings_id)
+    await repay(kit, loan, 250_00, date(2026, 1, 20))  # runs into installment 2's interest
+    prepaid = await book(kit, loan.loan_id)
+    on = date(2026, 1, 25)
+    async with kit.sessions() as s:
+        quote = await payoff_quote(s, loan.loan_number, on)
+    assert quote.interest_refunded != "0.00"
+    closing = await repay(kit, loan, int(quote.amount.replace(".", "")), on)
+
+    paid, state = await book(kit, loan.loan_id)
+    assert state == "closed_obligations_met" and all(p[4] for p in paid)
+    earned = sum(p[1] for p in paid)  # interest kept: only the days borrowed
+    assert await balance(kit, income) - income_before == earned
+    assert savings_before - await balance(kit, loan.savings_id) == 600_00 + earned
+    assert await balance(kit, loan.loan_account_id) == 0
+    await ledger_ok(kit)
+
+    await reverse(temporal_client, worker, closing)
+    assert await book(kit, loan.loan_id) == prepaid  # the prepaid interest is paid again
     await ledger_ok(kit)
