@@ -22,6 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.loan_applications import application, get_loan
 from activities.loan_book_models import HOLDING_STATUSES, Disbursement
+from activities.loan_models import LoanEvent
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.idempotency import IdempotencyKey
 from api.routes.loans import LoanNumber, Reader
@@ -70,12 +71,27 @@ async def _start_input(
         count = await session.scalar(
             select(func.count()).select_from(Disbursement).where(Disbursement.loan_id == loan.id)
         )
+        approved_on = await session.scalar(
+            select(func.max(LoanEvent.at)).where(
+                LoanEvent.loan_id == loan.id, LoanEvent.to_state == "approved"
+            )
+        )
+    today = datetime.now(UTC).date()
+    disbursed_on = body.disbursed_on or today
+    # As Fineract: money is not lent before the loan was approved, nor on a day still to come.
+    if disbursed_on > today:
+        raise BankflowError(ErrorCode.VALIDATION, f"disbursed_on {disbursed_on} is in the future")
+    if approved_on is not None and disbursed_on < approved_on.date():
+        raise BankflowError(
+            ErrorCode.VALIDATION,
+            f"disbursed_on {disbursed_on} is before the approval on {approved_on.date()}",
+        )
     inp = DisbursementInput(
         loan_number=loan_number,
         attempt=int(count or 0) + 1,
         destination=body.destination,
         external_account=body.external_account,
-        disbursed_on=body.disbursed_on or datetime.now(UTC).date(),
+        disbursed_on=disbursed_on,
         requested_by=by.username,
         requested_by_id=by.id,
         branch=app.branch,

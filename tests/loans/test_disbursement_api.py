@@ -140,6 +140,8 @@ async def test_refusals(
         {"destination": "savings", "external_account": {"bank_code": "X"}},
         {"destination": "moon"},
         {"disbursed_on": "yesterday"},
+        {"disbursed_on": (date.today() + timedelta(days=1)).isoformat()},  # not yet
+        {"disbursed_on": (date.today() - timedelta(days=1)).isoformat()},  # before approval
     ):
         r = await disburse(api, number, manager, bad)
         assert r.status_code == 422 and r.json()["error"] == "ValidationError", bad
