@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -28,6 +29,7 @@ from activities.db import in_transaction, make_engine, make_sessionmaker
 from activities.migrate import upgrade
 from activities.models import LedgerAccount
 from activities.setup import CASH, EQUITY, ensure_branch, ensure_chart, gl_code
+from api.app import create_app
 from schemas import search_attributes
 from schemas.ledger import JournalRequest, PostingLine
 from schemas.members import AccountOpen, MemberCreate
@@ -249,3 +251,18 @@ async def skipping_worker(
         for w in workers:
             await stack.enter_async_context(w)
         yield queue
+
+
+@pytest.fixture
+async def api(
+    settings: Settings, temporal_client: Client, worker: str, chart: dict[str, int]
+) -> AsyncIterator[AsyncClient]:
+    """The real app over the real Temporal server, starting workflows on the test's queue."""
+    from tests.api.conftest import make_client  # the API harness imports this module
+
+    app = create_app(
+        settings.model_copy(update={"interactive_task_queue": worker}),
+        temporal_client=temporal_client,
+    )
+    async with app.router.lifespan_context(app), make_client(app) as client:
+        yield client

@@ -5,8 +5,6 @@ active), without depending on the Disbursement workflow."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -24,10 +22,8 @@ from activities.loan_models import Loan, LoanEvent
 from activities.models import Hold, LedgerAccount, Member
 from activities.notification_models import Notification
 from activities.setup import SUSPENSE
-from api.app import create_app
 from schemas.ledger import HoldRequest, JournalRequest, PostingLine
-from schemas.settings import Settings
-from tests.api.conftest import Staff, make_client
+from tests.api.conftest import Staff
 from tests.conftest import CURRENCY
 from tests.loans.conftest import LoanKit
 
@@ -186,18 +182,6 @@ async def member_email(kit: LoanKit, member_id: int) -> str:
 
 def key() -> dict[str, str]:
     return {"Idempotency-Key": uuid.uuid4().hex}
-
-
-@asynccontextmanager
-async def repayment_api(
-    settings: Settings, client: Client, queue: str
-) -> AsyncIterator[AsyncClient]:
-    """The real app over the real Temporal server, starting workflows on the test's queue."""
-    app = create_app(
-        settings.model_copy(update={"interactive_task_queue": queue}), temporal_client=client
-    )
-    async with app.router.lifespan_context(app), make_client(app) as http:
-        yield http
 
 
 async def repay(

@@ -6,34 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from typing import Any
 
-import pytest
 from httpx import AsyncClient, Response
 from temporalio.client import Client
 
-from api.app import create_app
 from schemas.disbursements import DisbursementState
 from schemas.loans import LoanApprovalState, Stage
-from schemas.settings import Settings
-from tests.api.conftest import Staff, make_client
+from tests.api.conftest import Staff
 from tests.loans.conftest import LoanKit, send, start
 from tests.loans.disbursement_kit import Books, approved_loan
 from tests.workflows.conftest import record_history
-
-
-@pytest.fixture
-async def api(
-    settings: Settings, temporal_client: Client, worker: str, chart: dict[str, int]
-) -> AsyncIterator[AsyncClient]:
-    app = create_app(
-        settings.model_copy(update={"interactive_task_queue": worker}),
-        temporal_client=temporal_client,
-    )
-    async with app.router.lifespan_context(app), make_client(app) as client:
-        yield client
 
 
 async def disburse(api: AsyncClient, loan: str, who: Staff, body: dict[str, Any]) -> Response:

@@ -6,33 +6,17 @@ every step and the ledger verifies at the end."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import date
 from typing import Any
 
-import pytest
 from httpx import AsyncClient, Response
 from temporalio.client import Client
 
 from activities.setup import CASH, INTEREST_INCOME
-from api.app import create_app
 from schemas.disbursements import DisbursementState
-from schemas.settings import Settings
-from tests.api.conftest import Staff, make_client
+from tests.api.conftest import Staff
 from tests.loans.conftest import LoanKit
 from tests.loans.disbursement_kit import Books, approved_loan
-
-
-@pytest.fixture
-async def api(
-    settings: Settings, temporal_client: Client, worker: str, chart: dict[str, int]
-) -> AsyncIterator[AsyncClient]:
-    app = create_app(
-        settings.model_copy(update={"interactive_task_queue": worker}),
-        temporal_client=temporal_client,
-    )
-    async with app.router.lifespan_context(app), make_client(app) as client:
-        yield client
 
 
 async def post(api: AsyncClient, path: str, who: Staff, body: dict[str, Any]) -> Response:

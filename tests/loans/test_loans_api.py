@@ -5,33 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from httpx import AsyncClient, Response
 from sqlalchemy import func, select
-from temporalio.client import Client
 
 from activities.loan_models import Loan, LoanProduct
-from api.app import create_app
-from schemas.settings import Settings
-from tests.api.conftest import Staff, make_client
+from tests.api.conftest import Staff
 from tests.loans.conftest import LoanKit, product_body
 
 Idem = Callable[[], dict[str, str]]
-
-
-@pytest.fixture
-async def api(
-    settings: Settings, temporal_client: Client, worker: str, chart: dict[str, int]
-) -> AsyncIterator[AsyncClient]:
-    app = create_app(
-        settings.model_copy(update={"interactive_task_queue": worker}),
-        temporal_client=temporal_client,
-    )
-    async with app.router.lifespan_context(app), make_client(app) as client:
-        yield client
 
 
 async def count(kit: LoanKit, model: type[Any]) -> int:

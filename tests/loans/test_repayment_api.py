@@ -3,16 +3,13 @@ closure with balances checked at each step, the payoff quote and statement, and 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from httpx import AsyncClient
 from temporalio.client import Client
 
 from activities.setup import INTEREST_INCOME
 from domain.money import to_major, to_minor
-from schemas.settings import Settings
 from tests.api.conftest import Staff
 from tests.loans.conftest import LoanKit
 from tests.loans.repayment_kit import (
@@ -26,21 +23,12 @@ from tests.loans.repayment_kit import (
     member_email,
     outbox,
     repay,
-    repayment_api,
     repayments_of,
     trail,
 )
 from tests.workflows.conftest import record_history
 
 TODAY = datetime.now(UTC).date()
-
-
-@pytest.fixture
-async def api(
-    settings: Settings, temporal_client: Client, worker: str, chart: dict[str, int]
-) -> AsyncIterator[AsyncClient]:
-    async with repayment_api(settings, temporal_client, worker) as http:
-        yield http
 
 
 async def test_a_loan_from_disbursement_through_repayments_to_closure(

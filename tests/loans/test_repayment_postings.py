@@ -4,10 +4,8 @@ receivables first. Real API, Temporal, worker and Postgres; the ledger verifies 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
@@ -24,7 +22,6 @@ from activities.setup import (
 from api.routes.repayments import workflow_id
 from domain.money import to_major, to_minor
 from schemas.ledger import JournalRequest, PostingLine
-from schemas.settings import Settings
 from tests.api.conftest import Staff
 from tests.conftest import CURRENCY
 from tests.loans.conftest import LoanKit
@@ -36,7 +33,6 @@ from tests.loans.repayment_kit import (
     key,
     ledger_ok,
     repay,
-    repayment_api,
     repayments_of,
     set_loan,
     set_penalty,
@@ -45,14 +41,6 @@ from tests.loans.repayment_kit import (
 from tests.workflows.conftest import record_history
 
 TODAY = datetime.now(UTC).date()
-
-
-@pytest.fixture
-async def api(
-    settings: Settings, temporal_client: Client, worker: str, chart: dict[str, int]
-) -> AsyncIterator[AsyncClient]:
-    async with repayment_api(settings, temporal_client, worker) as http:
-        yield http
 
 
 def money(minor: int) -> str:

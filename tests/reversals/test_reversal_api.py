@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import date
 
-import pytest
 from httpx import AsyncClient, Response
 from sqlalchemy import func, select, text
 from temporalio.client import Client
@@ -18,27 +17,14 @@ from activities.db import in_transaction
 from activities.ledger_verify import verify_ledger
 from activities.models import Journal, LedgerAccount
 from activities.setup import CASH
-from api.app import create_app
 from schemas.members import AccountOpen, MemberCreate
 from schemas.settings import Settings
-from tests.api.conftest import Staff, make_client, new_staff
+from tests.api.conftest import Staff, new_staff
 from tests.conftest import BRANCH, Factory, Sessions
 from tests.reversals.conftest import balances, post
 
 Idem = Callable[[], dict[str, str]]
 BODY = {"reason_code": "duplicate", "reason": "the teller keyed the deposit twice"}
-
-
-@pytest.fixture
-async def api(
-    settings: Settings, temporal_client: Client, worker: str, chart: dict[str, int]
-) -> AsyncIterator[AsyncClient]:
-    app = create_app(
-        settings.model_copy(update={"interactive_task_queue": worker}),
-        temporal_client=temporal_client,
-    )
-    async with app.router.lifespan_context(app), make_client(app) as client:
-        yield client
 
 
 def path(journal_id: str, tail: str = "") -> str:
