@@ -45,8 +45,8 @@ from schemas.daily_loan_job import DailyJobInput, DailyJobSummary  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 from scripts.local_postgres import DEFAULT_URL, create_database, drop_database  # noqa: E402
 from tests.conftest import Factory  # noqa: E402
-from tests.daily_loan_job.conftest import disburse  # noqa: E402
 from tests.daily_loan_job.seed import clone_loans  # noqa: E402
+from tests.loans.book import disburse  # noqa: E402
 from tests.loans.conftest import LoanKit  # noqa: E402
 from worker import build_workers  # noqa: E402
 from workflows.daily_loan_job import DailyLoanJobWorkflow  # noqa: E402

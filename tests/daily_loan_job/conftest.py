@@ -17,7 +17,6 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowHandle
 
-from activities import ledger_engine, loan_book
 from activities.db import in_transaction, make_engine, make_sessionmaker
 from activities.ledger_verify import verify_ledger
 from activities.loan_book_models import LoanInstallment, LoanTransaction
@@ -30,11 +29,11 @@ from activities.setup import (
     ensure_chart,
 )
 from schemas.daily_loan_job import DailyJobInput, DailyJobSummary
-from schemas.ledger import JournalRequest, PostingLine
 from schemas.settings import Settings
 from scripts.local_postgres import drop_database
 from tests.api.conftest import api_app, api_settings, client, staff  # noqa: F401  (API tests)
 from tests.conftest import BRANCH, CURRENCY, Factory
+from tests.loans.book import disburse
 from tests.loans.conftest import LoanKit
 from tests.month_end.conftest import fresh_database
 from worker import build_workers
@@ -143,45 +142,6 @@ class Stack:
 
     async def run(self, day: date, run: str = "", **options: Any) -> DailyJobSummary:
         return await (await self.start(day, run, **options)).result()
-
-
-async def disburse(session: AsyncSession, loan_number: str, disbursed_on: date) -> None:
-    """What the Disbursement saga does to the books, in one transaction: approved, loan book
-    opened, principal moved from the loan account to the member's savings, active."""
-    loan = await loan_book.lock_loan(session, loan_number)
-    loan.state = "approved"
-    account_id = await loan_book.open_loan_book(session, loan, disbursed_on)
-    savings = await loan_book.member_savings_account(session, loan.member_id, loan.currency)
-    journal_id = f"test-disbursement-{loan_number}"
-    await ledger_engine.post_journal(
-        session,
-        JournalRequest(
-            journal_id=journal_id,
-            kind="loan_disbursement",
-            value_date=disbursed_on,
-            postings=[
-                PostingLine(
-                    debit_account_id=account_id,
-                    credit_account_id=savings,
-                    amount_minor=loan.principal_minor,
-                    currency=loan.currency,
-                )
-            ],
-        ),
-    )
-    session.add(
-        LoanTransaction(
-            loan_id=loan.id,
-            kind="disbursement",
-            value_date=disbursed_on,
-            amount_minor=loan.principal_minor,
-            principal_minor=loan.principal_minor,
-            journal_id=journal_id,
-        )
-    )
-    loan.state = "active"
-    loan.disbursed_on = disbursed_on
-    await session.flush()
 
 
 @pytest.fixture

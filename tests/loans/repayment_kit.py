@@ -22,9 +22,10 @@ from activities.loan_models import Loan, LoanEvent
 from activities.models import Hold, LedgerAccount, Member
 from activities.notification_models import Notification
 from activities.setup import SUSPENSE
-from schemas.ledger import HoldRequest, JournalRequest, PostingLine
+from schemas.ledger import HoldRequest
 from tests.api.conftest import Staff
 from tests.conftest import CURRENCY
+from tests.loans.book import disburse
 from tests.loans.conftest import LoanKit
 
 
@@ -60,39 +61,11 @@ async def active_loan(
     process = f"disbursement-{inp.loan_number}-1"
 
     async def work(session: AsyncSession) -> ActiveLoan:
-        await session.execute(update(Loan).where(Loan.id == inp.loan_id).values(state="approved"))
+        await disburse(session, inp.loan_number, disbursed_on)
         loan = await loan_book.lock_loan(session, inp.loan_number)
-        account = await loan_book.open_loan_book(session, loan, disbursed_on)
+        assert loan.ledger_account_id is not None
+        account = loan.ledger_account_id
         savings = await loan_book.member_savings_account(session, loan.member_id, loan.currency)
-        journal_id = f"{process}:disburse"
-        await ledger_engine.post_journal(
-            session,
-            JournalRequest(
-                journal_id=journal_id,
-                kind="loan_disbursement",
-                value_date=disbursed_on,
-                process_id=process,
-                postings=[
-                    PostingLine(
-                        debit_account_id=account,
-                        credit_account_id=savings,
-                        amount_minor=loan.principal_minor,
-                        currency=loan.currency,
-                    )
-                ],
-            ),
-        )
-        session.add(
-            LoanTransaction(
-                loan_id=loan.id,
-                kind="disbursement",
-                value_date=disbursed_on,
-                amount_minor=loan.principal_minor,
-                principal_minor=loan.principal_minor,
-                journal_id=journal_id,
-                workflow_id=process,
-            )
-        )
         lien = None
         if guarantor is not None:
             lien = f"{process}:lien:{guarantor}"
@@ -108,9 +81,6 @@ async def active_loan(
                     process_id=process,
                 ),
             )
-        loan.state = "active"
-        loan.stage = "disbursed"
-        loan.disbursed_on = disbursed_on
         return ActiveLoan(
             loan.id, loan.loan_number, member, loan.member_id, savings, account, disbursed_on, lien
         )
