@@ -9,19 +9,23 @@ Worked numbers: a 1,200.00 loan at 12 % over 12 months disbursed 2026-01-01 owes
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from activities.db import in_transaction
+from activities.loan_statement import payoff_quote
+from activities.repayments import post_repayment
 from activities.setup import (
     INTEREST_INCOME,
     INTEREST_RECEIVABLE,
     PENALTIES_RECEIVABLE,
     PENALTY_INCOME,
 )
+from schemas.repayments import RepaymentRequest
 from tests.daily_loan_job.conftest import Stack
 from tests.workflows.conftest import record_history
 
@@ -166,3 +170,37 @@ async def test_a_day_not_over_is_refused(stack: Stack) -> None:
     assert isinstance(failed.value.cause, ApplicationError)
     assert failed.value.cause.type == "ValidationError"
     assert await stack.scalar("SELECT count(*) FROM loans WHERE serviced_through IS NOT NULL") == 0
+
+
+async def test_a_late_entered_payoff_takes_back_interest_accrued_beyond_its_date(
+    stack: Stack,
+) -> None:
+    """The job has accrued through 02-03; a payoff dated 02-01 is entered afterwards. Interest
+    earned to 02-01 is installment 1's 12.00 only, so the 0.79 accrued for February is written
+    back out of income; the receivables end at zero and income is what the member paid."""
+    product = await stack.product(penalty_rate=RATE, accounting="accrual")
+    loan_id = await stack.active_loan(product, JAN1)
+    await stack.run(date(2026, 2, 3))
+    number = await stack.scalar("SELECT loan_number FROM loans WHERE id = :id", id=loan_id)
+    on = date(2026, 2, 1)
+    async with stack.sessions() as s:
+        quote = await payoff_quote(s, number, on)
+    req = RepaymentRequest(
+        workflow_id=f"repayment-{number}-late",
+        loan_number=number,
+        amount_minor=int(quote.amount.replace(".", "")),
+        source="cash",
+        value_date=on,
+        at=datetime(2026, 2, 4, tzinfo=UTC),
+        actor="teller1",
+    )
+    result = await in_transaction(stack.sessions, lambda s: post_repayment(s, req))
+    assert result.closed and (result.interest_minor, result.penalty_minor) == (1200, 21)
+    row = await loan_row(stack, loan_id)
+    assert row["interest_receivable_minor"] == row["penalty_receivable_minor"] == 0
+    assert row["interest_recognized_minor"] == 1200
+    assert await stack.balance(INTEREST_RECEIVABLE.number) == 0
+    assert await stack.balance(PENALTIES_RECEIVABLE.number) == 0
+    assert await stack.balance(INTEREST_INCOME.number) == -1200
+    assert await stack.balance(PENALTY_INCOME.number) == -21
+    await stack.verify()
