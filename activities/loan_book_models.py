@@ -72,8 +72,9 @@ class Disbursement(Base):
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     fee_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     disbursed_on: Mapped[date] = mapped_column(Date)
-    journal_id: Mapped[str | None] = mapped_column(ForeignKey("journals.id"))
-    fee_journal_id: Mapped[str | None] = mapped_column(ForeignKey("journals.id"))
+    journal_id: Mapped[str | None] = mapped_column(
+        ForeignKey("journals.id"), doc="the disbursement journal: principal and fee together"
+    )
     payout_reference: Mapped[str | None] = mapped_column(String(200))
     failure_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
     requested_by: Mapped[str] = mapped_column(String(64))
