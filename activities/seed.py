@@ -18,6 +18,7 @@ from activities.kyc_models import KycCase, KycDocument
 from activities.loan_products import seed_products
 from activities.models import LedgerAccount, Member, StaffUser
 from activities.savings import seed_demo_savings
+from activities.seed_loans import seed_demo_loan
 from activities.setup import CASH, EQUITY, ensure_branch, ensure_chart
 from activities.staff import create_staff_user, user_roles
 from domain.money import to_minor
@@ -150,6 +151,8 @@ async def seed_demo(session: AsyncSession) -> list[DemoUser]:
         .order_by(LedgerAccount.id)
     )
     await seed_demo_savings(session, chart[CASH.number], list(demo_savings), date.today())
+    # loans: one loan imported from the previous system, in arrears (the daily job's demo)
+    await seed_demo_loan(session, date.today())
     return users
 
 
