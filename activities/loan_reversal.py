@@ -50,7 +50,8 @@ STANDING = LoanTransaction.reversed_by_journal_id.is_(None)
 async def _txn(session: AsyncSession, journal_id: str, kind: str) -> LoanTransaction:
     row = await session.scalar(
         select(LoanTransaction).where(
-            LoanTransaction.journal_id == journal_id, LoanTransaction.kind == kind.split("_")[1]
+            LoanTransaction.journal_id == journal_id,
+            LoanTransaction.kind == kind.removeprefix("loan_"),
         )
     )
     if row is None:
@@ -113,6 +114,13 @@ async def check(session: AsyncSession, original: JournalResult) -> str:
                 f"a later repayment of {loan.loan_number} ({r.journal_id}) is in a closed period",
             )
     return f"{loan.loan_number}: {len(later)} later repayment(s) re-applied"
+
+
+async def lock(session: AsyncSession, original: JournalResult) -> None:
+    """Lock the loan before the mirror touches any account: repayments and the daily job take the
+    loan row first too, so the three queue on it instead of deadlocking on the accounts."""
+    txn = await _txn(session, original.journal_id, original.kind)
+    await session.get(Loan, txn.loan_id, with_for_update=True)
 
 
 async def apply(

@@ -255,6 +255,8 @@ async def execute(session: AsyncSession, req: ExecuteRequest) -> ExecuteResult:
             ErrorCode.PERIOD_CLOSED,
             f"the period {original.value_date:%Y-%m} of journal {original.journal_id!r} is closed",
         )
+    if original.kind in LOAN_KINDS:
+        await loan_reversal.lock(session, original)
     for hold_id in req.hold_ids:
         await ledger_engine.void_hold(
             session, VoidHoldRequest(hold_id=hold_id, reason="reversal approved: posting it")
