@@ -23,26 +23,24 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 from temporalio.workflow import ParentClosePolicy
 
+from workflows import loan_approval_rules as rules
 from workflows.common import DB_ACTIVITY, business_failure
 
 with workflow.unsafe.imports_passed_through():
     import email_validator  # noqa: F401  (NotificationRequest validates e-mail addresses)
 
     from activities.loans import LoanActivities
-    from domain.money import to_major
-    from domain.schedule import ScheduleError, generate_schedule
     from schemas import search_attributes as sa
     from schemas.disbursements import (
-        DISBURSER_ROLES,
         DisbursementInput,
         DisburseRequest,
         disbursement_workflow_id,
     )
     from schemas.errors import ErrorCode
-    from schemas.loan_products import DEFAULT_ESCALATION, ApprovalLevel, schedule_terms
+    from schemas.loan_products import DEFAULT_ESCALATION, ApprovalLevel
     from schemas.loans import (
         REQUESTER_ROLES,
         SYSTEM,
@@ -75,14 +73,6 @@ AMEND = "amend"
 WITHDRAW = "withdraw"
 DISBURSE = "disburse"
 GUARANTOR_ANSWER = "guarantor_answer"
-
-
-def refuse(code: ErrorCode, message: str) -> ApplicationError:
-    return ApplicationError(message, type=code.value, non_retryable=True)
-
-
-def words(role: str) -> str:
-    return role.replace("_", " ")
 
 
 @workflow.defn(name="LoanApproval")
@@ -148,14 +138,14 @@ class LoanApprovalWorkflow:
         await self._record("awaiting_guarantors", stage=Stage.AWAITING_GUARANTORS)
         deadline = workflow.now() + inp.guarantor_timeout
         by_number = {g.member_number: g for g in inp.guarantors}
-        while self._pending_guarantors():
+        while rules.pending_guarantors(self._state):
             try:
                 await self._wait(
                     lambda: bool(self._answers) or self._withdrawal is not None,
                     deadline - workflow.now(),
                 )
             except TimeoutError:
-                missing = ", ".join(self._pending_guarantors())
+                missing = ", ".join(rules.pending_guarantors(self._state))
                 await self._reject(
                     None, f"no consent within {inp.guarantor_timeout} from {missing}"
                 )
@@ -181,8 +171,8 @@ class LoanApprovalWorkflow:
                 if not cover.covered:
                     accepted = False
                     reason = (
-                        f"free savings {self._money(cover.free_minor)} do not cover the "
-                        f"guarantee of {self._money(g.amount_minor)}"
+                        f"free savings {rules.money(self._inp, cover.free_minor)} do not cover the "
+                        f"guarantee of {rules.money(self._inp, g.amount_minor)}"
                     )
             self._state.guarantors[g.member_number] = "accepted" if accepted else "declined"
             await self._record(
@@ -190,7 +180,10 @@ class LoanApprovalWorkflow:
                 actor=answer.recorded_by,
                 actor_id=answer.recorded_by_id,
                 reason=reason,
-                data={"guarantor": g.member_number, "amount": self._money(g.amount_minor)},
+                data={
+                    "guarantor": g.member_number,
+                    "amount": rules.money(self._inp, g.amount_minor),
+                },
                 guarantor=(g.member_id, "accepted" if accepted else "declined"),
             )
             if not accepted:
@@ -283,11 +276,15 @@ class LoanApprovalWorkflow:
             return "returned"
         progress.approvals += 1
         if d.principal_minor is not None:
-            data["principal"] = self._money(d.principal_minor)
+            data["principal"] = rules.money(self._inp, d.principal_minor)
             self._state.principal_minor = d.principal_minor
         if d.repayments is not None:
             data["repayments"] = self._state.repayments = d.repayments
-        data.update(self._schedule_summary(), approvals=progress.approvals, quorum=progress.quorum)
+        data.update(
+            rules.schedule_summary(self._inp, self._state),
+            approvals=progress.approvals,
+            quorum=progress.quorum,
+        )
         await self._record(
             "approval_vote",
             actor=d.actor.username,
@@ -322,7 +319,7 @@ class LoanApprovalWorkflow:
                 person,
                 process=f"{workflow.info().workflow_id}/round-{self._state.round}/"
                 f"level-{progress.level}/{kind}",
-                context={"role": words(role), "level": progress.level},
+                context={"role": rules.words(role), "level": progress.level},
             )
 
     async def _await_amendment(self) -> bool:
@@ -342,7 +339,7 @@ class LoanApprovalWorkflow:
         data: dict[str, Any] = {}
         if a.principal_minor is not None:
             self._state.principal_minor = a.principal_minor
-            data["principal"] = self._money(a.principal_minor)
+            data["principal"] = rules.money(self._inp, a.principal_minor)
         if a.repayments is not None:
             data["repayments"] = self._state.repayments = a.repayments
         if a.purpose is not None:
@@ -359,9 +356,9 @@ class LoanApprovalWorkflow:
             "approved",
             stage=Stage.APPROVED,
             to_state=LoanState.APPROVED,
-            data=self._schedule_summary(),
+            data=rules.schedule_summary(self._inp, self._state),
         )
-        await self._notify_member("loan_approved", self._schedule_summary())
+        await self._notify_member("loan_approved", rules.schedule_summary(self._inp, self._state))
         if self._inp.product.auto_disburse:
             await self._start_disbursement(self._auto_disbursement())
             return
@@ -463,58 +460,6 @@ class LoanApprovalWorkflow:
         self._amendment = None
         self._idle = True
 
-    def _pending_guarantors(self) -> list[str]:
-        return [n for n, status in self._state.guarantors.items() if status == "pending"]
-
-    def _money(self, amount_minor: int) -> str:
-        p = self._inp.product
-        return f"{to_major(amount_minor, p.scale)} {p.currency}"
-
-    def _schedule_summary(self) -> dict[str, Any]:
-        p = self._inp.product
-        schedule = generate_schedule(
-            schedule_terms(
-                p,
-                principal_minor=self._state.principal_minor,
-                repayments=self._state.repayments,
-                scale=p.scale,
-                disbursed_on=self._inp.expected_disbursement_on,
-            )
-        )
-        first = schedule.installments[0]
-        return {
-            "loan_number": self._inp.loan_number,
-            "principal": self._money(self._state.principal_minor),
-            "repayments": self._state.repayments,
-            "first_installment": self._money(first.total_minor),
-            "first_due_date": first.due_date.isoformat(),
-            "total_interest": self._money(schedule.total_interest_minor),
-            "total_due": self._money(schedule.total_due_minor),
-        }
-
-    def _details(self) -> str:
-        s, inp = self._state, self._inp
-        head = f"{inp.loan_number}: {self._money(s.principal_minor)} {inp.product.name}: "
-        level = s.level
-        if s.stage == Stage.CHECKING_ELIGIBILITY:
-            return head + "checking eligibility"
-        if s.stage == Stage.AWAITING_GUARANTORS:
-            pending = len(self._pending_guarantors())
-            return head + f"waiting for {pending} of {len(s.guarantors)} guarantors to consent"
-        if s.stage == Stage.AWAITING_APPROVAL and level is not None:
-            _, tier = inp.product.tier_for(s.principal_minor)
-            who = " or ".join(words(r) for r in level.allowed_roles)
-            step = f" (level {level.level} of {len(tier.levels)})"
-            if level.quorum > 1:
-                remaining = level.quorum - level.approvals
-                return head + f"waiting for {remaining} of {level.quorum} {who} votes{step}"
-            return head + f"waiting for a {who} to decide{step}"
-        if s.stage == Stage.RETURNED_FOR_CHANGES:
-            return head + "returned for changes: waiting for the applicant to amend"
-        if s.stage == Stage.APPROVED:
-            return head + "approved: waiting for disbursement"
-        return head + f"{s.stage.value}: {s.reason}"
-
     async def _record(
         self,
         event: str,
@@ -539,7 +484,7 @@ class LoanApprovalWorkflow:
             s.assigned_role = role
         if to_state is not None:
             s.state = to_state
-        s.details = self._details()
+        s.details = rules.details(self._inp, s)
         workflow.upsert_search_attributes(
             [
                 sa.STAGE.value_set(s.stage.value),
@@ -650,7 +595,9 @@ class LoanApprovalWorkflow:
     @workflow.update(name=DECIDE)
     async def decide(self, d: Decision) -> LoanApprovalState:
         """An approver's vote; returns once the workflow has acted on it."""
-        self._refuse_decision(d)  # again: a concurrent vote may have landed since validation
+        rules.refuse_decision(
+            self._inp, self._state, self._voters, d
+        )  # again: a concurrent vote may have landed since validation
         level = self._state.level
         assert level is not None
         at = (self._state.round, level.level)
@@ -661,107 +608,42 @@ class LoanApprovalWorkflow:
             result = await self._check_terms(principal, guarantor_cover=True)
             if not result.eligible:
                 self._voters.discard(d.actor.user_id)
-                raise refuse(ErrorCode.GUARANTEE_NOT_MET, "; ".join(result.reasons))
+                raise rules.refuse(ErrorCode.GUARANTEE_NOT_MET, "; ".join(result.reasons))
         self._tickets += 1
         ticket = self._tickets
         self._queue.append((ticket, at, d))
         await workflow.wait_condition(lambda: self._taken >= ticket and self._idle)
         if ticket in self._stale:
-            raise refuse(ErrorCode.NOT_AWAITING_DECISION, "the level had moved on")
+            raise rules.refuse(ErrorCode.NOT_AWAITING_DECISION, "the level had moved on")
         return self._state
 
     @decide.validator
     def _validate_decide(self, d: Decision) -> None:
-        self._refuse_decision(d)
-
-    def _refuse_decision(self, d: Decision) -> None:
-        s, inp, who = self._state, self._inp, d.actor
-        level = s.level
-        if s.stage != Stage.AWAITING_APPROVAL or level is None:
-            raise refuse(ErrorCode.NOT_AWAITING_DECISION, f"loan is {s.stage.value}")
-        if who.user_id == inp.entered_by_id:
-            raise refuse(ErrorCode.FOUR_EYES, "four-eyes: you entered this application")
-        if inp.member_id in who.member_ids:
-            raise refuse(ErrorCode.FOUR_EYES, "four-eyes: you are the applicant")
-        if {g.member_id for g in inp.guarantors} & set(who.member_ids):
-            raise refuse(ErrorCode.FOUR_EYES, "four-eyes: you guarantee this loan")
-        if not set(level.allowed_roles) & set(who.roles):
-            allowed = " or ".join(level.allowed_roles)
-            raise refuse(ErrorCode.FORBIDDEN, f"level {level.level} is decided by {allowed}")
-        if who.user_id in self._voters:
-            raise refuse(ErrorCode.ALREADY_VOTED, "you have already decided in this round")
-        if d.action != "approve" and not d.reason:
-            raise refuse(ErrorCode.VALIDATION, f"a reason is required to {d.action}")
-        self._refuse_terms(d.principal_minor, d.repayments, lower_only=True)
-
-    def _refuse_terms(
-        self, principal: int | None, repayments: int | None, *, lower_only: bool
-    ) -> None:
-        s, p = self._state, self._inp.product
-        if principal is not None:
-            if lower_only and principal > s.principal_minor:
-                raise refuse(ErrorCode.VALIDATION, "an approval may only lower the principal")
-            if not p.min_principal_minor <= principal <= p.max_principal_minor:
-                raise refuse(
-                    ErrorCode.VALIDATION,
-                    f"{p.code} lends {self._money(p.min_principal_minor)} to "
-                    f"{self._money(p.max_principal_minor)}",
-                )
-        if repayments is not None and not p.min_repayments <= repayments <= p.max_repayments:
-            raise refuse(
-                ErrorCode.VALIDATION,
-                f"{p.code} takes {p.min_repayments} to {p.max_repayments} repayments",
-            )
-        try:
-            generate_schedule(
-                schedule_terms(
-                    p,
-                    principal_minor=principal or s.principal_minor,
-                    repayments=repayments or s.repayments,
-                    scale=p.scale,
-                    disbursed_on=self._inp.expected_disbursement_on,
-                )
-            )
-        except ScheduleError as exc:
-            raise refuse(ErrorCode.INVALID_SCHEDULE, str(exc)) from exc
+        rules.refuse_decision(self._inp, self._state, self._voters, d)
 
     @workflow.update(name=AMEND)
     async def amend(self, a: Amendment) -> LoanApprovalState:
         """The applicant's changes to a returned application; routing restarts with them."""
-        self._refuse_amendment(a)
+        rules.refuse_amendment(self._inp, self._state, self._amendment, a)
         result = await self._check_terms(
             a.principal_minor or self._state.principal_minor, guarantor_cover=True
         )
         if not result.eligible:
-            raise refuse(ErrorCode.LOAN_NOT_ELIGIBLE, "; ".join(result.reasons))
-        self._refuse_amendment(a)
+            raise rules.refuse(ErrorCode.LOAN_NOT_ELIGIBLE, "; ".join(result.reasons))
+        rules.refuse_amendment(self._inp, self._state, self._amendment, a)
         self._amendment = a
         await workflow.wait_condition(lambda: self._amendment is None and self._idle)
         return self._state
 
     @amend.validator
     def _validate_amend(self, a: Amendment) -> None:
-        self._refuse_amendment(a)
-
-    def _refuse_amendment(self, a: Amendment) -> None:
-        if self._state.stage != Stage.RETURNED_FOR_CHANGES or self._amendment is not None:
-            raise refuse(
-                ErrorCode.NOT_AWAITING_DECISION,
-                f"loan is {self._state.stage.value}, not returned for changes",
-            )
-        if not set(REQUESTER_ROLES) & set(a.actor.roles):
-            raise refuse(ErrorCode.FORBIDDEN, f"amending needs one of {list(REQUESTER_ROLES)}")
-        if a.principal_minor is None and a.repayments is None and a.purpose is None:
-            raise refuse(
-                ErrorCode.VALIDATION, "an amendment changes principal, repayments or purpose"
-            )
-        self._refuse_terms(a.principal_minor, a.repayments, lower_only=False)
+        rules.refuse_amendment(self._inp, self._state, self._amendment, a)
 
     @workflow.update(name=WITHDRAW)
     async def withdraw(self, w: Withdrawal) -> LoanApprovalState:
         """The applicant withdraws (any time before disbursement)."""
         if self._disburse is not None:  # validated alongside a disbursement request
-            raise refuse(ErrorCode.LOAN_STATE, "the loan is being disbursed")
+            raise rules.refuse(ErrorCode.LOAN_STATE, "the loan is being disbursed")
         self._withdrawal = w
         await workflow.wait_condition(
             lambda: (self._state.stage == Stage.WITHDRAWN and self._idle) or self._finished
@@ -771,18 +653,28 @@ class LoanApprovalWorkflow:
     @withdraw.validator
     def _validate_withdraw(self, w: Withdrawal) -> None:
         if self._disburse is not None:
-            raise refuse(ErrorCode.LOAN_STATE, "the loan is being disbursed")
+            raise rules.refuse(ErrorCode.LOAN_STATE, "the loan is being disbursed")
         if self._state.stage in TERMINAL_STAGES or self._withdrawal is not None or self._finished:
-            raise refuse(ErrorCode.NOT_AWAITING_DECISION, f"loan is {self._state.stage.value}")
+            raise rules.refuse(
+                ErrorCode.NOT_AWAITING_DECISION, f"loan is {self._state.stage.value}"
+            )
         if not set(REQUESTER_ROLES) & set(w.actor.roles):
-            raise refuse(ErrorCode.FORBIDDEN, f"withdrawing needs one of {list(REQUESTER_ROLES)}")
+            raise rules.refuse(
+                ErrorCode.FORBIDDEN, f"withdrawing needs one of {list(REQUESTER_ROLES)}"
+            )
         if not w.reason:
-            raise refuse(ErrorCode.VALIDATION, "a reason is required to withdraw")
+            raise rules.refuse(ErrorCode.VALIDATION, "a reason is required to withdraw")
 
     @workflow.update(name=DISBURSE)
     async def disburse(self, req: DisburseRequest) -> LoanApprovalState:
         """Disburse the approved loan: starts the Disbursement child, then this workflow ends."""
-        self._refuse_disburse(req)  # again: a withdrawal may have been validated alongside
+        rules.refuse_disbursement(
+            self._inp,
+            self._state,
+            req,
+            busy=self._disburse is not None,
+            ended=self._withdrawal is not None or self._finished,
+        )  # again: a withdrawal may have been validated alongside
         self._disburse = req
         await workflow.wait_condition(
             lambda: self._state.disbursement_workflow_id is not None or self._finished
@@ -791,15 +683,10 @@ class LoanApprovalWorkflow:
 
     @disburse.validator
     def _validate_disburse(self, req: DisburseRequest) -> None:
-        self._refuse_disburse(req)
-
-    def _refuse_disburse(self, req: DisburseRequest) -> None:
-        s = self._state
-        busy = self._disburse is not None or s.disbursement_workflow_id is not None
-        if s.stage != Stage.APPROVED or busy or self._withdrawal is not None or self._finished:
-            what = "already being disbursed" if busy else s.stage.value
-            raise refuse(ErrorCode.LOAN_STATE, f"{self._inp.loan_number} is {what}")
-        if not set(DISBURSER_ROLES) & set(req.actor.roles):
-            raise refuse(ErrorCode.FORBIDDEN, f"disbursing needs one of {list(DISBURSER_ROLES)}")
-        if req.disbursement.loan_number != self._inp.loan_number:
-            raise refuse(ErrorCode.VALIDATION, "the disbursement is for another loan")
+        rules.refuse_disbursement(
+            self._inp,
+            self._state,
+            req,
+            busy=self._disburse is not None,
+            ended=self._withdrawal is not None or self._finished,
+        )
