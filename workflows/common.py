@@ -5,8 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from schemas.errors import ErrorCode
 
 # Ledger and database activities: short, idempotent, retried with backoff until they succeed or
 # fail for a business reason (non-retryable). Operations see a stuck retry in the UI.
@@ -14,6 +18,11 @@ DB_ACTIVITY: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=30),
     "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
 }
+
+
+def refuse(code: ErrorCode, message: str) -> ApplicationError:
+    """A request the workflow refuses (in a validator or handler): typed, never retried."""
+    return ApplicationError(message, type=code.value, non_retryable=True)
 
 
 class BusinessFailure(Exception):

@@ -19,7 +19,8 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ApplicationError
+
+from workflows.common import refuse
 
 with workflow.unsafe.imports_passed_through():
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -49,10 +50,6 @@ SHORT: dict[str, Any] = {
     "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
 }
 BATCH_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
-
-
-def _refuse(code: ErrorCode, message: str) -> ApplicationError:
-    return ApplicationError(message, type=code.value, non_retryable=True)
 
 
 @workflow.defn(name=PROCESS)
@@ -157,7 +154,7 @@ class DailyLoanJobWorkflow:
         nominal time, so a catch-up firing hours later still services the day it was meant for)."""
         fired = workflow.info().typed_search_attributes.get(SCHEDULED_START)
         if fired is None:
-            raise _refuse(
+            raise refuse(
                 ErrorCode.VALIDATION, "no business date given and not started by a schedule"
             )
         return self._local(fired, timezone).date() - timedelta(days=1)
@@ -167,7 +164,7 @@ class DailyLoanJobWorkflow:
         penalties and accrual are for the whole day."""
         today = self._local(workflow.now(), timezone).date()
         if day >= today:
-            raise _refuse(ErrorCode.VALIDATION, f"{day} has not ended yet ({timezone} {today})")
+            raise refuse(ErrorCode.VALIDATION, f"{day} has not ended yet ({timezone} {today})")
 
     @staticmethod
     def _local(moment: datetime, timezone: str) -> datetime:
@@ -179,7 +176,7 @@ class DailyLoanJobWorkflow:
                 offset = zone.utcoffset(moment)
                 return moment.astimezone(dt_timezone(offset)) if offset is not None else moment
             except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise _refuse(ErrorCode.VALIDATION, f"unknown time zone {timezone!r}") from exc
+                raise refuse(ErrorCode.VALIDATION, f"unknown time zone {timezone!r}") from exc
 
     def _enter(self, stage: Stage) -> None:
         p = self._progress

@@ -18,9 +18,8 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
 
-from workflows.common import DB_ACTIVITY, NOTIFY_ACTIVITY
+from workflows.common import DB_ACTIVITY, NOTIFY_ACTIVITY, refuse
 
 with workflow.unsafe.imports_passed_through():
     # NotificationRequest validates e-mail addresses; email_validator loads idna lazily, so both
@@ -56,10 +55,6 @@ INITIAL_OUTCOME = "initial_outcome"
 DECIDE = "decide"
 RESUBMIT = "resubmit"
 INSTITUTION = "bankflow savings and credit"
-
-
-def _refuse(code: ErrorCode, message: str) -> ApplicationError:
-    return ApplicationError(message, type=code.value, non_retryable=True)
 
 
 @workflow.defn(name="KycReview")
@@ -301,7 +296,7 @@ class KycReviewWorkflow:
     async def decide(self, decision: DecisionInput) -> KycState:
         """Approve, reject or ask for documents; returns once the case has moved on."""
         if self._decision is not None:  # a concurrent decision was accepted first
-            raise _refuse(ErrorCode.NOT_AWAITING_DECISION, "another decision was made first")
+            raise refuse(ErrorCode.NOT_AWAITING_DECISION, "another decision was made first")
         self._decision = decision
         mine, entered = self._decided + 1, self._entered
         await workflow.wait_condition(
@@ -318,17 +313,17 @@ class KycReviewWorkflow:
         stage = self._state.stage
         role = DECISION_STAGES.get(stage)
         if role is None or self._decision is not None:
-            raise _refuse(
+            raise refuse(
                 ErrorCode.NOT_AWAITING_DECISION, f"case is {stage.value}, not awaiting a decision"
             )
         if decision.decided_by_id == self._inp.submitted_by_id:
-            raise _refuse(ErrorCode.FOUR_EYES, "four-eyes: the submitter cannot decide the case")
+            raise refuse(ErrorCode.FOUR_EYES, "four-eyes: the submitter cannot decide the case")
         if stage == Stage.AWAITING_COMPLIANCE and decision.decided_by_id == self._first_reviewer_id:
-            raise _refuse(
+            raise refuse(
                 ErrorCode.FOUR_EYES, "four-eyes: compliance needs someone other than the reviewer"
             )
         if role not in decision.decided_by_roles:
-            raise _refuse(ErrorCode.FORBIDDEN, f"this decision needs the role {role}")
+            raise refuse(ErrorCode.FORBIDDEN, f"this decision needs the role {role}")
 
     @workflow.signal(name=RESUBMIT)
     def resubmit(self, resubmission: Resubmission) -> None:

@@ -27,7 +27,7 @@ from temporalio.exceptions import ActivityError
 from temporalio.workflow import ParentClosePolicy
 
 from workflows import loan_approval_rules as rules
-from workflows.common import DB_ACTIVITY, business_failure
+from workflows.common import DB_ACTIVITY, business_failure, refuse
 
 with workflow.unsafe.imports_passed_through():
     import email_validator  # noqa: F401  (NotificationRequest validates e-mail addresses)
@@ -608,13 +608,13 @@ class LoanApprovalWorkflow:
             result = await self._check_terms(principal, guarantor_cover=True)
             if not result.eligible:
                 self._voters.discard(d.actor.user_id)
-                raise rules.refuse(ErrorCode.GUARANTEE_NOT_MET, "; ".join(result.reasons))
+                raise refuse(ErrorCode.GUARANTEE_NOT_MET, "; ".join(result.reasons))
         self._tickets += 1
         ticket = self._tickets
         self._queue.append((ticket, at, d))
         await workflow.wait_condition(lambda: self._taken >= ticket and self._idle)
         if ticket in self._stale:
-            raise rules.refuse(ErrorCode.NOT_AWAITING_DECISION, "the level had moved on")
+            raise refuse(ErrorCode.NOT_AWAITING_DECISION, "the level had moved on")
         return self._state
 
     @decide.validator
@@ -629,7 +629,7 @@ class LoanApprovalWorkflow:
             a.principal_minor or self._state.principal_minor, guarantor_cover=True
         )
         if not result.eligible:
-            raise rules.refuse(ErrorCode.LOAN_NOT_ELIGIBLE, "; ".join(result.reasons))
+            raise refuse(ErrorCode.LOAN_NOT_ELIGIBLE, "; ".join(result.reasons))
         rules.refuse_amendment(self._inp, self._state, self._amendment, a)
         self._amendment = a
         await workflow.wait_condition(lambda: self._amendment is None and self._idle)
@@ -643,7 +643,7 @@ class LoanApprovalWorkflow:
     async def withdraw(self, w: Withdrawal) -> LoanApprovalState:
         """The applicant withdraws (any time before disbursement)."""
         if self._disburse is not None:  # validated alongside a disbursement request
-            raise rules.refuse(ErrorCode.LOAN_STATE, "the loan is being disbursed")
+            raise refuse(ErrorCode.LOAN_STATE, "the loan is being disbursed")
         self._withdrawal = w
         await workflow.wait_condition(
             lambda: (self._state.stage == Stage.WITHDRAWN and self._idle) or self._finished
@@ -653,17 +653,13 @@ class LoanApprovalWorkflow:
     @withdraw.validator
     def _validate_withdraw(self, w: Withdrawal) -> None:
         if self._disburse is not None:
-            raise rules.refuse(ErrorCode.LOAN_STATE, "the loan is being disbursed")
+            raise refuse(ErrorCode.LOAN_STATE, "the loan is being disbursed")
         if self._state.stage in TERMINAL_STAGES or self._withdrawal is not None or self._finished:
-            raise rules.refuse(
-                ErrorCode.NOT_AWAITING_DECISION, f"loan is {self._state.stage.value}"
-            )
+            raise refuse(ErrorCode.NOT_AWAITING_DECISION, f"loan is {self._state.stage.value}")
         if not set(REQUESTER_ROLES) & set(w.actor.roles):
-            raise rules.refuse(
-                ErrorCode.FORBIDDEN, f"withdrawing needs one of {list(REQUESTER_ROLES)}"
-            )
+            raise refuse(ErrorCode.FORBIDDEN, f"withdrawing needs one of {list(REQUESTER_ROLES)}")
         if not w.reason:
-            raise rules.refuse(ErrorCode.VALIDATION, "a reason is required to withdraw")
+            raise refuse(ErrorCode.VALIDATION, "a reason is required to withdraw")
 
     @workflow.update(name=DISBURSE)
     async def disburse(self, req: DisburseRequest) -> LoanApprovalState:

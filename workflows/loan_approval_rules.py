@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+
+from workflows.common import refuse
 
 with workflow.unsafe.imports_passed_through():
     from domain.money import to_major
@@ -27,10 +28,6 @@ with workflow.unsafe.imports_passed_through():
         LoanInput,
         Stage,
     )
-
-
-def refuse(code: ErrorCode, message: str) -> ApplicationError:
-    return ApplicationError(message, type=code.value, non_retryable=True)
 
 
 def words(role: str) -> str:

@@ -18,7 +18,8 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ApplicationError
+
+from workflows.common import refuse
 
 with workflow.unsafe.imports_passed_through():
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -58,10 +59,6 @@ NOTIFY: dict[str, Any] = {
     "schedule_to_close_timeout": timedelta(days=1),
     "retry_policy": RetryPolicy(maximum_interval=timedelta(minutes=10)),
 }
-
-
-def _refuse(code: ErrorCode, message: str) -> ApplicationError:
-    return ApplicationError(message, type=code.value, non_retryable=True)
 
 
 @workflow.defn(name=PROCESS)
@@ -197,7 +194,7 @@ class MonthEndInterestWorkflow:
         nominal time, so a catch-up run days later still posts the month it was meant for)."""
         fired = workflow.info().typed_search_attributes.get(SCHEDULED_START)
         if fired is None:
-            raise _refuse(ErrorCode.VALIDATION, "no period given and not started by a schedule")
+            raise refuse(ErrorCode.VALIDATION, "no period given and not started by a schedule")
         local = self._local(fired, timezone)
         return previous_period(f"{local.year}-{local.month:02d}")
 
@@ -205,7 +202,7 @@ class MonthEndInterestWorkflow:
         """A month is posted once it is over in the institution's zone, never before."""
         today = self._local(workflow.now(), timezone).date()
         if period_bounds(period)[1] >= today:
-            raise _refuse(
+            raise refuse(
                 ErrorCode.PERIOD_NOT_ENDED, f"{period} has not ended yet ({timezone} {today})"
             )
 
@@ -219,7 +216,7 @@ class MonthEndInterestWorkflow:
                 offset = zone.utcoffset(moment)
                 return moment.astimezone(dt_timezone(offset)) if offset is not None else moment
             except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise _refuse(ErrorCode.VALIDATION, f"unknown time zone {timezone!r}") from exc
+                raise refuse(ErrorCode.VALIDATION, f"unknown time zone {timezone!r}") from exc
 
     def _enter(self, stage: Stage) -> None:
         p = self._progress

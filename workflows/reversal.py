@@ -20,9 +20,9 @@ from decimal import Decimal
 from typing import TypeVar
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
-from workflows.common import DB_ACTIVITY, NOTIFY_ACTIVITY, BusinessFailure, business_failure
+from workflows.common import DB_ACTIVITY, NOTIFY_ACTIVITY, BusinessFailure, business_failure, refuse
 
 with workflow.unsafe.imports_passed_through():
     import email_validator  # noqa: F401  (NotificationRequest validates e-mail addresses)
@@ -55,10 +55,6 @@ R = TypeVar("R")
 INITIAL_OUTCOME = "initial_outcome"
 DECIDE = "decide"
 SEND_NOTIFICATION = "send_notification"  # the notifications process's activity, by name
-
-
-def _refuse(code: ErrorCode, message: str) -> ApplicationError:
-    return ApplicationError(message, type=code.value, non_retryable=True)
 
 
 @workflow.defn(name="Reversal")
@@ -328,23 +324,23 @@ class ReversalWorkflow:
         # the caller's error.
         s = self._state
         if s.stage != Stage.AWAITING_APPROVAL or self._outcome is not None or s.tier is None:
-            raise _refuse(
+            raise refuse(
                 ErrorCode.NOT_AWAITING_DECISION,
                 f"reversal is {s.stage.value}, not awaiting a decision",
             )
         if decision.approver_id == self._inp.requested_by_id:
-            raise _refuse(ErrorCode.FOUR_EYES, "four-eyes: the requester cannot decide")
+            raise refuse(ErrorCode.FOUR_EYES, "four-eyes: the requester cannot decide")
         if any(d.approver_id == decision.approver_id for d in s.decisions):
-            raise _refuse(ErrorCode.DUPLICATE, "each approver decides once")
+            raise refuse(ErrorCode.DUPLICATE, "each approver decides once")
         roles = set(decision.approver_roles)
         may_override = bool(roles & set(self._inp.override_roles))
         allowed = set(s.tier.roles) | (set(self._inp.override_roles) if s.needs_override else set())
         if not roles & allowed:
-            raise _refuse(
+            raise refuse(
                 ErrorCode.FORBIDDEN, f"a decision needs one of the roles {sorted(allowed)}"
             )
         if decision.override_overdraft and not may_override:
-            raise _refuse(
+            raise refuse(
                 ErrorCode.FORBIDDEN,
                 f"an overdraft override needs one of the roles {sorted(self._inp.override_roles)}",
             )
@@ -354,7 +350,7 @@ class ReversalWorkflow:
         completes = sum(d.approve for d in s.decisions) + 1 >= s.tier.approvers
         if completes and not overridden:
             shortfall = ", ".join(s.account for s in s.shortfalls)
-            raise _refuse(
+            raise refuse(
                 ErrorCode.OVERRIDE_REQUIRED,
                 f"the reversal overdraws {shortfall}: the approval that completes it needs an "
                 f"overdraft override by one of {sorted(self._inp.override_roles)}",
