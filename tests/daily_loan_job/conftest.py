@@ -5,9 +5,7 @@ transaction with the shared loan-book steps and the ledger engine."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -17,7 +15,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowHandle
 
-from activities.db import in_transaction, make_engine, make_sessionmaker
+from activities.db import in_transaction
 from activities.ledger_verify import verify_ledger
 from activities.loan_book_models import LoanInstallment, LoanTransaction
 from activities.setup import (
@@ -25,18 +23,14 @@ from activities.setup import (
     INTEREST_RECEIVABLE,
     PENALTIES_RECEIVABLE,
     PENALTY_INCOME,
-    ensure_branch,
-    ensure_chart,
 )
 from schemas.daily_loan_job import DailyJobInput, DailyJobSummary
 from schemas.settings import Settings
-from scripts.local_postgres import drop_database
 from tests.api.conftest import api_app, api_settings, client, staff  # noqa: F401  (API tests)
-from tests.conftest import BRANCH, CURRENCY, Factory
+from tests.conftest import Factory
 from tests.loans.book import disburse
 from tests.loans.conftest import LoanKit
-from tests.month_end.conftest import fresh_database
-from worker import build_workers
+from tests.month_end.conftest import _stack
 from workflows.daily_loan_job import DailyLoanJobWorkflow
 
 Handle = WorkflowHandle[DailyLoanJobWorkflow, DailyJobSummary]
@@ -146,55 +140,19 @@ class Stack:
 
 @pytest.fixture
 async def stack(pg_server: str, temporal_client: Client) -> AsyncIterator[Stack]:
-    async with _stack(pg_server, temporal_client, with_worker=True) as s:
+    async with _stack(pg_server, temporal_client, with_worker=True, kind=Stack) as s:
         yield s
 
 
 @pytest.fixture
 async def twin(pg_server: str, temporal_client: Client) -> AsyncIterator[Stack]:
     """A second fresh database with its own workers, to compare two histories of one book."""
-    async with _stack(pg_server, temporal_client, with_worker=True) as s:
+    async with _stack(pg_server, temporal_client, with_worker=True, kind=Stack) as s:
         yield s
 
 
 @pytest.fixture
 async def bare_stack(pg_server: str, temporal_client: Client) -> AsyncIterator[Stack]:
     """A second fresh database; no worker (the test runs its own, or uses `stack`'s queue)."""
-    async with _stack(pg_server, temporal_client, with_worker=False) as s:
+    async with _stack(pg_server, temporal_client, with_worker=False, kind=Stack) as s:
         yield s
-
-
-class _stack:
-    def __init__(self, pg_server: str, temporal: Client, *, with_worker: bool) -> None:
-        self.pg_server, self.client, self.with_worker = pg_server, temporal, with_worker
-        self.exit = AsyncExitStack()
-
-    async def __aenter__(self) -> Stack:
-        self.name, url = await fresh_database(self.pg_server)
-        settings = Settings(database_url=url)
-        engine = make_engine(settings, pool_size=5)
-        sessions = make_sessionmaker(engine)
-
-        async def setup(session: AsyncSession) -> dict[str, int]:
-            await ensure_branch(session, BRANCH, "Head office", "UTC")
-            return await ensure_chart(session, CURRENCY)
-
-        chart = await in_transaction(sessions, setup)
-        tag = f"t{uuid.uuid4().hex[:8]}"
-        queue = f"tq-{tag}"
-        self.stack = Stack(settings, sessions, engine, chart, self.client, f"{queue}-batch", tag)
-        if self.with_worker:
-            for w in build_workers(
-                self.client,
-                settings,
-                sessions,
-                interactive_queue=queue,
-                batch_queue=f"{queue}-batch",
-            ):
-                await self.exit.enter_async_context(w)
-        return self.stack
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.exit.aclose()
-        await self.stack.engine.dispose()
-        drop_database(self.pg_server, self.name)

@@ -5,12 +5,12 @@ create products and accounts with dated history through the real code paths."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pytest
 from sqlalchemy import text
@@ -35,6 +35,9 @@ from worker import build_workers
 from workflows.month_end_interest import MonthEndInterestWorkflow
 
 FINANCE = "finance@bankflow.example"
+
+
+S = TypeVar("S")
 
 
 @dataclass
@@ -137,25 +140,31 @@ async def fresh_database(pg_server: str) -> tuple[str, str]:
 async def stack(pg_server: str, temporal_client: Client) -> AsyncIterator[Stack]:
     """A fresh database with the chart, the real workers on fresh queues; no worker if the
     test wants to run its own (see `bare_stack`)."""
-    async with _stack(pg_server, temporal_client, with_worker=True) as s:
+    async with _stack(pg_server, temporal_client, with_worker=True, kind=Stack) as s:
         yield s
 
 
 @pytest.fixture
 async def bare_stack(pg_server: str, temporal_client: Client) -> AsyncIterator[Stack]:
-    async with _stack(pg_server, temporal_client, with_worker=False) as s:
+    async with _stack(pg_server, temporal_client, with_worker=False, kind=Stack) as s:
         yield s
 
 
-class _stack:
-    def __init__(self, pg_server: str, temporal: Client, *, with_worker: bool) -> None:
+class _stack(Generic[S]):
+    """A fresh database with the chart and, `with_worker`, the real workers on fresh queues;
+    `kind` is the suite's Stack class (the daily loan job's extends this one's fields)."""
+
+    def __init__(
+        self, pg_server: str, temporal: Client, *, with_worker: bool, kind: Callable[..., S]
+    ) -> None:
         self.pg_server, self.client, self.with_worker = pg_server, temporal, with_worker
+        self.kind = kind
         self.exit = AsyncExitStack()
 
-    async def __aenter__(self) -> Stack:
+    async def __aenter__(self) -> S:
         self.name, url = await fresh_database(self.pg_server)
         settings = Settings(database_url=url)
-        engine = make_engine(settings, pool_size=5)
+        self.engine = engine = make_engine(settings, pool_size=5)
         sessions = make_sessionmaker(engine)
 
         async def setup(session: AsyncSession) -> dict[str, int]:
@@ -165,7 +174,9 @@ class _stack:
         chart = await in_transaction(sessions, setup)
         tag = f"t{uuid.uuid4().hex[:8]}"
         queue = f"tq-{tag}"
-        self.stack = Stack(settings, sessions, engine, chart, self.client, f"{queue}-batch", tag)
+        self.stack = self.kind(
+            settings, sessions, engine, chart, self.client, f"{queue}-batch", tag
+        )
         if self.with_worker:
             for w in build_workers(
                 self.client,
@@ -179,8 +190,8 @@ class _stack:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.exit.aclose()
-        await self.stack.engine.dispose()
+        await self.engine.dispose()
         drop_database(self.pg_server, self.name)
 
 
-__all__ = ["FINANCE", "Decimal", "Stack"]
+__all__ = ["FINANCE", "Decimal", "Stack", "_stack"]
