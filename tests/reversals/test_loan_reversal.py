@@ -9,11 +9,12 @@ from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowHandle
 
 from activities import ledger_engine
 from activities.db import in_transaction
-from activities.loan_book_models import LoanInstallment, LoanTransaction
+from activities.loan_book_models import Disbursement, LoanInstallment, LoanTransaction
 from activities.loan_models import Loan
 from activities.loan_statement import payoff_quote
 from activities.models import Hold
@@ -220,3 +221,34 @@ async def test_a_payoff_gives_back_prepaid_interest_and_its_reversal_takes_it_ag
     await reverse(temporal_client, worker, closing)
     assert await book(kit, loan.loan_id) == prepaid  # the prepaid interest is paid again
     await ledger_ok(kit)
+
+
+async def test_undoing_a_payout_to_another_bank_is_refused(kit: LoanKit) -> None:
+    """The money left the institution: undoing the disbursement would book back money it does
+    not hold, so the reversal is refused until the payout is recovered."""
+    officer = await kit.staff("loan_officer")
+    loan = await active_loan(kit, officer, disbursed_on=DISBURSED)
+    journal_id = f"disbursement-{loan.loan_number}-1:disburse"
+
+    async def paid_out(session: AsyncSession) -> None:
+        session.add(
+            Disbursement(
+                loan_id=loan.loan_id,
+                attempt=1,
+                workflow_id=f"disbursement-{loan.loan_number}-1",
+                status="completed",
+                destination="external",
+                external_account={"bank_code": "EXBANK01", "account_number": "0012345678"},
+                amount_minor=1200_00,
+                disbursed_on=DISBURSED,
+                journal_id=journal_id,
+                requested_by="manager1",
+            )
+        )
+
+    await in_transaction(kit.sessions, paid_out)
+    async with kit.sessions() as s:
+        _, checks, refusal = await check_reversible(s, journal_id)
+    assert refusal is not None and refusal.code == ErrorCode.NOT_REVERSIBLE
+    assert "recover the payout first" in refusal.detail and not checks[-1].ok
+    assert (await book(kit, loan.loan_id))[1] == "active"
