@@ -45,6 +45,14 @@ def test_seed_is_idempotent_and_verify_catches_breaches(cli_db: str, tmp_path: P
     assert first.returncode == 0, first.stderr
     assert set(json.loads(tokens.read_text())) >= {"teller1", "manager1", "admin", "finance1"}
     assert bankflow(cli_db, "seed", "demo").returncode == 0  # again: nothing new posted
+    # the imported demo loan: once, active, disbursed 100 days ago with its 12 installments
+    with psycopg.connect(cli_db.replace("+psycopg", "")) as conn:
+        loans = conn.execute(
+            "SELECT state, current_date - disbursed_on, "
+            "(SELECT count(*) FROM loan_installments i WHERE i.loan_id = l.id), "
+            "(SELECT count(*) FROM journals j WHERE j.kind = 'loan_disbursement') FROM loans l"
+        ).fetchall()
+    assert loans == [("active", 100, 12, 1)]
     ok = bankflow(cli_db, "ledger", "verify", "--json")
     assert ok.returncode == 0, ok.stdout
     assert json.loads(ok.stdout)["ok"] is True
