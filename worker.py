@@ -29,7 +29,7 @@ from activities.month_end import MonthEndActivities
 from activities.notifications import NotificationActivities
 from activities.repayments import RepaymentActivities
 from activities.reversals import ReversalActivities
-from schemas.settings import Settings, get_settings
+from schemas.settings import Settings, service_settings
 from workflows.daily_loan_job import DailyLoanJobWorkflow
 from workflows.disbursement import DisbursementWorkflow
 from workflows.kyc_review import KycReviewWorkflow
@@ -108,8 +108,7 @@ def build_workers(
     ]
 
 
-async def main() -> None:
-    settings = get_settings()
+async def main(settings: Settings) -> None:
     engine = make_engine(settings)
     client = await Client.connect(
         settings.temporal_address,
@@ -136,4 +135,4 @@ async def main() -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(main())
+    asyncio.run(main(service_settings("worker")))

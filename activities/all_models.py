@@ -4,6 +4,7 @@ env and the schema drift test use it)."""
 import activities.kyc_models
 import activities.loan_book_models
 import activities.loan_models
+import activities.login_models
 import activities.notification_models
 import activities.reversal_models
 import activities.savings_models  # noqa: F401

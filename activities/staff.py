@@ -1,21 +1,25 @@
-"""Staff users: creation with an argon2id password hash, and password authentication.
+"""Staff users: creation with an argon2id password hash, password login with a lockout, and the
+principal of each authenticated request.
 
-Both run inside the caller's transaction. Hashing and verifying are deliberately slow (that is the
+All run inside the caller's transaction. Hashing and verifying are deliberately slow (that is the
 point of argon2), so they run in a worker thread and never stall the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities.login_models import LoginThrottle
 from activities.models import ROLES, Branch, StaffRole, StaffUser
 from schemas.errors import BankflowError, ErrorCode
 
@@ -112,6 +116,105 @@ async def user_roles(session: AsyncSession, user_id: int) -> frozenset[str]:
     return frozenset(rows)
 
 
-async def is_active(session: AsyncSession, user_id: int) -> bool:
-    """One primary-key lookup, made on every authenticated request (see api.deps)."""
-    return bool(await session.scalar(select(StaffUser.is_active).where(StaffUser.id == user_id)))
+@dataclass(frozen=True)
+class StaffStatus:
+    principal: Principal
+    is_active: bool
+
+
+async def staff_status(session: AsyncSession, user_id: int) -> StaffStatus | None:
+    """The user with their roles as they are now, in one query (a primary-key lookup and an
+    index range on staff_roles), made on every authenticated request (see api.deps)."""
+    roles = func.array_agg(StaffRole.role).filter(StaffRole.role.is_not(None))
+    row = (
+        await session.execute(
+            select(StaffUser.username, StaffUser.is_active, func.coalesce(roles, literal([])))
+            .outerjoin(StaffRole, StaffRole.user_id == StaffUser.id)
+            .where(StaffUser.id == user_id)
+            .group_by(StaffUser.id)
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    username, active, role_list = row
+    return StaffStatus(Principal(user_id, username, frozenset(role_list)), bool(active))
+
+
+# --- password login with a lockout -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LockoutPolicy:
+    """After `after` consecutive failures a username is locked for `base`, doubling with each
+    further failure up to `longest`; a successful login clears the count."""
+
+    after: int
+    base: timedelta
+    longest: timedelta
+
+    def lock_for(self, failures: int) -> timedelta | None:
+        if failures < self.after:
+            return None
+        doublings = min(failures - self.after, 32)  # 2**32 minutes is past any sane ceiling
+        lock: timedelta = self.base * 2**doublings
+        return min(lock, self.longest)
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    principal: Principal | None
+    # Seconds until this username may try again: refused unchecked, or locked by this failure.
+    locked_for: int = 0
+    locked_now: bool = False
+
+
+def username_key(username: str) -> str:
+    return username.casefold()[:64]
+
+
+async def login(
+    session: AsyncSession, username: str, password: str, policy: LockoutPolicy
+) -> LoginResult:
+    """Check a password unless the username is locked; count a failure, clear on success.
+
+    Attempts on one username are serialised by a transaction-scoped advisory lock, in every API
+    process alike, so parallel guesses cannot slip past the count. A locked username's password
+    is not even checked: guessing on during a lockout learns nothing.
+    """
+    key = username_key(username)
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"login:{key}"}
+    )
+    row = (
+        await session.execute(
+            select(
+                LoginThrottle.failures,
+                func.extract("epoch", LoginThrottle.locked_until - func.now()),
+            ).where(LoginThrottle.username_key == key)
+        )
+    ).one_or_none()
+    failures, remaining = (row[0], row[1]) if row else (0, None)
+    if remaining is not None and remaining > 0:
+        return LoginResult(None, locked_for=math.ceil(remaining))
+    principal = await authenticate(session, username, password)
+    if principal is not None:
+        await session.execute(delete(LoginThrottle).where(LoginThrottle.username_key == key))
+        return LoginResult(principal)
+    failures += 1
+    lock = policy.lock_for(failures)
+    locked_until = func.now() + lock if lock else None
+    await session.execute(
+        insert(LoginThrottle)
+        .values(username_key=key, failures=failures, locked_until=locked_until)
+        .on_conflict_do_update(
+            index_elements=[LoginThrottle.username_key],
+            set_={
+                "failures": failures,
+                "locked_until": locked_until,
+                "last_failure_at": func.now(),
+            },
+        )
+    )
+    if lock is None:
+        return LoginResult(None)
+    return LoginResult(None, locked_for=math.ceil(lock.total_seconds()), locked_now=True)

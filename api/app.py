@@ -13,21 +13,24 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from temporalio.client import Client
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from activities.db import make_engine, make_sessionmaker
 from api import routes
 from api.audit import AuditMiddleware
-from api.auth import RateLimiter
+from api.auth import LoginLimiter
 from api.deps import TemporalConnector
 from api.errors import install_error_handlers
 from api.idempotency import IdempotencyMiddleware
 from schemas.errors import BankflowError
-from schemas.settings import Settings, get_settings
+from schemas.settings import Settings, service_settings
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, *, temporal_client: Client | None = None) -> FastAPI:
+    settings.refuse_insecure()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings)
@@ -51,14 +54,28 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     )
     app.state.settings = settings
     app.state.temporal = TemporalConnector(settings, temporal_client)
-    app.state.token_limiter = RateLimiter(settings.token_rate_limit_per_minute)
+    app.state.login_limiter = LoginLimiter(
+        settings.login_limit_per_username, settings.login_limit_per_address
+    )
     install_error_handlers(app)
     # Added last = outermost: the audit sees the idempotency layer's own answers too.
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(AuditMiddleware)
+    # Outermost of all, and only for configured proxies: everything inside (the audit log, the
+    # login limits) sees the client that proxy connected for, and nobody else can claim one.
+    if settings.trusted_proxies:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     for router in routes.ROUTERS:
         app.include_router(router)
     return app
 
 
-app = create_app(get_settings())
+def __getattr__(name: str) -> FastAPI:
+    """`api.app:app` for uvicorn, built from the environment's settings on first access, so that
+    importing this module (tests, the CLI) needs no settings. Settings not safe to serve with end
+    the process here with one line on stderr and exit code 2, not a traceback."""
+    if name != "app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    app = create_app(service_settings("api"))
+    globals()["app"] = app  # built once; later lookups find the global
+    return app

@@ -1,88 +1,114 @@
-"""JWT bearer tokens (PyJWT, HS256) and the token endpoint's rate limiter."""
+"""JWT bearer tokens (PyJWT, HS256, signed from a key ring) and the token endpoint's rate limits.
+
+A token names its user (`sub`) and the key that signed it (`kid`), nothing more: roles are read
+from the database at each request (api.deps), so a role removed is a role gone at once.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections import deque
-from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import jwt
+from limits import RateLimitItem, parse_many
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
 
-from activities.staff import Principal
 from schemas.errors import BankflowError, ErrorCode
 from schemas.settings import Settings
 
 ALGORITHM = "HS256"
 
 
-def issue_token(settings: Settings, *, user_id: int, username: str, roles: Iterable[str]) -> str:
+@dataclass(frozen=True)
+class TokenSubject:
+    """Who a valid token names. Not yet a principal: the user may be disabled since."""
+
+    id: int
+
+
+def issue_token(settings: Settings, *, user_id: int) -> str:
+    """A token for `user_id`, signed with the newest key of the ring."""
+    key = settings.jwt_keys.newest
     now = datetime.now(UTC)
     claims = {
         "iss": settings.jwt_issuer,
         "sub": str(user_id),
-        "username": username,
-        "roles": sorted(set(roles)),
         "iat": now,
         "exp": now + settings.jwt_ttl,
     }
-    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+    return jwt.encode(claims, key.secret, algorithm=ALGORITHM, headers={"kid": key.kid})
 
 
-def decode_token(settings: Settings, token: str) -> Principal:
-    """The principal a valid, unexpired token of ours names; Unauthenticated otherwise."""
+def decode_token(settings: Settings, token: str) -> TokenSubject:
+    """The user a valid, unexpired token of ours names; Unauthenticated otherwise.
+
+    Any key of the ring verifies, so tokens signed before a rotation stay valid until they expire;
+    a token whose key was dropped from the ring, or that names none, is not valid.
+    """
     try:
+        kid = jwt.get_unverified_header(token).get("kid")
+        key = settings.jwt_keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise jwt.InvalidTokenError("unknown key id")
         claims = jwt.decode(
             token,
-            settings.jwt_secret.get_secret_value(),
+            key.secret,
             algorithms=[ALGORITHM],
             issuer=settings.jwt_issuer,
             options={"require": ["exp", "iss", "sub"]},
         )
-        roles = claims.get("roles", [])
-        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-            raise jwt.InvalidTokenError("malformed roles claim")
-        return Principal(
-            id=int(claims["sub"]), username=str(claims.get("username", "")), roles=frozenset(roles)
-        )
+        return TokenSubject(id=int(claims["sub"]))
     except jwt.ExpiredSignatureError as exc:
         raise BankflowError(ErrorCode.UNAUTHENTICATED, "the token has expired") from exc
     except (jwt.InvalidTokenError, ValueError) as exc:
         raise BankflowError(ErrorCode.UNAUTHENTICATED, "the token is not valid") from exc
 
 
-class RateLimiter:
-    """A sliding one-minute window per key, in memory.
+class LoginLimiter:
+    """Login attempts per username across all addresses, and per address across all usernames.
 
-    It is per API process: with N processes an attacker gets N times the budget. That still
-    turns password guessing from thousands per second into a handful per minute; a shared limit
-    would live in Postgres or a proxy in front of the API.
+    Moving windows from the `limits` library, in this process's memory: a cheap first line that
+    turns a flood away before any password hash or database work. With N API processes each
+    allows its own budget; the lockout after repeated failures (activities.staff) lives in
+    Postgres and holds across processes.
     """
 
-    def __init__(self, per_minute: int, window_seconds: float = 60.0) -> None:
-        self.per_minute = per_minute
-        self.window = window_seconds
-        self._hits: dict[tuple[str, str], deque[float]] = {}
+    def __init__(self, per_username: str, per_address: str) -> None:
+        self._window = MovingWindowRateLimiter(MemoryStorage())
+        self._rules: list[tuple[str, list[RateLimitItem]]] = [
+            ("username", parse_many(per_username)),
+            ("address", parse_many(per_address)),
+        ]
 
-    def hit(self, key: tuple[str, str]) -> None:
-        """Count one attempt; RateLimited (with the seconds to wait) when over the budget."""
-        now = time.monotonic()
-        hits = self._hits.setdefault(key, deque())
-        while hits and hits[0] <= now - self.window:
-            hits.popleft()
-        if len(hits) >= self.per_minute:
-            raise RateLimitedError(math.ceil(hits[0] + self.window - now))
-        hits.append(now)
-        if len(self._hits) > 100_000:
-            self._forget_idle(now)
+    def hit(self, *, username: str, address: str) -> None:
+        """Count one attempt; RateLimited, with the seconds to wait, when any window is full.
 
-    def _forget_idle(self, now: float) -> None:
-        for key in [k for k, v in self._hits.items() if not v or v[-1] <= now - self.window]:
-            del self._hits[key]
+        A refused attempt counts against no window, so one exhausted budget does not drain the
+        other (an address over its limit does not use up a username's attempts).
+        """
+        keys = {"username": username, "address": address}
+        checks = [(item, scope, keys[scope]) for scope, items in self._rules for item in items]
+        full = [
+            (item, scope, key)
+            for item, scope, key in checks
+            if not self._window.test(item, scope, key)
+        ]
+        if full:
+            reset = max(self._window.get_window_stats(i, s, k).reset_time for i, s, k in full)
+            raise RateLimitedError(math.ceil(reset - time.time()))
+        for item, scope, key in checks:
+            self._window.hit(item, scope, key)
 
 
 class RateLimitedError(BankflowError):
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(ErrorCode.RATE_LIMITED, "too many attempts; try again later")
+    def __init__(
+        self,
+        retry_after: int,
+        code: ErrorCode = ErrorCode.RATE_LIMITED,
+        detail: str = "too many attempts; try again later",
+    ) -> None:
+        super().__init__(code, detail)
         self.retry_after = max(retry_after, 1)

@@ -81,8 +81,10 @@ def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Apply every pending migration (idempotent)."""
-    upgrade(get_settings().sqlalchemy_url)
+    """Apply every pending migration as the owning role (BANKFLOW_MIGRATION_DATABASE_URL), then
+    grant the runtime role (the user of BANKFLOW_DATABASE_URL) what API and worker need."""
+    settings = get_settings()
+    upgrade(settings.migration_sqlalchemy_url, runtime_role=settings.runtime_role)
     console.print("database schema is up to date")
 
 
@@ -110,10 +112,7 @@ def seed_demo_command(
     """Seed the demo institution and print each demo staff user with a bearer token."""
     settings = get_settings()
     users = _in_transaction(seed_demo)
-    tokens = {
-        u.username: issue_token(settings, user_id=u.user_id, username=u.username, roles=u.roles)
-        for u in users
-    }
+    tokens = {u.username: issue_token(settings, user_id=u.user_id) for u in users}
     table = Table("username", "roles", "password", title="demo staff users")
     for u in users:
         table.add_row(u.username, ",".join(sorted(u.roles)), u.password)

@@ -125,20 +125,23 @@ async def _current_principal(
     sessions: SessionsDep,
     token: Annotated[str | None, Depends(_bearer)],
 ) -> Principal:
-    """The user a valid bearer token names, if that user is still active.
+    """The user a valid bearer token names, with the roles they hold now, if still active.
 
-    Roles come from the token (no join per request); a role change takes effect at the next
-    login, at most `jwt_ttl` later. Deactivation must take effect at once - a dismissed teller
-    must not keep working for eight hours - so every request pays one primary-key lookup.
+    The token names the user, not their powers: a removed role or a disabled user must take
+    effect at once (a dismissed teller must not keep working for eight hours), so every request
+    pays one query - the user's row by primary key and its roles by index, in one round trip.
     """
     if not token:
         raise BankflowError(ErrorCode.UNAUTHENTICATED, "a bearer token is required")
-    principal = decode_token(settings, token)
+    subject = decode_token(settings, token)
     async with sessions() as session:
-        if not await staff.is_active(session, principal.id):
-            raise BankflowError(ErrorCode.UNAUTHENTICATED, "this user is disabled")
-    request.state.principal = principal  # for the audit log
-    return principal
+        status = await staff.staff_status(session, subject.id)
+    if status is None:
+        raise BankflowError(ErrorCode.UNAUTHENTICATED, "this user does not exist")
+    if not status.is_active:
+        raise BankflowError(ErrorCode.UNAUTHENTICATED, "this user is disabled")
+    request.state.principal = status.principal  # for the audit log
+    return status.principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(_current_principal)]

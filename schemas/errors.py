@@ -30,6 +30,7 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_CONFLICT = "IdempotencyKeyConflict"
     IDEMPOTENCY_IN_PROGRESS = "IdempotencyKeyInProgress"
     RATE_LIMITED = "RateLimited"
+    LOGIN_LOCKED = "LoginLocked"  # too many failed logins for one username
     DUPLICATE = "Duplicate"
     # processes
     FOUR_EYES = "FourEyesViolation"

@@ -2,37 +2,104 @@
 
 from __future__ import annotations
 
+import ipaddress
+import sys
 from datetime import timedelta
 from decimal import Decimal
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Any, Literal, NoReturn, Self
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import limits
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from schemas.keyring import DEV_KEY_PREFIX, Key, KeyRing
 from schemas.reversals import DEFAULT_TIERS, ReversalTier
 
 INTERACTIVE_TASK_QUEUE = "bankflow-interactive"
 BATCH_TASK_QUEUE = "bankflow-batch"
+# Every key-ring setting, with how an operator names it. No ring has a default outside
+# BANKFLOW_ENV=dev; `make run` generates each one under .data/ (scripts/dev.py).
+KEY_RINGS: dict[str, str] = {"jwt_keys": "BANKFLOW_JWT_KEYS (or BANKFLOW_JWT_SECRET)"}
+# The key id BANKFLOW_JWT_SECRET's single key gets; rotating away from it means writing
+# BANKFLOW_JWT_KEYS=<new kid>:<new secret>,default:<the old secret>.
+SHORTHAND_KID = "default"
+EXIT_REFUSED = 2
+
+
+class InsecureSettingsError(Exception):
+    """The settings are not safe to serve with outside BANKFLOW_ENV=dev; the message says why."""
+
+
+def _comma_list(value: Any) -> Any:
+    return (
+        [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, str)
+        else value
+    )
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BANKFLOW_", env_file=".env", extra="ignore")
 
+    env: Literal["dev", "production"] = Field(
+        default="production",
+        description="dev allows missing or weak keys (built-in, published ones); never deploy it",
+    )
     database_url: str = Field(
         default="postgresql+psycopg://postgres@127.0.0.1:5432/bankflow",
         validation_alias=AliasChoices("BANKFLOW_DATABASE_URL", "DATABASE_URL"),
-        description="SQLAlchemy URL; a plain postgresql:// URL is accepted and uses psycopg 3.",
+        description="the runtime role's SQLAlchemy URL (API, worker, CLI); postgresql:// uses "
+        "psycopg 3",
+    )
+    migration_database_url: str | None = Field(
+        default=None,
+        description="the owning role's URL, used by `bankflow db upgrade` only; without it "
+        "migrations run on database_url",
     )
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     interactive_task_queue: str = INTERACTIVE_TASK_QUEUE
     batch_task_queue: str = BATCH_TASK_QUEUE
 
-    jwt_secret: SecretStr = SecretStr("dev-only-secret-change-me-in-production-32b")
+    jwt_keys: Annotated[KeyRing, NoDecode] = Field(
+        default_factory=KeyRing,
+        description="token signing keys, kid:secret[,kid:secret...] newest first: the newest "
+        "signs, every one verifies",
+    )
+    jwt_secret: SecretStr | None = Field(
+        default=None, description=f"shorthand for a ring of one key, kid {SHORTHAND_KID!r}"
+    )
     jwt_issuer: str = "bankflow"
     jwt_ttl: timedelta = timedelta(hours=8)
-    token_rate_limit_per_minute: int = 10
+
+    # the client address and the login limits (api/routes/auth.py)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated addresses or networks whose X-Forwarded-For is believed; "
+        "empty: the socket peer is the client",
+    )
+    login_limit_per_username: str = Field(
+        default="10/minute", description="attempts per username across all addresses"
+    )
+    login_limit_per_address: str = Field(
+        default="30/minute", description="attempts per client address across all usernames"
+    )
+    login_lockout_after: int = Field(
+        default=5, ge=1, description="consecutive failed logins that lock a username"
+    )
+    login_lockout_base: timedelta = Field(
+        default=timedelta(minutes=1), description="the first lockout; each further one doubles"
+    )
+    login_lockout_max: timedelta = timedelta(hours=1)
 
     approval_threshold: Decimal = Field(
         default=Decimal("500"),
@@ -117,16 +184,113 @@ class Settings(BaseSettings):
         default="finance@bankflow.example", description="receives the month-end summary"
     )
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        return _comma_list(value)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_addresses(cls, value: list[str]) -> list[str]:
+        # Addresses and networks only: a host name or "*" would let anyone claim any address.
+        try:
+            return [str(ipaddress.ip_network(entry, strict=False)) for entry in value]
+        except ValueError as exc:
+            raise ValueError(f"trusted proxies are IP addresses or networks: {exc}") from None
+
+    @field_validator("login_limit_per_username", "login_limit_per_address")
+    @classmethod
+    def _limits_parse(cls, value: str) -> str:
+        try:
+            limits.parse_many(value)
+        except ValueError as exc:
+            raise ValueError(
+                f"a limit is written like 10/minute or 30/minute;500/day: {exc}"
+            ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _key_rings(self) -> Self:
+        if self.jwt_secret is not None:
+            if self.jwt_keys:
+                raise ValueError("set BANKFLOW_JWT_KEYS or BANKFLOW_JWT_SECRET, not both")
+            secret = self.jwt_secret.get_secret_value().encode()
+            self.jwt_keys = KeyRing([Key(SHORTHAND_KID, secret)])
+            self.jwt_secret = None
+        if self.env == "dev":
+            for name in KEY_RINGS:
+                if not getattr(self, name):
+                    dev_key = Key("dev", f"{DEV_KEY_PREFIX}{name}-never-use-in-production".encode())
+                    setattr(self, name, KeyRing([dev_key]))
+        return self
+
+    def refuse_insecure(self) -> None:
+        """InsecureSettingsError unless every key ring is set and strong (or BANKFLOW_ENV=dev)."""
+        if self.env == "dev":
+            return
+        problems = []
+        for name, label in KEY_RINGS.items():
+            ring: KeyRing = getattr(self, name)
+            if not ring:
+                problems.append(f"{label} is not set")
+            problems += [f"BANKFLOW_{name.upper()}: {weak}" for weak in ring.weaknesses()]
+        if problems:
+            raise InsecureSettingsError(
+                "; ".join(problems) + " (generate a key: python -c 'import secrets; "
+                "print(secrets.token_urlsafe(48))'; or set BANKFLOW_ENV=dev on a developer machine)"
+            )
+
     @property
     def sqlalchemy_url(self) -> str:
-        url = self.database_url
-        for prefix in ("postgresql://", "postgres://"):
-            if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix) :]
-        return url
+        return _sqlalchemy(self.database_url)
+
+    @property
+    def migration_sqlalchemy_url(self) -> str:
+        return _sqlalchemy(self.migration_database_url or self.database_url)
+
+    @property
+    def runtime_role(self) -> str | None:
+        """The role API and worker connect as, when migrations run as another (the owner)."""
+        runtime = urlsplit(self.database_url).username
+        owner = urlsplit(self.migration_database_url or self.database_url).username
+        return runtime if runtime and runtime != owner else None
+
+
+def _sqlalchemy(url: str) -> str:
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment once."""
     return Settings()
+
+
+def service_settings(component: str) -> Settings:
+    """The settings a long-running service (API, worker) starts with, or one line on stderr and
+    exit code 2 when they are invalid or not safe to serve with: no traceback to read through,
+    and a supervisor can tell a refusal from a crash."""
+    try:
+        settings = get_settings()
+        settings.refuse_insecure()
+    except ValidationError as exc:
+        _refuse(component, describe_invalid(exc))
+    except InsecureSettingsError as exc:
+        _refuse(component, str(exc))
+    return settings
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """All the errors in one line, each field with its reason, and never the input value
+    (pydantic's own message has it): a bad secret must not reach a terminal or a log."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+def _refuse(component: str, why: str) -> NoReturn:
+    print(f"bankflow {component}: refusing to start: {why}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_REFUSED)

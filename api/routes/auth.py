@@ -9,9 +9,9 @@ from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
 from activities.db import in_transaction
-from activities.staff import authenticate
+from activities.staff import LockoutPolicy, login, username_key
 from api.audit import ATTEMPTED_USERNAME
-from api.auth import RateLimiter, issue_token
+from api.auth import LoginLimiter, RateLimitedError, issue_token
 from api.deps import CurrentPrincipal, SessionsDep, SettingsDep
 from schemas.errors import BankflowError, ErrorCode
 
@@ -41,25 +41,42 @@ async def obtain_token(
 ) -> TokenResponse:
     """Exchange a username and password (form fields `username`, `password`) for a bearer token.
 
-    Attempts are limited per client address and username (`token_rate_limit_per_minute`); over
-    the limit the answer is 429 with `Retry-After`. A wrong username and a wrong password get the
-    same 401.
+    Attempts are limited per username across all addresses and per client address across all
+    usernames (`login_limit_per_username`, `login_limit_per_address`): over a limit the answer is
+    429 `RateLimited` with `Retry-After`. After `login_lockout_after` consecutive failures the
+    username is locked (429 `LoginLocked`, `Retry-After`), for longer after each further failure;
+    while locked, no password is checked. A wrong username and a wrong password get the same 401.
+    The token names the user only: roles are read at each request, so a change applies at once.
     """
     setattr(request.state, ATTEMPTED_USERNAME, form.username)
-    limiter: RateLimiter = request.app.state.token_limiter
-    client = request.client.host if request.client else "unknown"
-    limiter.hit((client, form.username.casefold()))
-    principal = await in_transaction(
-        sessions, lambda session: authenticate(session, form.username, form.password)
+    limiter: LoginLimiter = request.app.state.login_limiter
+    address = request.client.host if request.client else "unknown"
+    limiter.hit(username=username_key(form.username), address=address)
+    policy = LockoutPolicy(
+        settings.login_lockout_after, settings.login_lockout_base, settings.login_lockout_max
     )
+    result = await in_transaction(
+        sessions, lambda session: login(session, form.username, form.password, policy)
+    )
+    if result.locked_now:
+        raise RateLimitedError(
+            result.locked_for,
+            ErrorCode.LOGIN_LOCKED,
+            f"wrong username or password; after {settings.login_lockout_after} or more failures "
+            f"in a row this username is locked for {result.locked_for} s",
+        )
+    if result.locked_for:
+        raise RateLimitedError(
+            result.locked_for,
+            ErrorCode.LOGIN_LOCKED,
+            f"too many failed logins: this username is locked for {result.locked_for} s more",
+        )
+    principal = result.principal
     if principal is None:
         raise BankflowError(ErrorCode.UNAUTHENTICATED, "wrong username or password")
     request.state.principal = principal
-    token = issue_token(
-        settings, user_id=principal.id, username=principal.username, roles=principal.roles
-    )
     return TokenResponse(
-        access_token=token,
+        access_token=issue_token(settings, user_id=principal.id),
         expires_in=int(settings.jwt_ttl.total_seconds()),
         username=principal.username,
         roles=sorted(principal.roles),
@@ -68,5 +85,5 @@ async def obtain_token(
 
 @router.get("/me")
 async def whoami(principal: CurrentPrincipal) -> Me:
-    """The authenticated user and the roles their token carries. Any signed-in user."""
+    """The authenticated user and the roles they hold now. Any signed-in user."""
     return Me(id=principal.id, username=principal.username, roles=sorted(principal.roles))

@@ -68,7 +68,7 @@ async def new_staff(
         user = await create_staff_user(
             session, username=username, full_name=username, password=PASSWORD, roles=roles
         )
-        token = issue_token(settings, user_id=user.id, username=username, roles=roles)
+        token = issue_token(settings, user_id=user.id)
         return Staff(user.id, username, token)
 
     return await in_transaction(sessions, work)

@@ -1,23 +1,32 @@
-"""Token endpoint, whoami, token validity and the rate limit."""
+"""Token endpoint, whoami and token validity: key rings, roles read at each request."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
+import jwt
 import pytest
-from fastapi import FastAPI
 from httpx import AsyncClient
-from pydantic import SecretStr
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.db import in_transaction
-from activities.models import AuditEntry, StaffUser
-from activities.staff import authenticate, create_staff_user
+from activities.models import AuditEntry, StaffRole, StaffUser
+from activities.staff import authenticate, create_staff_user, staff_status
 from api.auth import decode_token, issue_token
 from schemas.errors import BankflowError, ErrorCode
+from schemas.keyring import KeyRing
 from schemas.settings import Settings
 from tests.api.conftest import PASSWORD, Staff, make_client, new_staff
+from tests.api.limits_kit import running_app
+
+
+def ring(*entries: str) -> KeyRing:
+    return KeyRing.parse(",".join(entries))
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_token_then_me(client: AsyncClient, staff: dict[str, Staff]) -> None:
@@ -28,9 +37,7 @@ async def test_token_then_me(client: AsyncClient, staff: dict[str, Staff]) -> No
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["token_type"] == "bearer" and body["roles"] == ["teller"]
-    me = await client.get(
-        "/v1/auth/me", headers={"Authorization": f"Bearer {body['access_token']}"}
-    )
+    me = await client.get("/v1/auth/me", headers=bearer(body["access_token"]))
     assert me.status_code == 200
     assert me.json() == {"id": teller.id, "username": teller.username, "roles": ["teller"]}
 
@@ -59,29 +66,6 @@ async def test_bad_password_is_401_and_audited(
     assert str(failed[0].client_address) == "10.0.0.7"
 
 
-async def test_rate_limit(
-    api_app: FastAPI, staff: dict[str, Staff], api_settings: Settings
-) -> None:
-    user = staff["ops"]
-    limit = api_settings.token_rate_limit_per_minute
-    async with make_client(api_app, "10.9.9.9") as c:
-        for _ in range(limit):
-            r = await c.post(
-                "/v1/auth/token", data={"username": user.username, "password": "bad-pass"}
-            )
-            assert r.status_code == 401
-        r = await c.post("/v1/auth/token", data={"username": user.username, "password": PASSWORD})
-        assert r.status_code == 429
-        assert r.json()["error"] == "RateLimited"
-        assert 1 <= int(r.headers["Retry-After"]) <= 60
-    # Another address is not limited by this one's attempts.
-    async with make_client(api_app, "10.9.9.10") as other:
-        r = await other.post(
-            "/v1/auth/token", data={"username": user.username, "password": PASSWORD}
-        )
-        assert r.status_code == 200
-
-
 async def test_missing_form_fields_is_422(client: AsyncClient) -> None:
     r = await client.post("/v1/auth/token", data={"username": "x"})
     assert r.status_code == 422
@@ -91,22 +75,32 @@ async def test_missing_form_fields_is_422(client: AsyncClient) -> None:
 async def test_bad_tokens_are_401(
     client: AsyncClient, api_settings: Settings, staff: dict[str, Staff]
 ) -> None:
+    admin = staff["admin"].id
     expired = issue_token(
-        api_settings.model_copy(update={"jwt_ttl": timedelta(seconds=-5)}),
-        user_id=staff["admin"].id,
-        username="admin",
-        roles=["admin"],
+        api_settings.model_copy(update={"jwt_ttl": timedelta(seconds=-5)}), user_id=admin
     )
-    forged = issue_token(
-        api_settings.model_copy(
-            update={"jwt_secret": SecretStr("another-secret-of-enough-length-x")}
-        ),
-        user_id=staff["admin"].id,
-        username="admin",
-        roles=["admin"],
+    other_key_same_kid = api_settings.model_copy(
+        update={"jwt_keys": ring(KeyRing.generate_entry(api_settings.jwt_keys.newest.kid))}
     )
-    for token, detail in ((expired, "expired"), (forged, "not valid"), ("garbage", "not valid")):
-        r = await client.get("/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    forged = issue_token(other_key_same_kid, user_id=admin)
+    unknown_kid = issue_token(
+        api_settings.model_copy(update={"jwt_keys": ring(KeyRing.generate_entry("k-nobody"))}),
+        user_id=admin,
+    )
+    no_kid = jwt.encode(
+        {"iss": "bankflow", "sub": str(admin), "exp": datetime.now(UTC) + timedelta(hours=1)},
+        api_settings.jwt_keys.newest.secret,
+        algorithm="HS256",
+    )
+    cases = [
+        (expired, "expired"),
+        (forged, "not valid"),
+        (unknown_kid, "not valid"),
+        (no_kid, "not valid"),
+        ("garbage", "not valid"),
+    ]
+    for token, detail in cases:
+        r = await client.get("/v1/auth/me", headers=bearer(token))
         assert r.status_code == 401, token
         assert detail in r.json()["detail"]
         assert r.headers["WWW-Authenticate"] == "Bearer"
@@ -114,7 +108,99 @@ async def test_bad_tokens_are_401(
     assert r.status_code == 401 and r.json()["error"] == "Unauthenticated"
 
 
-async def test_deactivated_user_is_refused_at_once(
+async def test_token_signed_with_the_former_default_secret_is_refused(
+    client: AsyncClient, staff: dict[str, Staff]
+) -> None:
+    """The attack of issue 11: a teller's id signed with the constant that used to be the
+    default, claiming branch_manager. It must name no user at all."""
+    claims = {
+        "iss": "bankflow",
+        "sub": str(staff["teller"].id),
+        "roles": ["branch_manager"],
+        "exp": datetime.now(UTC) + timedelta(hours=1),
+    }
+    for headers in ({}, {"kid": "default"}, {"kid": "dev"}):
+        token = jwt.encode(
+            claims,
+            "dev-only-secret-change-me-in-production-32b",
+            algorithm="HS256",
+            headers=headers,
+        )
+        r = await client.get("/v1/auth/me", headers=bearer(token))
+        assert r.status_code == 401, (headers, r.text)
+
+
+async def test_roles_in_a_validly_signed_token_grant_nothing(
+    client: AsyncClient, api_settings: Settings, staff: dict[str, Staff]
+) -> None:
+    """The token names the user, not its powers: a roles claim, even signed with our key, is
+    ignored in favour of the roles the database holds."""
+    key = api_settings.jwt_keys.newest
+    claims = {
+        "iss": api_settings.jwt_issuer,
+        "sub": str(staff["teller"].id),
+        "roles": ["admin", "branch_manager"],
+        "exp": datetime.now(UTC) + timedelta(hours=1),
+    }
+    token = jwt.encode(claims, key.secret, algorithm="HS256", headers={"kid": key.kid})
+    me = await client.get("/v1/auth/me", headers=bearer(token))
+    assert me.status_code == 200 and me.json()["roles"] == ["teller"]
+    trial = await client.get("/v1/ledger/trial-balance?currency=USD", headers=bearer(token))
+    assert trial.status_code == 403
+
+
+async def test_tokens_carry_a_key_id_and_survive_a_rotation_until_the_key_is_dropped(
+    api_settings: Settings, staff: dict[str, Staff]
+) -> None:
+    old, new = KeyRing.generate_entry("2026-01"), KeyRing.generate_entry("2026-07")
+    before = api_settings.model_copy(update={"jwt_keys": ring(old)})
+    rotated = api_settings.model_copy(update={"jwt_keys": ring(new, old)})
+    retired = api_settings.model_copy(update={"jwt_keys": ring(new)})
+    user = staff["teller"]
+
+    async with running_app(before) as app, make_client(app) as c:
+        r = await c.post("/v1/auth/token", data={"username": user.username, "password": PASSWORD})
+        old_token = r.json()["access_token"]
+    assert jwt.get_unverified_header(old_token)["kid"] == "2026-01"
+
+    async with running_app(rotated) as app, make_client(app) as c:
+        assert (await c.get("/v1/auth/me", headers=bearer(old_token))).status_code == 200
+        r = await c.post("/v1/auth/token", data={"username": user.username, "password": PASSWORD})
+        new_token = r.json()["access_token"]
+        assert jwt.get_unverified_header(new_token)["kid"] == "2026-07"
+        assert (await c.get("/v1/auth/me", headers=bearer(new_token))).status_code == 200
+
+    async with running_app(retired) as app, make_client(app) as c:
+        assert (await c.get("/v1/auth/me", headers=bearer(old_token))).status_code == 401
+        assert (await c.get("/v1/auth/me", headers=bearer(new_token))).status_code == 200
+
+
+async def test_a_removed_role_is_gone_at_once_and_an_added_one_applies_at_once(
+    client: AsyncClient, sessions: async_sessionmaker[AsyncSession], api_settings: Settings
+) -> None:
+    user = await new_staff(sessions, api_settings, "teller", "finance")
+    trial = "/v1/ledger/trial-balance?currency=USD"
+    assert (await client.get(trial, headers=user.headers)).status_code == 200
+
+    async def remove_finance(session: AsyncSession) -> None:
+        await session.execute(
+            delete(StaffRole).where(StaffRole.user_id == user.id, StaffRole.role == "finance")
+        )
+
+    await in_transaction(sessions, remove_finance)
+    r = await client.get(trial, headers=user.headers)  # the same token
+    assert r.status_code == 403 and r.json()["error"] == "Forbidden"
+    assert (await client.get("/v1/auth/me", headers=user.headers)).json()["roles"] == ["teller"]
+
+    async def add_ops(session: AsyncSession) -> None:
+        session.add(StaffRole(user_id=user.id, role="ops"))
+
+    await in_transaction(sessions, add_ops)
+    me = await client.get("/v1/auth/me", headers=user.headers)
+    assert me.json()["roles"] == ["ops", "teller"]
+
+
+async def test_deactivated_or_deleted_user_is_refused_at_once(
     client: AsyncClient, sessions: async_sessionmaker[AsyncSession], api_settings: Settings
 ) -> None:
     user = await new_staff(sessions, api_settings, "teller")
@@ -127,13 +213,20 @@ async def test_deactivated_user_is_refused_at_once(
     r = await client.get("/v1/auth/me", headers=user.headers)
     assert r.status_code == 401 and r.json()["detail"] == "this user is disabled"
 
+    ghost = issue_token(api_settings, user_id=2_000_000_000)
+    r = await client.get("/v1/auth/me", headers=bearer(ghost))
+    assert r.status_code == 401 and r.json()["detail"] == "this user does not exist"
+
 
 async def test_staff_creation_rules(
     sessions: async_sessionmaker[AsyncSession], api_settings: Settings
 ) -> None:
     user = await new_staff(sessions, api_settings, "teller", "kyc_reviewer")
-    principal = decode_token(api_settings, user.token)
-    assert principal.roles == frozenset({"teller", "kyc_reviewer"})
+    assert decode_token(api_settings, user.token).id == user.id
+    async with sessions() as session:
+        status = await staff_status(session, user.id)
+    assert status is not None and status.is_active
+    assert status.principal.roles == frozenset({"teller", "kyc_reviewer"})
 
     async def duplicate(session: AsyncSession) -> None:
         await create_staff_user(
