@@ -8,13 +8,18 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from activities.all_models import Base
+from activities.migrate import grant_runtime
 from schemas.settings import Settings
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logging", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-url = config.attributes.get("url") or Settings().sqlalchemy_url
+if config.attributes.get("url"):
+    url, runtime_role = config.attributes["url"], config.attributes.get("runtime_role")
+else:  # the bare `alembic` command: the owner's URL and the runtime role from Settings
+    settings = Settings()
+    url, runtime_role = settings.migration_sqlalchemy_url, settings.runtime_role
 
 
 def run() -> None:
@@ -28,6 +33,8 @@ def run() -> None:
         context.configure(connection=connection, target_metadata=Base.metadata)
         with context.begin_transaction():
             context.run_migrations()
+            if runtime_role:  # in the same transaction: no moment with a table ungranted
+                grant_runtime(connection, runtime_role)
 
 
 run()

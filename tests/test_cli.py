@@ -1,5 +1,6 @@
-"""The `bankflow` CLI end to end on its own database: migrate, seed, verify, and verify catching
-a breach (a cached balance rewritten, a posting rewritten behind disabled triggers)."""
+"""The `bankflow` CLI end to end on its own database, as deployed: `db upgrade` as the owning role,
+every other command as the runtime role; migrate, seed, verify, and verify catching a breach (a
+cached balance rewritten, a posting rewritten by the owner behind disabled triggers)."""
 
 from __future__ import annotations
 
@@ -14,21 +15,26 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from scripts.local_postgres import create_database, drop_database
+from scripts.local_postgres import AppDatabase, drop_app_database, provision
 
 BANKFLOW = str(Path(sys.executable).parent / "bankflow")
 
 
 @pytest.fixture
-def cli_db(pg_server: str) -> Iterator[str]:
-    name = f"bankflow_cli_{uuid.uuid4().hex[:8]}"
-    url = create_database(pg_server, name)
-    yield url
-    drop_database(pg_server, name)
+def cli_db(pg_server: str) -> Iterator[AppDatabase]:
+    database = provision(pg_server, f"bankflow_cli_{uuid.uuid4().hex[:8]}")
+    yield database
+    drop_app_database(pg_server, database.name)
 
 
-def bankflow(url: str, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BANKFLOW_DATABASE_URL": url, "COLUMNS": "200", **extra_env}
+def bankflow(db: AppDatabase, *args: str, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "BANKFLOW_DATABASE_URL": db.runtime_url,
+        "BANKFLOW_MIGRATION_DATABASE_URL": db.owner_url,
+        "COLUMNS": "200",
+        **extra_env,
+    }
     return subprocess.run([BANKFLOW, *args], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -38,7 +44,9 @@ def sql(url: str, *statements: str) -> None:
             conn.execute(statement)
 
 
-def test_seed_is_idempotent_and_verify_catches_breaches(cli_db: str, tmp_path: Path) -> None:
+def test_seed_is_idempotent_and_verify_catches_breaches(
+    cli_db: AppDatabase, tmp_path: Path
+) -> None:
     assert bankflow(cli_db, "db", "upgrade").returncode == 0
     tokens = tmp_path / "tokens.json"
     first = bankflow(cli_db, "seed", "demo", "--tokens-file", str(tokens))
@@ -46,7 +54,7 @@ def test_seed_is_idempotent_and_verify_catches_breaches(cli_db: str, tmp_path: P
     assert set(json.loads(tokens.read_text())) >= {"teller1", "manager1", "admin", "finance1"}
     assert bankflow(cli_db, "seed", "demo").returncode == 0  # again: nothing new posted
     # the imported demo loan: once, active, disbursed 100 days ago with its 12 installments
-    with psycopg.connect(cli_db.replace("+psycopg", "")) as conn:
+    with psycopg.connect(cli_db.runtime_url.replace("+psycopg", "")) as conn:
         loans = conn.execute(
             "SELECT state, current_date - disbursed_on, "
             "(SELECT count(*) FROM loan_installments i WHERE i.loan_id = l.id), "
@@ -58,7 +66,7 @@ def test_seed_is_idempotent_and_verify_catches_breaches(cli_db: str, tmp_path: P
     assert json.loads(ok.stdout)["ok"] is True
 
     sql(
-        cli_db,
+        cli_db.owner_url,
         "UPDATE ledger_accounts SET credits_posted_minor = credits_posted_minor + 1 "
         "WHERE code = 'SV' || lpad((SELECT min(id) FROM ledger_accounts "
         "WHERE kind = 'savings')::text, 8, '0')",
@@ -68,11 +76,11 @@ def test_seed_is_idempotent_and_verify_catches_breaches(cli_db: str, tmp_path: P
     assert "BREACH cached posted balances equal the sum of postings" in broken.stdout
 
 
-def test_verify_catches_a_rewritten_posting(cli_db: str) -> None:
+def test_verify_catches_a_rewritten_posting(cli_db: AppDatabase) -> None:
     assert bankflow(cli_db, "db", "upgrade").returncode == 0
     assert bankflow(cli_db, "seed", "demo").returncode == 0
     sql(
-        cli_db,
+        cli_db.owner_url,
         "ALTER TABLE postings DISABLE TRIGGER postings_append_only",
         "UPDATE postings SET amount_minor = amount_minor + 1 WHERE journal_id = 'seed-capital'",
     )
@@ -85,7 +93,7 @@ def test_verify_catches_a_rewritten_posting(cli_db: str) -> None:
     }
 
 
-def test_users_create_refuses_unknown_role_and_duplicates(cli_db: str) -> None:
+def test_users_create_refuses_unknown_role_and_duplicates(cli_db: AppDatabase) -> None:
     assert bankflow(cli_db, "db", "upgrade").returncode == 0
     pw = {"BANKFLOW_NEW_USER_PASSWORD": "correct horse battery"}
     user = ["users", "create", "--full-name", "Zed", "--role", "teller"]

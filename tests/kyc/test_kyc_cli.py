@@ -16,7 +16,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from activities.kyc_models import WatchlistEntry
 from schemas import search_attributes as sa
-from scripts.local_postgres import create_database, drop_database
+from scripts.local_postgres import drop_app_database, provision
 from tests.conftest import Sessions
 
 BANKFLOW = str(Path(sys.executable).parent / "bankflow")
@@ -65,11 +65,11 @@ async def test_watchlist_import_replaces_the_list_and_refuses_bad_rows(
 @pytest.fixture
 def demo_db(pg_server: str) -> Iterator[str]:
     """A database of its own: the demo institution must not leak into other tests' data."""
-    name = f"bankflow_kyc_demo_{uuid.uuid4().hex[:8]}"
-    url = create_database(pg_server, name)
-    assert bankflow(url, "db", "upgrade").returncode == 0
-    yield url
-    drop_database(pg_server, name)
+    database = provision(pg_server, f"bankflow_kyc_demo_{uuid.uuid4().hex[:8]}")
+    owner = {"BANKFLOW_MIGRATION_DATABASE_URL": database.owner_url}
+    assert bankflow(database.runtime_url, "db", "upgrade", **owner).returncode == 0
+    yield database.runtime_url
+    drop_app_database(pg_server, database.name)
 
 
 async def test_seed_kyc_case_starts_the_demo_review(demo_db: str, temporal_client: Client) -> None:

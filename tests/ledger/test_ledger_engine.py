@@ -175,14 +175,16 @@ async def test_closed_account_refuses_postings_and_close_needs_zero(
     ],
 )
 async def test_database_refuses_to_change_history(
-    sessions: Sessions, factory: Factory, sql: str
+    sessions: Sessions, owner_sessions: Sessions, factory: Factory, sql: str
 ) -> None:
+    """The triggers hold even for the owning role (the runtime role is refused sooner, by its
+    privileges: tests/ledger/test_db_privileges.py)."""
     a = await factory.savings_account(10_00)
     b = await factory.savings_account()
     req = journal(jid(), (a.id, b.id, 1_00))
     await post(sessions, req)
     with pytest.raises(DBAPIError, match="append-only"):
-        async with sessions() as s, s.begin():
+        async with owner_sessions() as s, s.begin():
             await s.execute(text(sql), {"j": req.journal_id} if ":j" in sql else {})
     async with sessions() as s:
         amount = await s.scalar(

@@ -29,7 +29,7 @@ from schemas.members import AccountOpen, MemberCreate
 from schemas.month_end import MonthEndInput, MonthEndSummary
 from schemas.savings import ProductCreate
 from schemas.settings import Settings
-from scripts.local_postgres import create_database, drop_database
+from scripts.local_postgres import drop_app_database, provision
 from tests.api.conftest import api_app, api_settings, client, staff  # noqa: F401  (API tests)
 from worker import build_workers
 from workflows.month_end_interest import MonthEndInterestWorkflow
@@ -130,10 +130,10 @@ class Stack:
 
 
 async def fresh_database(pg_server: str) -> tuple[str, str]:
-    name = f"bankflow_me_{uuid.uuid4().hex[:10]}"
-    url = create_database(pg_server, name)
-    upgrade(url)
-    return name, url
+    """A migrated database of its own; the URL is its runtime role's, as the services use."""
+    database = provision(pg_server, f"bankflow_me_{uuid.uuid4().hex[:10]}")
+    upgrade(database.owner_url, runtime_role=database.runtime)
+    return database.name, database.runtime_url
 
 
 @pytest.fixture
@@ -191,7 +191,7 @@ class _stack(Generic[S]):
     async def __aexit__(self, *exc: object) -> None:
         await self.exit.aclose()
         await self.engine.dispose()
-        drop_database(self.pg_server, self.name)
+        drop_app_database(self.pg_server, self.name)
 
 
 __all__ = ["FINANCE", "Decimal", "Stack", "_stack"]

@@ -100,7 +100,7 @@ async def test_a_retry_of_a_journal_posted_before_the_close_returns_it(
 
 
 async def test_the_database_refuses_a_journal_in_a_closed_month_and_a_reopen(
-    sessions: Sessions,
+    sessions: Sessions, owner_sessions: Sessions
 ) -> None:
     await close(sessions, date(1993, 7, 1))
     async with sessions() as s:
@@ -112,7 +112,7 @@ async def test_the_database_refuses_a_journal_in_a_closed_month_and_a_reopen(
                 ),
                 {"id": f"raw-{uuid.uuid4().hex}"},
             )
-    async with sessions() as s:
+    async with owner_sessions() as s:  # the trigger holds even for the owner
         with pytest.raises(DBAPIError, match="append-only"):
             await s.execute(text("DELETE FROM ledger_periods WHERE period_start = '1993-07-01'"))
 
