@@ -25,4 +25,5 @@ RUN pip install --no-deps . \
 
 USER bankflow
 EXPOSE 8000
-CMD ["uvicorn", "api.app:app", "--host", "0.0.0.0", "--port", "8000"]
+# --no-proxy-headers: X-Forwarded-For is believed only from BANKFLOW_TRUSTED_PROXIES (api.app).
+CMD ["uvicorn", "api.app:app", "--host", "0.0.0.0", "--port", "8000", "--no-proxy-headers"]

@@ -34,7 +34,7 @@ from api.schedule_cli import loans_app
 from api.schedules import month_end_app, schedules_app
 from schemas.errors import BankflowError
 from schemas.kyc import KycInput
-from schemas.settings import get_settings
+from schemas.settings import InsecureSettingsError, get_settings
 from workflows.kyc_review import KycReviewWorkflow
 
 T = TypeVar("T")
@@ -111,6 +111,11 @@ def seed_demo_command(
 ) -> None:
     """Seed the demo institution and print each demo staff user with a bearer token."""
     settings = get_settings()
+    try:
+        settings.refuse_insecure()  # the tokens printed must be signed with a real key
+    except InsecureSettingsError as exc:
+        err_console.print(f"[red]refusing to sign demo tokens[/red]: {exc}")
+        raise typer.Exit(2) from exc
     users = _in_transaction(seed_demo)
     tokens = {u.username: issue_token(settings, user_id=u.user_id) for u in users}
     table = Table("username", "roles", "password", title="demo staff users")

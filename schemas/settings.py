@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import sys
 from datetime import timedelta
 from decimal import Decimal
@@ -265,8 +266,9 @@ def _sqlalchemy(url: str) -> str:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read from the environment once."""
-    return Settings()
+    """The process-wide settings, read from the environment once; also from one file per
+    setting in BANKFLOW_SECRETS_DIR when set (Docker secrets: /run/secrets/bankflow_jwt_keys)."""
+    return Settings(_secrets_dir=os.environ.get("BANKFLOW_SECRETS_DIR") or None)
 
 
 def service_settings(component: str) -> Settings:

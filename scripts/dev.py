@@ -357,8 +357,10 @@ def banner(database_url: str) -> str:
         f"  API docs     http://{HOST}:{API_PORT}/docs",
         f"  Temporal UI  http://{HOST}:{UI_PORT}",
         f"  Temporal     {HOST}:{TEMPORAL_PORT} (namespace default)",
-        f"  Postgres     {database_url}",
-        f"  Logs         {LOGS.relative_to(ROOT)}/",
+        f"  Postgres     {database_url} (the runtime role)",
+        f"  Logs         {LOGS.relative_to(ROOT)}/ (restarts of a dead child: launcher.log)",
+        "For the CLI in another shell:",
+        f"  export BANKFLOW_DATABASE_URL={database_url}",
     ]
     tokens_file = DATA / "tokens.json"
     if tokens_file.exists():

@@ -103,3 +103,10 @@ def test_users_create_refuses_unknown_role_and_duplicates(cli_db: AppDatabase) -
     assert again.returncode == 1 and "Duplicate" in again.stderr
     bad = bankflow(cli_db, *user, "--username", "amy", "--role", "wizard", **pw)
     assert bad.returncode == 1 and "unknown role" in bad.stderr
+
+
+def test_seed_demo_refuses_to_sign_tokens_without_a_real_key(cli_db: AppDatabase) -> None:
+    assert bankflow(cli_db, "db", "upgrade").returncode == 0
+    done = bankflow(cli_db, "seed", "demo", BANKFLOW_JWT_KEYS="")
+    assert done.returncode == 2
+    assert "BANKFLOW_JWT_KEYS (or BANKFLOW_JWT_SECRET) is not set" in done.stderr

@@ -1,18 +1,29 @@
 """docker-compose.yml cannot run here (no Docker engine), so these tests hold it to the code it
-deploys: the search attributes, the Settings it configures, the start-up order and the ports."""
+deploys: the search attributes, the Settings it configures, the start-up order and the ports, no
+secret with a fallback, the two database roles (its init script is run for real on a private
+Postgres) and a uvicorn that believes no forwarding header."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import socket
+import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 import yaml  # type: ignore[import-untyped]
 from temporalio.common import SearchAttributeKey
 
+from activities.migrate import upgrade
 from schemas import search_attributes
-from schemas.settings import Settings
+from schemas.keyring import KeyRing
+from schemas.settings import Settings, get_settings
+from scripts import dev, local_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRED = {
@@ -53,6 +64,17 @@ def published_ports(service: dict[str, Any]) -> set[tuple[int, int]]:
         *_, host, container = str(entry).split(":")
         pairs.add((int(host), int(container)))
     return pairs
+
+
+def resolved(value: str) -> str:
+    """A compose value with every ${VAR...} interpolation filled in."""
+    return re.sub(r"\$\{[^}]*\}", "pw", value)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def cli_type(key: SearchAttributeKey[Any]) -> str:
@@ -98,14 +120,121 @@ def test_search_attribute_job_registers_exactly_the_declared_keys(
 
 
 def test_app_services_configure_only_real_settings(services: dict[str, dict[str, Any]]) -> None:
+    # BANKFLOW_SECRETS_DIR is read before the settings are built (schemas.settings.get_settings).
     fields = {f"BANKFLOW_{name.upper()}" for name in Settings.model_fields}
+    fields.add("BANKFLOW_SECRETS_DIR")
     for name in ("api", "worker", "migrate"):
         env: dict[str, str] = services[name]["environment"]
         assert set(env) <= fields, f"{name} sets unknown settings {set(env) - fields}"
         assert {"BANKFLOW_DATABASE_URL", "BANKFLOW_TEMPORAL_ADDRESS"} <= set(env)
         assert "@postgres:5432/" in env["BANKFLOW_DATABASE_URL"]
         assert env["BANKFLOW_TEMPORAL_ADDRESS"] == "temporal:7233"
-    assert "BANKFLOW_JWT_SECRET" in services["api"]["environment"]
+
+
+def test_no_secret_has_a_fallback_value() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    interpolated = re.findall(r"\$\{([A-Z0-9_]+)(:?[-?])?", text)
+    secret = [(var, op) for var, op in interpolated if re.search("PASSWORD|SECRET|KEY", var)]
+    assert secret, "the passwords are interpolated"
+    assert all(op == ":?" for _, op in secret), secret  # required, never defaulted
+
+
+def test_signing_keys_come_from_a_docker_secret_the_settings_read(
+    services: dict[str, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    source = compose["secrets"]["bankflow_jwt_keys"]["file"]
+    assert source.startswith("./secrets/")
+    assert "secrets/" in (ROOT / ".gitignore").read_text().split()
+    assert "secrets" in (ROOT / ".dockerignore").read_text().split()
+    for name in ("api", "worker", "migrate"):
+        env = services[name]["environment"]
+        assert not {"BANKFLOW_JWT_SECRET", "BANKFLOW_JWT_KEYS"} & set(env)
+        assert services[name]["secrets"] == ["bankflow_jwt_keys"]
+        assert env["BANKFLOW_SECRETS_DIR"] == "/run/secrets"
+    # what the container sees: /run/secrets/bankflow_jwt_keys, read as BANKFLOW_JWT_KEYS
+    (tmp_path / "bankflow_jwt_keys").write_text(KeyRing.generate_entry("k1") + "\n")
+    monkeypatch.delenv("BANKFLOW_JWT_KEYS")
+    monkeypatch.setenv("BANKFLOW_SECRETS_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    settings = get_settings()
+    get_settings.cache_clear()
+    assert [k.kid for k in settings.jwt_keys] == ["k1"]
+
+
+def test_migrate_runs_as_the_owner_and_api_and_worker_as_the_runtime_role(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    def user(url: str) -> str | None:
+        return urlsplit(resolved(url)).username
+
+    migrate = services["migrate"]["environment"]
+    assert user(migrate["BANKFLOW_MIGRATION_DATABASE_URL"]) == "bankflow_owner"
+    for name in ("api", "worker", "migrate"):
+        env = services[name]["environment"]
+        assert user(env["BANKFLOW_DATABASE_URL"]) == "bankflow_app"
+        assert name == "migrate" or "BANKFLOW_MIGRATION_DATABASE_URL" not in env
+    plain = {k: resolved(v) for k, v in migrate.items()}
+    as_migrate = Settings(
+        database_url=plain["BANKFLOW_DATABASE_URL"],
+        migration_database_url=plain["BANKFLOW_MIGRATION_DATABASE_URL"],
+    )
+    assert as_migrate.runtime_role == "bankflow_app"  # what `bankflow db upgrade` grants to
+    postgres = services["postgres"]
+    assert postgres["environment"]["POSTGRES_USER"] == "postgres"
+    assert services["temporal"]["environment"]["POSTGRES_USER"] == "postgres"
+    assert any(
+        v.startswith("./scripts/compose/init-roles.sh:/docker-entrypoint-initdb.d/")
+        for v in postgres["volumes"]
+    )
+
+
+def test_the_compose_init_script_makes_the_two_roles_the_migration_grants(
+    tmp_path: Path,
+) -> None:
+    """Run the script as the postgres image would, on a private server; then migrate as the
+    owner and check the runtime role is refused what it must be refused."""
+    port = free_port()
+    _, proc = local_postgres.start_private(tmp_path / "data", port)
+    try:
+        env = {
+            **os.environ, "POSTGRES_USER": "postgres", "PGHOST": "127.0.0.1", "PGPORT": str(port),
+            "BANKFLOW_OWNER_DB_PASSWORD": "owner-pw", "BANKFLOW_APP_DB_PASSWORD": "app-pw",
+        }  # fmt: skip
+        for _ in range(2):  # idempotent, as a by-hand run on an older volume would be
+            done = subprocess.run(
+                ["sh", str(ROOT / "scripts/compose/init-roles.sh")], env=env,
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+        base = f"postgresql+psycopg://{{}}@127.0.0.1:{port}/bankflow"
+        upgrade(base.format("bankflow_owner"), runtime_role="bankflow_app")
+        with psycopg.connect(base.format("bankflow_app").replace("+psycopg", "")) as conn:
+            conn.execute("SELECT count(*) FROM journals")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("DELETE FROM postings")
+        with psycopg.connect(base.format("postgres").replace("+psycopg", "")) as conn:
+            roles = conn.execute(
+                "SELECT rolname, rolsuper FROM pg_roles WHERE rolname LIKE 'bankflow%' ORDER BY 1"
+            ).fetchall()
+            owner = conn.execute(
+                "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'bankflow'"
+            ).fetchone()
+        assert roles == [("bankflow_app", False), ("bankflow_owner", False)]
+        assert owner == ("bankflow_owner",)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_uvicorn_believes_no_forwarding_header_in_any_deployment(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert "--no-proxy-headers" in services["api"]["command"]
+    assert "--proxy-headers" not in services["api"]["command"]
+    assert "--no-proxy-headers" in dev.api_command(8000)
+    cmd = re.search(r"^CMD (.+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
+    assert cmd and "--no-proxy-headers" in json.loads(cmd.group(1))
 
 
 def test_temporal_persists_to_the_shared_postgres_in_its_own_databases(
@@ -115,7 +244,9 @@ def test_temporal_persists_to_the_shared_postgres_in_its_own_databases(
     assert services["temporal"]["image"].startswith("temporalio/auto-setup:")
     assert env["DB"] == "postgres12"
     assert env["POSTGRES_SEEDS"] == "postgres"
-    app_database = services["postgres"]["environment"]["POSTGRES_DB"]
+    app_url = resolved(services["api"]["environment"]["BANKFLOW_DATABASE_URL"])
+    app_database = urlsplit(app_url).path.lstrip("/")
+    assert app_database == "bankflow"  # the one scripts/compose/init-roles.sh creates
     assert app_database not in {env["DBNAME"], env["VISIBILITY_DBNAME"]}
     assert services["temporal-ui"]["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"
 
