@@ -39,17 +39,22 @@ import psycopg  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
 from schemas.keyring import KeyRing  # noqa: E402
-from schemas.search_attributes import cli_flags  # noqa: E402
 from schemas.settings import KEY_RINGS, Settings, describe_invalid  # noqa: E402
 from scripts import local_postgres  # noqa: E402
 from scripts.local_postgres import AppDatabase  # noqa: E402
 from scripts.supervisor import Child, Supervisor, how_it_ended, spawn  # noqa: E402
+from scripts.temporal_dev import (  # noqa: E402
+    HOST,
+    TEMPORAL_PORT,
+    UI_PORT,
+    TemporalSetupError,
+    register_search_attributes,
+    temporal_command,
+    temporal_healthy,
+)
 
 DATA = ROOT / ".data"
 LOGS = DATA / "logs"
-HOST = "127.0.0.1"
-TEMPORAL_PORT = 7233
-UI_PORT = 8233
 API_PORT = 8000
 # Not local_postgres.PRIVATE_PORT: the test harness may run its own private server there.
 DEV_PG_PORT = 54330
@@ -86,55 +91,6 @@ def tail(path: Path, lines: int = 40) -> str:
     if not path.exists():
         return f"({path} does not exist)"
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-# --- Temporal ------------------------------------------------------------------------------------
-
-
-def temporal_command(
-    binary: str, db_file: Path, *, port: int = TEMPORAL_PORT, ui_port: int = UI_PORT
-) -> list[str]:
-    """`temporal server start-dev` with a persistent SQLite file and our search attributes."""
-    cmd = [binary, "server", "start-dev", "--ip", HOST, "--port", str(port)]
-    cmd += ["--ui-port", str(ui_port), "--db-filename", str(db_file)]
-    if "--ui-disable-news-fetch" in _cli(binary, "server", "start-dev", "--help")[1]:
-        cmd.append("--ui-disable-news-fetch")  # no outbound call from the UI (offline machines)
-    return cmd + cli_flags()
-
-
-def _cli(binary: str, *args: str) -> tuple[int, str]:
-    """Run a short `temporal` CLI command; its exit code and combined output."""
-    done = subprocess.run([binary, *args], capture_output=True, text=True, check=False)
-    return done.returncode, done.stdout + done.stderr
-
-
-def search_attribute_types() -> dict[str, str]:
-    """Name -> CLI type, read back from the start-dev flags so both paths register the same set."""
-    flags = cli_flags()
-    pairs = (flags[i + 1].split("=", 1) for i in range(0, len(flags), 2))
-    return {name: kind for name, kind in pairs}
-
-
-def register_search_attributes(
-    binary: str, address: str, attributes: Mapping[str, str] | None = None
-) -> None:
-    """Register every attribute; re-registering with the same type is a no-op."""
-    for name, kind in (attributes or search_attribute_types()).items():
-        code, output = _cli(
-            binary, "operator", "search-attribute", "create", "--address", address,
-            "--name", name, "--type", kind,
-        )  # fmt: skip
-        # Older servers refuse a duplicate with "already exists"; a type clash must still fail.
-        duplicate = "already exists" in output and "different type" not in output
-        if code != 0 and not duplicate:
-            raise LaunchError(f"registering search attribute {name} on {address}:\n{output}")
-
-
-def temporal_healthy(binary: str, address: str) -> bool:
-    code, output = _cli(
-        binary, "operator", "cluster", "health", "--address", address, "--command-timeout", "2s"
-    )
-    return code == 0 and "SERVING" in output
 
 
 # --- Postgres ------------------------------------------------------------------------------------
@@ -292,7 +248,10 @@ class Launcher:
         self.wait_until("Temporal", lambda: temporal_healthy(self.temporal, self.temporal_address))
         # Always: start-dev's flags do not add attributes that are new since its state file
         # was created, and a workflow upserting an unknown attribute is stuck for good.
-        register_search_attributes(self.temporal, self.temporal_address)
+        try:
+            register_search_attributes(self.temporal, self.temporal_address)
+        except TemporalSetupError as error:
+            raise LaunchError(str(error)) from error
         # the demo KYC case waiting for a reviewer (a workflow: needs Temporal, not yet the worker)
         run_step([bankflow, "seed", "kyc-case"], env, setup_log)
         # Supervised from the moment it exists: a failing step below must stop it too, or an

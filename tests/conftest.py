@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import uuid
@@ -58,6 +59,12 @@ BRANCH = "HQ"
 for _name in ("BANKFLOW_ENV", "BANKFLOW_JWT_SECRET"):
     os.environ.pop(_name, None)
 os.environ["BANKFLOW_JWT_KEYS"] = KeyRing.generate_entry("test")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from schemas import search_attributes
 from schemas.keyring import KeyRing
 from schemas.settings import Settings, get_settings
 from scripts import dev, local_postgres
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRED = {
@@ -69,12 +69,6 @@ def published_ports(service: dict[str, Any]) -> set[tuple[int, int]]:
 def resolved(value: str) -> str:
     """A compose value with every ${VAR...} interpolation filled in."""
     return re.sub(r"\$\{[^}]*\}", "pw", value)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cli_type(key: SearchAttributeKey[Any]) -> str:

@@ -23,7 +23,7 @@ from temporalio.common import SearchAttributeKey
 from schemas import search_attributes
 from schemas.keyring import KeyRing
 from schemas.settings import Settings
-from scripts import dev, local_postgres
+from scripts import dev, local_postgres, temporal_dev
 from scripts.supervisor import Child, Supervisor, spawn
 
 
@@ -42,7 +42,7 @@ def test_temporal_command_persists_to_data_dir_and_registers_search_attributes(
     tmp_path: Path,
 ) -> None:
     db_file = tmp_path / ".data" / "temporal.db"
-    cmd = dev.temporal_command(dev.venv_tool("temporal"), db_file)
+    cmd = temporal_dev.temporal_command(dev.venv_tool("temporal"), db_file)
 
     assert cmd[1:3] == ["server", "start-dev"]
     assert cmd[cmd.index("--db-filename") + 1] == str(db_file)
@@ -56,7 +56,7 @@ def test_temporal_command_persists_to_data_dir_and_registers_search_attributes(
 
 def test_search_attribute_types_follow_the_declared_keys() -> None:
     expected = {key.name: cli_type(key) for key in search_attributes.ALL}
-    assert dev.search_attribute_types() == expected
+    assert temporal_dev.search_attribute_types() == expected
     assert expected["BankflowAmountMinor"] == "Int"
 
 
@@ -65,14 +65,16 @@ def temporal_server(tmp_path: Path) -> Iterator[tuple[str, int]]:
     """A dev server started from the launcher's command line on free ports."""
     binary = dev.venv_tool("temporal")
     port, ui_port = free_port(), free_port()
-    cmd = dev.temporal_command(binary, tmp_path / "temporal.db", port=port, ui_port=ui_port)
+    cmd = temporal_dev.temporal_command(
+        binary, tmp_path / "temporal.db", port=port, ui_port=ui_port
+    )
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     child = Child("temporal", proc, tmp_path / "temporal.log")
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 30
-    while not dev.temporal_healthy(binary, address):
+    while not temporal_dev.temporal_healthy(binary, address):
         assert proc.poll() is None, "temporal dev server exited during start-up"
         assert time.monotonic() < deadline, "temporal dev server not healthy after 30s"
         time.sleep(0.2)
@@ -90,7 +92,9 @@ def test_dev_server_serves_ui_and_knows_our_search_attributes(
     while not dev.http_ok(f"http://127.0.0.1:{ui_port}/"):
         assert time.monotonic() < deadline, "Temporal UI did not answer"
         time.sleep(0.2)
-    code, listing = dev._cli(binary, "operator", "search-attribute", "list", "--address", address)
+    code, listing = temporal_dev._cli(
+        binary, "operator", "search-attribute", "list", "--address", address
+    )
     assert code == 0, listing
     for key in search_attributes.ALL:
         assert key.name in listing
@@ -101,17 +105,17 @@ def test_registering_on_an_existing_server_is_idempotent_but_rejects_a_type_clas
 ) -> None:
     address, _ = temporal_server
     binary = dev.venv_tool("temporal")
-    dev.register_search_attributes(binary, address)  # already there from start-dev flags
-    dev.register_search_attributes(binary, address)
+    temporal_dev.register_search_attributes(binary, address)  # already there from start-dev flags
+    temporal_dev.register_search_attributes(binary, address)
 
-    code, output = dev._cli(
+    code, output = temporal_dev._cli(
         binary, "operator", "search-attribute", "create", "--address", address,
         "--name", "BankflowStage", "--type", "Int",
     )  # fmt: skip
     assert code != 0 and "different type" in output
     # The launcher's own path must surface such a clash, not swallow it as "already exists".
-    with pytest.raises(dev.LaunchError, match="BankflowAmountMinor"):
-        dev.register_search_attributes(binary, address, {"BankflowAmountMinor": "Keyword"})
+    with pytest.raises(temporal_dev.TemporalSetupError, match="BankflowAmountMinor"):
+        temporal_dev.register_search_attributes(binary, address, {"BankflowAmountMinor": "Keyword"})
 
 
 def test_configured_url_precedence_matches_settings() -> None:

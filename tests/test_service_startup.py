@@ -4,12 +4,12 @@ API as the launcher starts it believes no X-Forwarded-For. Real processes, as de
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -22,16 +22,11 @@ from schemas.keyring import KeyRing
 from schemas.settings import Settings
 from scripts import dev
 from scripts.supervisor import Child
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_VARS = ("BANKFLOW_JWT_KEYS", "BANKFLOW_JWT_SECRET", "BANKFLOW_ENV")
 OLD_DEFAULT = "dev-only-secret-change-me-in-production-32b"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def environment(**extra: str) -> dict[str, str]:
@@ -76,51 +71,41 @@ def test_refuses_to_start_on_a_missing_or_weak_key(
         assert secret.partition(":")[2] not in lines[0] or not secret.partition(":")[2]
 
 
-@pytest.fixture
-def dev_api() -> Iterator[str]:
-    """The API in BANKFLOW_ENV=dev with no key at all: it starts (on the built-in dev key)."""
+@contextmanager
+def api_process(env: Mapping[str, str]) -> Iterator[str]:
+    """The API exactly as `make run` starts it; its base URL once /health answers."""
     port = free_port()
     proc = subprocess.Popen(
-        dev.api_command(port), cwd=ROOT, env=environment(BANKFLOW_ENV="dev"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    child = Child("api", proc, Path("/dev/null"))
-    try:
-        yield wait_for_health(proc, port)
-    finally:
-        child.stop()
-
-
-def wait_for_health(proc: subprocess.Popen[bytes], port: int) -> str:
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while not dev.http_ok(f"{base}/health"):
-        assert proc.poll() is None, f"the API exited with {proc.returncode}"
-        assert time.monotonic() < deadline, "the API did not answer /health"
-        time.sleep(0.2)
-    return base
-
-
-def test_dev_env_starts_without_a_key(dev_api: str) -> None:
-    assert httpx.get(f"{dev_api}/health").status_code == 200
-
-
-@pytest.fixture
-def launched_api(settings: Settings) -> Iterator[str]:
-    """The API exactly as `make run` starts it, on the test database as the runtime role."""
-    port = free_port()
-    env = environment(
-        BANKFLOW_JWT_KEYS=KeyRing.generate_entry(), BANKFLOW_DATABASE_URL=settings.database_url
-    )
-    proc = subprocess.Popen(
-        dev.api_command(port), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+        dev.api_command(port), cwd=ROOT, env=dict(env), stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     child = Child("api", proc, Path("/dev/null"))
     try:
-        yield wait_for_health(proc, port)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while not dev.http_ok(f"{base}/health"):
+            assert proc.poll() is None, f"the API exited with {proc.returncode}"
+            assert time.monotonic() < deadline, "the API did not answer /health"
+            time.sleep(0.2)
+        yield base
     finally:
         child.stop()
+
+
+def test_dev_env_starts_without_a_key() -> None:
+    """BANKFLOW_ENV=dev with no key at all: the API starts, on the built-in dev key."""
+    with api_process(environment(BANKFLOW_ENV="dev")) as base:
+        assert httpx.get(f"{base}/health").status_code == 200
+
+
+@pytest.fixture
+def launched_api(settings: Settings) -> Iterator[str]:
+    """On the test database, as the runtime role."""
+    env = environment(
+        BANKFLOW_JWT_KEYS=KeyRing.generate_entry(), BANKFLOW_DATABASE_URL=settings.database_url
+    )
+    with api_process(env) as base:
+        yield base
 
 
 async def test_forwarded_for_from_localhost_is_not_believed(
