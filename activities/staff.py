@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, func, literal, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -124,14 +124,13 @@ class StaffStatus:
 
 async def staff_status(session: AsyncSession, user_id: int) -> StaffStatus | None:
     """The user with their roles as they are now, in one query (a primary-key lookup and an
-    index range on staff_roles), made on every authenticated request (see api.deps)."""
-    roles = func.array_agg(StaffRole.role).filter(StaffRole.role.is_not(None))
+    index range on staff_roles' primary key), made on every authenticated request (api.deps)."""
+    roles = select(StaffRole.role).where(StaffRole.user_id == StaffUser.id).scalar_subquery()
     row = (
         await session.execute(
-            select(StaffUser.username, StaffUser.is_active, func.coalesce(roles, literal([])))
-            .outerjoin(StaffRole, StaffRole.user_id == StaffUser.id)
-            .where(StaffUser.id == user_id)
-            .group_by(StaffUser.id)
+            select(StaffUser.username, StaffUser.is_active, func.array(roles)).where(
+                StaffUser.id == user_id
+            )
         )
     ).one_or_none()
     if row is None:
