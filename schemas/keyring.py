@@ -102,9 +102,6 @@ class KeyRing:
     def __iter__(self) -> Iterator[Key]:
         return iter(self.keys)
 
-    def __len__(self) -> int:
-        return len(self.keys)
-
     def __bool__(self) -> bool:
         return bool(self.keys)
 

@@ -40,14 +40,6 @@ class InsecureSettingsError(Exception):
     """The settings are not safe to serve with outside BANKFLOW_ENV=dev; the message says why."""
 
 
-def _comma_list(value: Any) -> Any:
-    return (
-        [part.strip() for part in value.split(",") if part.strip()]
-        if isinstance(value, str)
-        else value
-    )
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BANKFLOW_", env_file=".env", extra="ignore")
 
@@ -188,7 +180,9 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: Any) -> Any:
-        return _comma_list(value)
+        if isinstance(value, str):  # from the environment: comma-separated
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("trusted_proxies")
     @classmethod

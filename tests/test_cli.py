@@ -110,3 +110,21 @@ def test_seed_demo_refuses_to_sign_tokens_without_a_real_key(cli_db: AppDatabase
     done = bankflow(cli_db, "seed", "demo", BANKFLOW_JWT_KEYS="")
     assert done.returncode == 2
     assert "BANKFLOW_JWT_KEYS (or BANKFLOW_JWT_SECRET) is not set" in done.stderr
+
+
+def test_chart_init_and_a_repeated_upgrade_work_as_the_roles_they_run_as(
+    cli_db: AppDatabase,
+) -> None:
+    assert bankflow(cli_db, "db", "upgrade").returncode == 0
+    again = bankflow(cli_db, "db", "upgrade")  # nothing pending: the grants are re-applied
+    assert again.returncode == 0, again.stderr
+    kes = bankflow(cli_db, "chart", "init", "--currency", "KES")
+    assert kes.returncode == 0, kes.stderr
+    assert "chart of accounts in KES" in kes.stdout
+    with psycopg.connect(cli_db.runtime_url.replace("+psycopg", "")) as conn:
+        count = conn.execute("SELECT count(*) FROM ledger_accounts WHERE currency = 'KES'")
+        assert (count.fetchone() or (0,))[0] > 0
+        owners = conn.execute(
+            "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
+    assert owners == [(cli_db.owner,)]  # migrations made every table as the owner

@@ -6,8 +6,10 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import pytest
 from fastapi import FastAPI
 from httpx import Response
+from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -168,3 +170,15 @@ async def test_forwarded_for_is_believed_only_from_a_trusted_proxy(
         "203.0.113.50",
         "10.9.0.1",
     ]
+
+
+@pytest.mark.parametrize("proxies", ["*", "proxy.internal", "10.0.0.1,*", "10.0.0.300"])
+def test_trusted_proxies_are_addresses_or_networks_only(
+    proxies: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name or a wildcard would let whoever resolves or reaches it claim any address."""
+    monkeypatch.setenv("BANKFLOW_TRUSTED_PROXIES", proxies)
+    with pytest.raises(ValidationError, match="IP addresses or networks"):
+        Settings()
+    monkeypatch.setenv("BANKFLOW_TRUSTED_PROXIES", " 10.0.0.1, 192.168.4.0/24 ")
+    assert Settings().trusted_proxies == ["10.0.0.1/32", "192.168.4.0/24"]
