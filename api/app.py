@@ -21,6 +21,7 @@ from api.auth import RateLimiter
 from api.deps import TemporalConnector
 from api.errors import install_error_handlers
 from api.idempotency import IdempotencyMiddleware
+from api.openapi import document_errors
 from schemas.errors import BankflowError
 from schemas.settings import Settings, get_settings
 
@@ -53,6 +54,7 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     app.state.temporal = TemporalConnector(settings, temporal_client)
     app.state.token_limiter = RateLimiter(settings.token_rate_limit_per_minute)
     install_error_handlers(app)
+    document_errors(app)
     # Added last = outermost: the audit sees the idempotency layer's own answers too.
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(AuditMiddleware)

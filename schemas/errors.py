@@ -31,6 +31,8 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_IN_PROGRESS = "IdempotencyKeyInProgress"
     RATE_LIMITED = "RateLimited"
     DUPLICATE = "Duplicate"
+    INVALID_DATA = "InvalidData"  # the database or a model refused a value a retry cannot change
+    DATABASE_UNAVAILABLE = "DatabaseUnavailable"  # retryable: connection lost, deadlock, restart
     # processes
     FOUR_EYES = "FourEyesViolation"
     NOT_AWAITING_DECISION = "NotAwaitingDecision"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -12,6 +11,7 @@ from activities import accounts, read_models
 from activities.db import in_transaction
 from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
 from api.idempotency import IdempotencyKey
+from schemas import types
 from schemas.errors import BankflowError, ErrorCode
 from schemas.members import AccountOpen, AccountView, Statement
 
@@ -20,14 +20,14 @@ router = APIRouter(prefix="/v1", tags=["accounts"])
 Opener = Annotated[Principal, Depends(require_roles("teller", "branch_manager"))]
 Manager = Annotated[Principal, Depends(require_roles("branch_manager"))]
 Reader = Annotated[Principal, Depends(require_roles(*ANY_STAFF))]
-AccountNumber = Annotated[str, Path(max_length=32, description="e.g. SV00000042")]
+AccountNumber = Annotated[types.AccountNumber, Path(description="e.g. SV00000042")]
 
 
 @router.post("/members/{member_number}/accounts", status_code=201)
 async def open_account(
     _: Opener,
     key: IdempotencyKey,
-    member_number: Annotated[str, Path(max_length=20)],
+    member_number: types.MemberNumber,
     body: AccountOpen,
     sessions: SessionsDep,
 ) -> AccountView:
@@ -55,9 +55,11 @@ async def get_statement(
     _: Reader,
     number: AccountNumber,
     sessions: SessionsDep,
-    date_from: Annotated[date | None, Query(alias="from", description="first value date")] = None,
-    date_to: Annotated[date | None, Query(alias="to", description="last value date")] = None,
-    after: Annotated[int | None, Query(ge=0, description="`next_cursor` of the last page")] = None,
+    date_from: Annotated[
+        types.Day | None, Query(alias="from", description="first value date")
+    ] = None,
+    date_to: Annotated[types.Day | None, Query(alias="to", description="last value date")] = None,
+    after: types.Cursor | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Statement:
     """Postings by value date range in posting order, each with the running balance; opening and

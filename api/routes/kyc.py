@@ -7,7 +7,6 @@ The API checks roles and input; the KycReview workflow is the authority on who m
 from __future__ import annotations
 
 import contextlib
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
@@ -36,6 +35,7 @@ from api.errors import describe_validation
 from api.idempotency import IdempotencyKey
 from api.processes import execute_decision, process_state
 from schemas import search_attributes as sa
+from schemas import types
 from schemas.errors import BankflowError, ErrorCode
 from schemas.kyc import (
     COMPLIANCE_ROLE,
@@ -65,8 +65,8 @@ Reader = Annotated[
     Principal,
     Depends(require_roles(*SUBMITTER_ROLES, COMPLIANCE_ROLE, "ops")),
 ]
-MemberNumber = Annotated[str, Path(max_length=20, pattern=r"^M[0-9]{7}$")]
-CaseNumber = Annotated[str, Path(max_length=40, pattern=r"^M[0-9]{7}-[0-9]{1,6}$")]
+MemberNumber = Annotated[types.MemberNumber, Path(description="e.g. M0000042")]
+CaseNumber = Annotated[types.CaseNumber, Path(description="e.g. M0000042-1")]
 WORKFLOW_PREFIX = "kyc-"
 
 
@@ -111,10 +111,12 @@ async def upload_document(
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="PDF, JPEG or PNG; photos JPEG or PNG")],
     doc_type: Annotated[DocType, Form()],
-    number: Annotated[str | None, Form(max_length=64)] = None,
-    issuing_country: Annotated[str | None, Form(description="ISO 3166-1 alpha-2")] = None,
-    issue_date: Annotated[date | None, Form()] = None,
-    expiry_date: Annotated[date | None, Form()] = None,
+    number: Annotated[types.DocumentNumber | None, Form()] = None,
+    issuing_country: Annotated[
+        types.CountryCode | None, Form(description="ISO 3166-1 alpha-2")
+    ] = None,
+    issue_date: Annotated[types.Day | None, Form()] = None,
+    expiry_date: Annotated[types.Day | None, Form()] = None,
 ) -> DocumentView:
     """Hand in one KYC document (multipart). Tellers, branch managers and KYC reviewers.
 

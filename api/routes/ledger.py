@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 
 from activities import read_models
 from activities.read_models import JournalView, TrialBalance
 from api.deps import Principal, SessionsDep, require_roles
+from schemas import types
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
 
@@ -24,7 +25,7 @@ JournalReader = Annotated[
 async def trial_balance(
     _: TrialBalanceReader,
     sessions: SessionsDep,
-    currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")],
+    currency: Annotated[types.CurrencyCode, Query(description="ISO 4217 code")],
 ) -> TrialBalance:
     """Posted balance of every GL account in one currency, member accounts rolled into their
     control account; total debits equal total credits. Finance, branch managers, ops, admin."""
@@ -35,7 +36,7 @@ async def trial_balance(
 @router.get("/journals/{journal_id}")
 async def get_journal(
     _: JournalReader,
-    journal_id: Annotated[str, Path(max_length=200)],
+    journal_id: types.JournalId,
     sessions: SessionsDep,
 ) -> JournalView:
     """A journal: its postings with account numbers and amounts, and which journal it reverses

@@ -21,8 +21,8 @@ from activities.loan_products import (
     snapshot,
 )
 from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
+from schemas import types
 from schemas.loan_products import (
-    CODE_PATTERN,
     LoanProductCreate,
     LoanProductView,
     SchedulePreviewRequest,
@@ -34,7 +34,7 @@ router = APIRouter(prefix="/v1/loan-products", tags=["loan products"])
 
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
 Staff = Annotated[Principal, Depends(require_roles(*ANY_STAFF))]
-ProductCode = Annotated[str, Path(pattern=CODE_PATTERN)]
+ProductCode = Annotated[types.ProductCode, Path(description="e.g. PERSONAL")]
 
 
 @router.post("", status_code=201)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query
 
 from activities.daily_loan_par import par_report
 from api.deps import Principal, SessionsDep, SettingsDep, require_roles
+from schemas import types
 from schemas.daily_loan_job import PAR_READER_ROLES, ParReport
 from schemas.errors import BankflowError, ErrorCode
 
@@ -23,7 +24,7 @@ async def portfolio_at_risk(
     _: Reader,
     settings: SettingsDep,
     sessions: SessionsDep,
-    on: Annotated[date, Query(alias="date", description="business date YYYY-MM-DD")],
+    on: Annotated[types.Day, Query(alias="date", description="business date YYYY-MM-DD")],
 ) -> ParReport:
     """Portfolio at risk on a business date, per currency: active loans and their outstanding
     principal and overdue amount per arrears bucket (current, 1-30, 31-60, 61-90, over_90 days

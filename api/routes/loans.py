@@ -43,6 +43,7 @@ from api.idempotency import IdempotencyKey
 from api.processes import execute_decision
 from domain.money import to_major
 from schemas import search_attributes as sa
+from schemas import types
 from schemas.errors import BankflowError, ErrorCode
 from schemas.loans import (
     REQUESTER_ROLES,
@@ -86,8 +87,8 @@ Reader = Annotated[
     Principal,
     Depends(require_roles(*REQUESTER_ROLES, *APPROVER_ROLES, "ops", "compliance_officer")),
 ]
-LoanNumber = Annotated[str, Path(pattern=r"^LN[0-9]{6,12}$")]
-MemberNumber = Annotated[str, Path(pattern=r"^[A-Z0-9]{1,20}$")]
+LoanNumber = Annotated[types.LoanNumber, Path(description="e.g. LN000123")]
+MemberNumber = Annotated[types.MemberNumber, Path(description="the guarantor, e.g. M0000042")]
 
 
 def workflow_input(app: Application, settings: Settings, principal: Principal) -> LoanInput:

@@ -34,6 +34,7 @@ from api.idempotency import IdempotencyKey
 from api.processes import describe, execute_decision, process_state
 from domain.money import to_major, to_minor
 from schemas import search_attributes as sa
+from schemas import types
 from schemas.errors import ErrorCode, known_code
 from schemas.movements import (
     REQUESTER_ROLES,
@@ -53,7 +54,7 @@ router = APIRouter(prefix="/v1/movements", tags=["movements"])
 Requester = Annotated[Principal, Depends(require_roles(*REQUESTER_ROLES))]
 Supervisor = Annotated[Principal, Depends(require_roles("branch_manager"))]
 Reader = Annotated[Principal, Depends(require_roles("teller", "branch_manager", "ops", "finance"))]
-MovementId = Annotated[str, Path(pattern=r"^MV[0-9A-F]{16}$")]
+MovementId = Annotated[types.MovementId, Path(description="e.g. MV0123456789ABCDEF")]
 WORKFLOW_PREFIX = "movement-"
 
 
@@ -192,7 +193,7 @@ async def list_movements(
     _: Reader,
     client: TemporalDep,
     stage: Annotated[Stage | None, Query(description="e.g. awaiting_approval")] = None,
-    branch: Annotated[str | None, Query(max_length=20, pattern=r"^[A-Za-z0-9_-]+$")] = None,
+    branch: types.BranchCode | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[MovementSummary]:
     """Movements, newest first; `?stage=awaiting_approval` is the supervisors' inbox."""

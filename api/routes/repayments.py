@@ -39,6 +39,7 @@ from api.processes import describe, process_state
 from api.routes.loans import LoanNumber, Reader
 from domain.money import AmountError, to_major, to_minor
 from schemas import search_attributes as sa
+from schemas import types
 from schemas.errors import BankflowError, ErrorCode, known_code
 from schemas.repayments import (
     REPAYMENT_ROLES,
@@ -232,7 +233,7 @@ async def get_payoff_quote(
     _: Reader,
     loan_number: LoanNumber,
     sessions: SessionsDep,
-    on: Annotated[date | None, Query(description="default today (UTC)")] = None,
+    on: Annotated[types.Day | None, Query(description="default today (UTC)")] = None,
 ) -> PayoffQuoteView:
     """The amount that closes the loan on `on`: principal, fees and penalties outstanding, and
     interest earned to that day only (the current period's cut to the days elapsed, later

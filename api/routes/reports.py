@@ -8,12 +8,13 @@ from fastapi import APIRouter, Depends, Path
 
 from activities.month_end import summary
 from api.deps import Principal, SessionsDep, require_roles
-from schemas.month_end import PERIOD_PATTERN, READER_ROLES, MonthEndSummary
+from schemas import types
+from schemas.month_end import READER_ROLES, MonthEndSummary
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
 Reader = Annotated[Principal, Depends(require_roles(*READER_ROLES))]
-Period = Annotated[str, Path(pattern=PERIOD_PATTERN, description="YYYY-MM")]
+Period = Annotated[types.Period, Path(description="YYYY-MM")]
 
 
 @router.get("/month-end/{period}")

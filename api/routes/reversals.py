@@ -31,6 +31,7 @@ from api.idempotency import IdempotencyKey
 from api.processes import execute_decision, process_state
 from domain.money import to_major
 from schemas import search_attributes as sa
+from schemas import types
 from schemas.errors import BankflowError, known_code
 from schemas.reversals import (
     REQUESTER_ROLES,
@@ -54,7 +55,7 @@ Reader = Annotated[
     Depends(require_roles("teller", "branch_manager", "finance", "ops", "compliance_officer")),
 ]
 Staff = Annotated[Principal, Depends(require_roles(*ANY_STAFF))]
-JournalId = Annotated[str, Path(min_length=1, max_length=200)]
+JournalId = Annotated[types.JournalId, Path(description="e.g. movement-MV0123456789ABCDEF:post")]
 WORKFLOW_PREFIX = "reversal-"
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from activities.db import in_transaction
 from activities.savings import create_product, enroll_account, list_products
 from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
+from schemas import types
 from schemas.savings import (
     ENROLLING_ROLES,
     PRODUCT_ADMIN_ROLES,
@@ -24,7 +25,7 @@ router = APIRouter(prefix="/v1/savings-products", tags=["savings"])
 ProductAdmin = Annotated[Principal, Depends(require_roles(*PRODUCT_ADMIN_ROLES))]
 Enroller = Annotated[Principal, Depends(require_roles(*ENROLLING_ROLES))]
 Reader = Annotated[Principal, Depends(require_roles(*ANY_STAFF))]
-ProductCode = Annotated[str, Path(pattern=r"^[A-Z0-9][A-Z0-9_-]{1,31}$")]
+ProductCode = Annotated[types.ProductCode, Path(description="e.g. SAVE-STD")]
 
 
 @router.post("", status_code=201)
