@@ -1,7 +1,8 @@
 """The OpenAPI document tells the truth about errors: every route lists the error responses it
 can give, each in the one error shape (`ErrorBody`), not FastAPI's default validation array.
 
-Routes declare their business errors (`responses=errors(...)`, api/errors.py). What follows from
+Routes declare their business errors (`responses=errors(...)`, api/errors.py); an error response
+a route declares with a model of its own (/ready's checks) keeps it. What follows from
 a route's dependencies is added here, so no route can forget it:
 - a bearer token: 401; a role check: 403;
 - any parameter or body: 422 `ValidationError`;
@@ -25,6 +26,7 @@ from api.idempotency import IdempotencyKey
 
 ERROR_SCHEMA = "ErrorBody"
 FASTAPI_VALIDATION_SCHEMAS = ("HTTPValidationError", "ValidationError")
+VALIDATION_REFS = frozenset(f"#/components/schemas/{name}" for name in FASTAPI_VALIDATION_SCHEMAS)
 
 
 def _dependency(annotated: Any) -> Callable[..., Any]:
@@ -90,7 +92,8 @@ def complete(spec: dict[str, Any], routes: list[RouteContext]) -> dict[str, Any]
             for implied in implied_errors(route):
                 responses.setdefault(str(implied), _error_response(DESCRIPTIONS[implied]))
             for code, response in responses.items():
-                if int(code) >= 400:
+                schema = response.get("content", {}).get("application/json", {}).get("schema")
+                if int(code) >= 400 and (schema is None or schema.get("$ref") in VALIDATION_REFS):
                     responses[code] = _error_response(response["description"])
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     schemas[ERROR_SCHEMA] = ErrorBody.model_json_schema()

@@ -15,6 +15,7 @@ the edge accepted.
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from decimal import Decimal
 from typing import Annotated
@@ -70,6 +71,9 @@ ProcessId = Annotated[str, line(200, min_length=1)]
 Email = Annotated[str, line(320, min_length=3)]
 DocumentNumber = Annotated[str, line(64)]
 IdempotencyKeyValue = Annotated[str, line(200, min_length=1)]
+Username = Annotated[str, line(64, min_length=1)]
+Password = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+"""Any characters (it is only hashed), but bounded: Argon2 over megabytes is a denial of service."""
 Template = Annotated[str, line(100, pattern=r"^[a-z0-9_]+$")]
 CaseNumber = Annotated[str, line(27, pattern=r"^M[0-9]{7,19}-[0-9]{1,6}$")]
 """A KYC case: the member number and the member's case count (M0000042-2)."""
@@ -78,6 +82,13 @@ ProcessType = Annotated[str, line(40, pattern=r"^[A-Za-z]{1,40}$")]
 """A workflow type (LoanApproval, MoneyMovement, ...)."""
 Period = Annotated[str, line(7, pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
 """A calendar month, yyyy-mm."""
+
+
+def printable(value: str, max_length: int) -> str:
+    """`value` without control characters, cut to `max_length`: for recording what a caller sent
+    (a path, a user agent) where refusing it is not an option."""
+    return re.sub(f"[{CONTROL_CHARACTERS}]", "", value)[:max_length]
+
 
 # --- numbers ----------------------------------------------------------------------------------
 Id = Annotated[int, Field(ge=1, le=MAX_BIGINT)]

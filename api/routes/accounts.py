@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from activities import accounts, read_models
 from activities.db import in_transaction
 from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
+from api.errors import errors
 from api.idempotency import IdempotencyKey
 from schemas import types
 from schemas.errors import BankflowError, ErrorCode
@@ -23,7 +24,14 @@ Reader = Annotated[Principal, Depends(require_roles(*ANY_STAFF))]
 AccountNumber = Annotated[types.AccountNumber, Path(description="e.g. SV00000042")]
 
 
-@router.post("/members/{member_number}/accounts", status_code=201)
+@router.post(
+    "/members/{member_number}/accounts",
+    status_code=201,
+    responses=errors(
+        s404="NotFound: no such member",
+        s422="CurrencyMismatch, AccountClosed (the member is not active), or ValidationError",
+    ),
+)
 async def open_account(
     _: Opener,
     key: IdempotencyKey,
@@ -42,7 +50,7 @@ async def open_account(
     return await in_transaction(sessions, work)
 
 
-@router.get("/accounts/{number}")
+@router.get("/accounts/{number}", responses=errors(s404="AccountNotFound"))
 async def get_account(_: Reader, number: AccountNumber, sessions: SessionsDep) -> AccountView:
     """An account with its posted balance, available balance and pending amounts, as decimal
     strings in major units of its currency. Any staff role."""
@@ -50,7 +58,7 @@ async def get_account(_: Reader, number: AccountNumber, sessions: SessionsDep) -
         return await read_models.get_account_view(session, number)
 
 
-@router.get("/accounts/{number}/statement")
+@router.get("/accounts/{number}/statement", responses=errors(s404="AccountNotFound"))
 async def get_statement(
     _: Reader,
     number: AccountNumber,
@@ -72,7 +80,10 @@ async def get_statement(
         )
 
 
-@router.post("/accounts/{number}/close")
+@router.post(
+    "/accounts/{number}/close",
+    responses=errors(s404="AccountNotFound", s409="AccountNotEmpty: a balance or a pending hold"),
+)
 async def close_account(_: Manager, number: AccountNumber, sessions: SessionsDep) -> AccountView:
     """Close a member account at a zero balance with nothing pending (409 AccountNotEmpty
     otherwise). Closing a closed account returns it unchanged. Branch managers."""

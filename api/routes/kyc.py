@@ -31,7 +31,7 @@ from activities.db import in_transaction
 from activities.kyc import member_branch, next_case_number, store_document
 from activities.kyc_models import KycCase
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
-from api.errors import describe_validation
+from api.errors import describe_validation, errors
 from api.idempotency import IdempotencyKey
 from api.processes import execute_decision, process_state
 from schemas import search_attributes as sa
@@ -103,7 +103,13 @@ def start_options(inp: KycInput, settings: Settings) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/members/{member_number}/kyc/documents", status_code=201)
+@router.post(
+    "/v1/members/{member_number}/kyc/documents",
+    status_code=201,
+    responses=errors(
+        413, s422="DocumentRejected (its content is not an accepted type), or ValidationError"
+    ),
+)
 async def upload_document(
     principal: Submitter,
     member_number: MemberNumber,
@@ -152,7 +158,14 @@ async def upload_document(
     )
 
 
-@router.post("/v1/members/{member_number}/kyc/submit", status_code=201)
+@router.post(
+    "/v1/members/{member_number}/kyc/submit",
+    status_code=201,
+    responses={
+        202: {"model": KycState, "description": "waiting for a reviewer or the member"},
+        **errors(s409="Duplicate: already verified, or a case is open"),
+    },
+)
 async def submit_case(
     principal: Submitter,
     key: IdempotencyKey,
@@ -221,7 +234,10 @@ async def get_case(
     return await process_state(await _case_handle(sessions, client, case_number), KycState)
 
 
-@router.post("/v1/kyc/{case_number}/decisions")
+@router.post(
+    "/v1/kyc/{case_number}/decisions",
+    responses=errors(s409="NotAwaitingDecision"),
+)
 async def decide_case(
     principal: Decider,
     case_number: CaseNumber,
@@ -245,7 +261,11 @@ async def decide_case(
     return await execute_decision(handle, DECIDE, decision, KycState)
 
 
-@router.post("/v1/kyc/{case_number}/resubmit", status_code=202)
+@router.post(
+    "/v1/kyc/{case_number}/resubmit",
+    status_code=202,
+    responses=errors(s409="NotAwaitingDecision: the case does not wait for documents"),
+)
 async def resubmit_documents(
     principal: Submitter, case_number: CaseNumber, sessions: SessionsDep, client: TemporalDep
 ) -> KycState:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from activities import read_models
 from activities.read_models import JournalView, TrialBalance
 from api.deps import Principal, SessionsDep, require_roles
+from api.errors import errors
 from schemas import types
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
@@ -21,7 +22,9 @@ JournalReader = Annotated[
 ]
 
 
-@router.get("/ledger/trial-balance")
+@router.get(
+    "/ledger/trial-balance", responses=errors(s404="NotFound: no chart of accounts in the currency")
+)
 async def trial_balance(
     _: TrialBalanceReader,
     sessions: SessionsDep,
@@ -33,7 +36,7 @@ async def trial_balance(
         return await read_models.trial_balance(session, currency)
 
 
-@router.get("/journals/{journal_id}")
+@router.get("/journals/{journal_id}", responses=errors(s404="JournalNotFound"))
 async def get_journal(
     _: JournalReader,
     journal_id: types.JournalId,

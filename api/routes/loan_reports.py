@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query
 
 from activities.daily_loan_par import par_report
 from api.deps import Principal, SessionsDep, SettingsDep, require_roles
+from api.errors import errors
 from schemas import types
 from schemas.daily_loan_job import PAR_READER_ROLES, ParReport
 from schemas.errors import BankflowError, ErrorCode
@@ -19,7 +20,10 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"])
 Reader = Annotated[Principal, Depends(require_roles(*PAR_READER_ROLES))]
 
 
-@router.get("/portfolio-at-risk")
+@router.get(
+    "/portfolio-at-risk",
+    responses=errors(s404="NotFound: the daily loan job has not run for the date"),
+)
 async def portfolio_at_risk(
     _: Reader,
     settings: SettingsDep,

@@ -11,6 +11,7 @@ from activities.accounts import create_member
 from activities.db import in_transaction
 from activities.read_models import MemberPage, member_view, search_members
 from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
+from api.errors import errors
 from api.idempotency import IdempotencyKey
 from schemas import types
 from schemas.members import MemberCreate, MemberView
@@ -22,7 +23,7 @@ Reader = Annotated[Principal, Depends(require_roles(*ANY_STAFF))]
 MemberNumber = Annotated[types.MemberNumber, Path(description="e.g. M0000042")]
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=errors(s404="NotFound: no such branch"))
 async def register_member(
     _: Registrar, key: IdempotencyKey, body: MemberCreate, sessions: SessionsDep
 ) -> MemberView:

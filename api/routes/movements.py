@@ -29,7 +29,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.movements import resolve_movement
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
-from api.errors import error_response
+from api.errors import error_response, errors
 from api.idempotency import IdempotencyKey
 from api.processes import describe, execute_decision, process_state
 from domain.money import to_major, to_minor
@@ -104,7 +104,14 @@ def _handle(client: Client, mid: str) -> WorkflowHandle[MoneyMovementWorkflow, M
     "",
     status_code=201,
     response_model=MovementView,
-    responses={202: {"model": MovementView}, 422: {"description": "refused by the ledger"}},
+    responses={
+        202: {"model": MovementView, "description": "held for a branch manager's decision"},
+        **errors(
+            s404="AccountNotFound",
+            s422="refused by the ledger (InsufficientFunds, InvalidAmount, CurrencyMismatch, "
+            "AccountClosed, ...) or ValidationError",
+        ),
+    },
 )
 async def create_movement(
     principal: Requester,
@@ -221,7 +228,7 @@ async def list_movements(
     return found
 
 
-@router.post("/{movement_id}/decisions")
+@router.post("/{movement_id}/decisions", responses=errors(s409="NotAwaitingDecision"))
 async def decide_movement(
     principal: Supervisor, movement_id: MovementId, body: DecisionRequest, client: TemporalDep
 ) -> MovementView:

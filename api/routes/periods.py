@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Path, Response
 from activities import periods
 from activities.db import in_transaction
 from api.deps import Principal, SessionsDep, require_roles
+from api.errors import errors
 from schemas import types
 from schemas.reversals import PeriodView
 
@@ -20,7 +21,14 @@ Reader = Annotated[Principal, Depends(require_roles("finance", "branch_manager",
 Period = Annotated[types.Period, Path(description="yyyy-mm")]
 
 
-@router.post("/{period}/close", status_code=201, responses={200: {"model": PeriodView}})
+@router.post(
+    "/{period}/close",
+    status_code=201,
+    responses={
+        200: {"model": PeriodView, "description": "closed already"},
+        **errors(s422="PeriodNotEnded, or ValidationError"),
+    },
+)
 async def close_period(
     principal: Finance, period: Period, response: Response, sessions: SessionsDep
 ) -> PeriodView:

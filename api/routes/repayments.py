@@ -33,7 +33,7 @@ from activities.loan_models import Loan
 from activities.loan_statement import payoff_quote, statement
 from activities.models import Branch, Member
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
-from api.errors import STATUS, error_response
+from api.errors import STATUS, error_response, errors
 from api.idempotency import IdempotencyKey
 from api.processes import describe, process_state
 from api.routes.loans import LoanNumber, Reader
@@ -161,11 +161,11 @@ def _handle(client: Client, wid: str) -> WorkflowHandle[LoanRepaymentWorkflow, R
     "/{loan_number}/repayments",
     status_code=201,
     response_model=RepaymentView,
-    responses={
-        404: {"description": "no such loan"},
-        409: {"description": "LoanStateConflict: the loan is not active"},
-        422: {"description": "bad amount or value date, or InsufficientFunds in savings"},
-    },
+    responses=errors(
+        s404="NotFound: no such loan",
+        s409="LoanStateConflict: the loan is not active",
+        s422="bad amount or value date, or InsufficientFunds in savings",
+    ),
 )
 async def repay_loan(
     principal: Payer,

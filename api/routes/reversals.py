@@ -27,6 +27,7 @@ from temporalio.common import (
 
 from activities.reversal_checks import check_reversible
 from api.deps import ANY_STAFF, Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.errors import errors
 from api.idempotency import IdempotencyKey
 from api.processes import execute_decision, process_state
 from domain.money import to_major
@@ -114,7 +115,11 @@ def _input(
     "/journals/{journal_id}/reversals",
     status_code=202,
     response_model=ReversalView,
-    responses={409: {"description": "already reversed, or its period is closed"}},
+    responses=errors(
+        s404="JournalNotFound",
+        s409="AlreadyReversed, PeriodClosed or LoanStateConflict",
+        s422="NotReversible, AccountClosed or ValidationError",
+    ),
 )
 async def request_reversal(
     principal: Requester,
@@ -176,7 +181,10 @@ async def get_reversal(_: Reader, journal_id: JournalId, client: TemporalDep) ->
     return view(await process_state(_handle(client, journal_id), ReversalState))
 
 
-@router.post("/journals/{journal_id}/reversals/decisions")
+@router.post(
+    "/journals/{journal_id}/reversals/decisions",
+    responses=errors(s409="Duplicate (a second decision by one person) or NotAwaitingDecision"),
+)
 async def decide_reversal(
     principal: Staff, journal_id: JournalId, body: DecisionRequest, client: TemporalDep
 ) -> ReversalView:

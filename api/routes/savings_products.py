@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from activities.db import in_transaction
 from activities.savings import create_product, enroll_account, list_products
 from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
+from api.errors import errors
 from schemas import types
 from schemas.savings import (
     ENROLLING_ROLES,
@@ -28,7 +29,14 @@ Reader = Annotated[Principal, Depends(require_roles(*ANY_STAFF))]
 ProductCode = Annotated[types.ProductCode, Path(description="e.g. SAVE-STD")]
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    responses=errors(
+        s409="Duplicate: the code is taken",
+        s422="InvalidAmount, CurrencyMismatch or ValidationError",
+    ),
+)
 async def create_savings_product(
     _: ProductAdmin, body: ProductCreate, sessions: SessionsDep
 ) -> ProductView:
@@ -49,7 +57,11 @@ async def list_savings_products(_: Reader, sessions: SessionsDep) -> list[Produc
         return await list_products(session)
 
 
-@router.post("/{code}/accounts", status_code=201)
+@router.post(
+    "/{code}/accounts",
+    status_code=201,
+    responses=errors(s409="Duplicate: the account is on a product already"),
+)
 async def enroll_savings_account(
     _: Enroller, code: ProductCode, body: EnrollRequest, sessions: SessionsDep
 ) -> EnrollmentView:

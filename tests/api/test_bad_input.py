@@ -254,7 +254,7 @@ async def test_the_openapi_document_tells_the_truth_about_errors(api: AsyncClien
     for path, operations in spec["paths"].items():
         for method, op in operations.items():
             for status, response in op["responses"].items():
-                if int(status) >= 400:
+                if int(status) >= 400 and path != "/ready":  # /ready: its checks, by design
                     schema = response["content"]["application/json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (path, status)
             if path.startswith("/v1/") and path != "/v1/auth/token":
