@@ -32,7 +32,7 @@ from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_r
 from api.errors import error_response, errors
 from api.idempotency import IdempotencyKey
 from api.processes import describe, execute_decision, process_state
-from domain.money import to_major, to_minor
+from domain.money import floor_minor, to_major
 from schemas import search_attributes as sa
 from schemas import types
 from schemas.errors import ErrorCode, known_code
@@ -146,7 +146,8 @@ async def create_movement(
         branch=resolved.branch,
         requested_by_id=principal.id,
         requested_by=principal.username,
-        approval_threshold_minor=to_minor(settings.approval_threshold, resolved.scale),
+        # Exact for any currency: "500.005" is a threshold of 500.00 for USD and 500 for JPY.
+        approval_threshold_minor=floor_minor(settings.approval_threshold, resolved.scale),
         approval_timeout=settings.approval_timeout,
     )
     start = WithStartWorkflowOperation(
