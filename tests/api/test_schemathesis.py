@@ -95,7 +95,8 @@ class Stack:
     async def _start(self) -> None:
         queue = f"tq-schemathesis-{uuid.uuid4().hex[:8]}"
         settings = self._settings.model_copy(update={"interactive_task_queue": queue})
-        engine = make_engine(settings)
+        # A small pool: the Postgres server is shared with the rest of the suite.
+        engine = make_engine(settings, pool_size=4)
         self._exit.push_async_callback(engine.dispose)
         sessions = make_sessionmaker(engine)
         await in_transaction(sessions, self._seed)
