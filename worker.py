@@ -22,6 +22,7 @@ from temporalio.worker import Worker
 from activities.daily_loan_job import DailyLoanJobActivities
 from activities.db import make_engine, make_sessionmaker
 from activities.disbursements import DisbursementActivities
+from activities.errors import ActivityFailures
 from activities.kyc import KycActivities
 from activities.ledger import LedgerActivities
 from activities.loans import LoanActivities
@@ -95,6 +96,7 @@ def build_workers(
             task_queue=interactive_queue or settings.interactive_task_queue,
             workflows=INTERACTIVE_WORKFLOWS,
             activities=activities,
+            interceptors=[ActivityFailures()],
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         ),
         Worker(
@@ -102,6 +104,7 @@ def build_workers(
             task_queue=batch_queue or settings.batch_task_queue,
             workflows=BATCH_WORKFLOWS,
             activities=activities,
+            interceptors=[ActivityFailures()],
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
             max_concurrent_activities=4,
         ),

@@ -25,8 +25,14 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
 
 def make_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
+    # hide_parameters: an error's text (logged, or recorded by Temporal) never carries the
+    # statement's parameters, which may be names or e-mail addresses.
     return create_async_engine(
-        settings.sqlalchemy_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        settings.sqlalchemy_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        hide_parameters=True,
     )
 
 

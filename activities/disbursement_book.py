@@ -5,7 +5,6 @@ loan row locked first, so a step and its compensation never interleave on one lo
 from __future__ import annotations
 
 import decimal
-from decimal import Decimal
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +13,7 @@ from activities import ledger_engine, loan_book
 from activities.loan_book_models import Disbursement, LoanTransaction
 from activities.loan_models import Loan
 from activities.models import Hold
+from domain.money import percent_of
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import ReversalRequest, VoidHoldRequest
 from schemas.loan_products import ProductSnapshot
@@ -24,9 +24,8 @@ def disbursement_fee(product: ProductSnapshot, principal_minor: int) -> int:
     if product.disbursement_fee_kind == "flat":
         return product.disbursement_fee_flat_minor
     if product.disbursement_fee_kind == "percent":
-        exact = Decimal(principal_minor) * product.disbursement_fee_pct / 100
         mode = getattr(decimal, f"ROUND_{product.rounding_mode}")
-        return int(exact.to_integral_value(rounding=mode))
+        return percent_of(principal_minor, product.disbursement_fee_pct, mode)
     return 0
 
 

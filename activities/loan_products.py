@@ -6,11 +6,11 @@ and largest loans make a schedule, so a product that cannot price a loan never g
 
 from __future__ import annotations
 
-import decimal
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,8 +33,10 @@ from schemas.loan_products import (
     plain,
     schedule_terms,
 )
+from schemas.types import Percent
 
 SCHEDULE_FIELDS = tuple(ScheduleRules.model_fields)
+PERCENT: TypeAdapter[Decimal] = TypeAdapter(Percent)
 
 
 def minor(amount: str, scale: int, field: str, *, allow_zero: bool = False) -> int:
@@ -107,13 +109,15 @@ def _row(body: LoanProductCreate, scale: int, created_by_id: int | None) -> dict
 
 
 def _percent(value: str) -> Decimal:
+    """A percentage fee as its column keeps it (6 decimals): refused, never rounded, beyond."""
     try:
-        pct = Decimal(value)
-    except decimal.InvalidOperation as exc:
-        raise BankflowError(ErrorCode.VALIDATION, f"{value!r} is not a percentage") from exc
-    if not pct.is_finite() or not 0 <= pct <= 100:
-        raise BankflowError(ErrorCode.VALIDATION, "a percentage fee must be between 0 and 100")
-    return pct
+        return PERCENT.validate_python(value)
+    except ValidationError as exc:
+        raise BankflowError(
+            ErrorCode.VALIDATION,
+            f"disbursement_fee.value: a percentage from 0 to 100 with at most 6 decimals, not "
+            f"{value!r}",
+        ) from exc
 
 
 async def currency_scale(session: AsyncSession, currency: str) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from decimal import ROUND_CEILING, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, Decimal
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -21,7 +21,7 @@ from temporalio import activity
 from activities.errors import transaction
 from activities.loan_models import Loan, LoanEvent, LoanGuarantor
 from activities.models import LedgerAccount, Member, StaffRole, StaffUser
-from domain.money import to_major
+from domain.money import percent_of, times, to_major
 from schemas.loan_products import ProductSnapshot, plain
 from schemas.loans import (
     CoverRequest,
@@ -43,7 +43,7 @@ BINDING_STATES = ("submitted_and_pending_approval", "approved")
 
 def share(principal_minor: int, pct: Decimal) -> int:
     """`pct` percent of the principal, rounded up: a rule is never met by a rounding."""
-    return int((Decimal(principal_minor) * pct / 100).to_integral_value(ROUND_CEILING))
+    return percent_of(principal_minor, pct, ROUND_CEILING)
 
 
 async def savings(session: AsyncSession, member_id: int, currency: str) -> tuple[int, int]:
@@ -112,7 +112,7 @@ async def check_terms(session: AsyncSession, req: TermsCheckRequest) -> TermsChe
         )
     balance, _ = await savings(session, member.id, p.currency)
     if rules.max_savings_multiple is not None:
-        limit = int(Decimal(balance) * rules.max_savings_multiple)
+        limit = times(balance, rules.max_savings_multiple, ROUND_DOWN)
         add(
             "savings_multiple",
             req.principal_minor <= limit,

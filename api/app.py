@@ -22,6 +22,7 @@ from api.auth import LoginLimiter
 from api.deps import TemporalConnector
 from api.errors import install_error_handlers
 from api.idempotency import IdempotencyMiddleware
+from api.openapi import document_errors
 from schemas.errors import BankflowError
 from schemas.settings import Settings, service_settings
 
@@ -58,6 +59,7 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
         settings.login_limit_per_username, settings.login_limit_per_address
     )
     install_error_handlers(app)
+    document_errors(app)
     # Added last = outermost: the audit sees the idempotency layer's own answers too.
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(AuditMiddleware)

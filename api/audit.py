@@ -20,6 +20,7 @@ from activities.models import AuditEntry
 from activities.staff import Principal
 from api.errors import INTERNAL_ERROR
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from schemas.types import printable
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 OK = "ok"
@@ -83,14 +84,18 @@ async def _write(scope: Scope, state: dict[str, Any], status: int, outcome: str)
             AuditEntry(
                 actor_user_id=principal.id if principal else None,
                 actor_username=(
-                    principal.username if principal else state.get(ATTEMPTED_USERNAME, "")[:64]
+                    principal.username
+                    if principal
+                    else printable(state.get(ATTEMPTED_USERNAME, ""), 64)
                 )
                 or None,
                 action=f"{scope['method']} {template}"[:100],
-                resource=scope["path"],
+                # What the caller sent, recorded even when it was refused: without the control
+                # characters (a NUL in a path) that Postgres would refuse.
+                resource=printable(scope["path"], 2000),
                 client_address=_client_address(scope),
-                user_agent=headers.get("user-agent"),
-                idempotency_key=(headers.get(IDEMPOTENCY_HEADER) or "")[:200] or None,
+                user_agent=printable(headers.get("user-agent", ""), 500) or None,
+                idempotency_key=printable(headers.get(IDEMPOTENCY_HEADER, ""), 200) or None,
                 outcome_status=status,
                 outcome=outcome,
             )

@@ -1,10 +1,12 @@
 """One error shape for every failure: `{"error": "<Code>", "detail": "<human message>"}`.
 
 Status rules, applied everywhere:
-- every input that fails validation is 422 `ValidationError`, whether the JSON is malformed, a
-  field is unknown or invalid, a query parameter is out of range or a required header is missing
-  (one code, one status);
+- every input that fails validation is 422 `ValidationError`, whether the JSON is malformed or
+  not UTF-8, a field is unknown or invalid, a query parameter is out of range or a required
+  header is missing (one code, one status);
 - business failures carry their `ErrorCode`, mapped to a status in `STATUS` below;
+- a database error is classified once (`activities.errors.classify`): a value or row Postgres
+  refuses is 422 `InvalidData` / 409 `Duplicate`, a database that is down or busy 503;
 - 500 `InternalError` is reserved for bugs and is logged with its traceback.
 """
 
@@ -17,9 +19,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.errors import classify, log_failure
 from schemas.errors import BankflowError, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -54,6 +59,8 @@ STATUS: dict[ErrorCode, int] = {
     E.INVALID_POSTING: 422,
     E.NOT_REVERSIBLE: 422,
     E.VALIDATION: 422,
+    E.INVALID_DATA: 422,
+    E.DATABASE_UNAVAILABLE: 503,
     E.RATE_LIMITED: 429,
     E.LOGIN_LOCKED: 429,
     E.PROCESS_UNAVAILABLE: 503,
@@ -69,6 +76,39 @@ STATUS: dict[ErrorCode, int] = {
     E.INVALID_SCHEDULE: 422,
     E.LOAN_STATE: 409,
     E.PAYOUT_REJECTED: 422,
+}
+
+
+class ErrorBody(BaseModel):
+    """The one error shape of every 4xx and 5xx answer."""
+
+    error: str = Field(description="the error code, e.g. InsufficientFunds or ValidationError")
+    detail: str = Field(description="what went wrong, for people")
+
+
+def errors(*statuses: int, **codes: str) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for the errors a route answers with, each in the error shape, described in
+    general or, for `s<status>=...`, by the codes it answers with: `errors(404,
+    s409="AlreadyReversed or PeriodClosed")`. Authentication, roles, validation, idempotency
+    and availability are added to every route that has them by `api.openapi`."""
+    documented: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorBody, "description": DESCRIPTIONS[status]} for status in statuses
+    }
+    for name, description in codes.items():
+        documented[int(name.removeprefix("s"))] = {"model": ErrorBody, "description": description}
+    return documented
+
+
+DESCRIPTIONS: dict[int, str] = {
+    401: "Unauthenticated: no bearer token, a bad or expired one, or a disabled user",
+    403: "Forbidden (the caller's roles do not allow this) or FourEyesViolation",
+    404: "NotFound, or what was not found (AccountNotFound, JournalNotFound, ...)",
+    409: "a conflict with the current state, or IdempotencyKeyConflict / IdempotencyKeyInProgress",
+    413: "DocumentTooLarge",
+    422: "ValidationError (the request is malformed; nothing was done), or the business rule "
+    "that refused it (InsufficientFunds, InvalidAmount, InvalidData, ...)",
+    429: "RateLimited: see Retry-After",
+    503: "ProcessUnavailable or DatabaseUnavailable: nothing is known to be done; retry",
 }
 
 # Temporal failures that mean "the process engine is unreachable right now", not a bug.
@@ -117,6 +157,16 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:
+        # FastAPI's answer to a body it cannot parse at all (not UTF-8, a broken multipart form):
+        # malformed input, so the one validation status and code.
+        cause = exc.__cause__
+        detail = (
+            "request body is not valid UTF-8"
+            if isinstance(cause, UnicodeDecodeError)
+            else f"request body cannot be parsed: {exc.detail}"
+        )
+        return error_response(E.VALIDATION, detail, 422)
     if exc.status_code == 404:
         code = str(E.NOT_FOUND)
     elif exc.status_code == 405:
@@ -137,6 +187,15 @@ async def _rpc(request: Request, exc: Exception) -> JSONResponse:
     return await _unexpected(request, exc)
 
 
+async def _database(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DBAPIError)
+    failure = classify(exc)
+    log_failure(failure, exc, f"{request.method} {request.url.path}")
+    if failure.retryable:
+        return error_response(failure.code, failure.message, 503, {"Retry-After": "1"})
+    return error_response(failure.code, failure.message, STATUS[failure.code])
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(INTERNAL_ERROR, "internal error", 500)
@@ -147,4 +206,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(RPCError, _rpc)
+    app.add_exception_handler(DBAPIError, _database)
     app.add_exception_handler(Exception, _unexpected)

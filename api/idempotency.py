@@ -42,6 +42,7 @@ from api.auth import decode_token
 from api.errors import error_response
 from schemas.errors import BankflowError, ErrorCode
 from schemas.settings import Settings
+from schemas.types import IdempotencyKeyValue
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -51,16 +52,14 @@ IN_PROGRESS_LEASE = timedelta(minutes=5)
 
 async def _idempotency_key(
     key: Annotated[
-        str | None,
+        IdempotencyKeyValue,
         Header(
             alias=HEADER,
-            description="Client-chosen key (max 200 characters); a retry with the same key and "
-            "body returns the first answer.",
+            description="Client-chosen key (1 to 200 characters); a retry with the same key and "
+            "body returns the first answer. Required: without it the request is 422.",
         ),
-    ] = None,
+    ],
 ) -> str:
-    if not key:
-        raise BankflowError(ErrorCode.VALIDATION, f"the {HEADER} header is required")
     return key
 
 

@@ -21,6 +21,8 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
 
+from domain.money import round_ratio
+
 Component = Literal["penalty", "fee", "interest", "principal"]
 # The allocation order within an installment.
 COMPONENTS: tuple[Component, ...] = ("penalty", "fee", "interest", "principal")
@@ -121,10 +123,6 @@ class Payoff:
         return self.principal + self.interest + self.fee + self.penalty - self.refund
 
 
-def _round_share(value: Fraction, rounding: str) -> int:
-    return int((Decimal(value.numerator) / Decimal(value.denominator)).to_integral_value(rounding))
-
-
 def payoff(dues: Sequence[Due], on: date, rounding: str = decimal.ROUND_HALF_EVEN) -> Payoff:
     """The amount that closes the loan on `on`, the interest that closing waives and the interest
     paid in advance that it gives back (never more than the rest owed: a quote is not negative)."""
@@ -162,7 +160,7 @@ def earned_interest(due: Due, on: date, rounding: str = decimal.ROUND_HALF_EVEN)
     if on <= due.from_on:
         return 0
     share = Fraction(charged * (on - due.from_on).days, (due.due_on - due.from_on).days)
-    return _round_share(share, rounding)
+    return round_ratio(share, rounding)
 
 
 def allocate(

@@ -34,6 +34,7 @@ from fractions import Fraction
 from typing import Literal
 
 from domain.dates import due_dates, step
+from domain.money import AmountError, round_ratio, to_major, to_minor
 
 Frequency = Literal["days", "weeks", "months"]
 InterestMethod = Literal["declining_balance", "flat"]
@@ -146,31 +147,6 @@ def rounding_mode(name: str) -> str:
     return mode
 
 
-def round_ratio(value: Fraction, mode: str) -> int:
-    """`value` rounded to an integer with a decimal rounding mode, exactly (no float, no
-    intermediate decimal digits that could round twice)."""
-    floor, rest = divmod(value.numerator, value.denominator)
-    if rest == 0:
-        return floor
-    ceil, positive = floor + 1, value > 0
-    twice = 2 * rest
-    if mode == decimal.ROUND_FLOOR:
-        return floor
-    if mode == decimal.ROUND_CEILING:
-        return ceil
-    if mode == decimal.ROUND_DOWN:
-        return floor if positive else ceil
-    if mode == decimal.ROUND_UP:
-        return ceil if positive else floor
-    if twice != value.denominator:
-        return floor if twice < value.denominator else ceil
-    if mode == decimal.ROUND_HALF_UP:
-        return ceil if positive else floor
-    if mode == decimal.ROUND_HALF_DOWN:
-        return floor if positive else ceil
-    return floor if floor % 2 == 0 else ceil  # ROUND_HALF_EVEN
-
-
 @dataclass
 class _Rules:
     """Derived once from the terms: the rounding, the rates and the grace bounds."""
@@ -179,6 +155,7 @@ class _Rules:
     mode: str
     multiple_minor: int
     dates: list[date]
+    first_start: date  # one period before the first due date (Fineract's ideal disbursement)
     rate_context: Context = field(init=False)
 
     def __post_init__(self) -> None:
@@ -226,10 +203,7 @@ class _Rules:
     def interest_start(self, number: int) -> date:
         """Period 1 runs from one period before the first due date (Fineract's ideal
         disbursement date); later periods from the previous due date."""
-        t = self.terms
-        if number == 1:
-            return step(self.dates[0], -t.every, t.frequency)
-        return self.dates[number - 2]
+        return self.first_start if number == 1 else self.dates[number - 2]
 
 
 def _validate(t: ScheduleTerms) -> str:
@@ -269,22 +243,35 @@ def _validate(t: ScheduleTerms) -> str:
         raise ScheduleError(
             "a flat loan in equal installments needs a period outside both interest graces"
         )
-    multiple = t.installment_multiple
-    if not multiple.is_finite() or multiple < 0 or multiple.scaleb(t.scale) % 1:
-        raise ScheduleError(
-            f"installment multiple must be zero or a positive amount with at most {t.scale} decimals"
-        )
     return rounding_mode(t.rounding)
+
+
+def _multiple_minor(t: ScheduleTerms) -> int:
+    """The installment multiple in minor units, exactly (never rounded to fit the currency)."""
+    try:
+        return to_minor(t.installment_multiple, t.scale, allow_zero=True)
+    except AmountError as exc:
+        raise ScheduleError(
+            f"installment multiple must be zero or a positive amount with at most {t.scale} "
+            "decimals"
+        ) from exc
+
+
+def _calendar(t: ScheduleTerms) -> tuple[list[date], date]:
+    """The due dates and the first period's start; terms whose dates leave the calendar
+    (before year 1 or after 9999: date arithmetic overflows) make no schedule."""
+    try:
+        dates = due_dates(t.disbursed_on, t.first_repayment_on, t.repayments, t.every, t.frequency)
+        return dates, step(dates[0], -t.every, t.frequency)
+    except (OverflowError, ValueError) as exc:
+        raise ScheduleError("the repayment dates run past the end of the calendar") from exc
 
 
 def generate_schedule(terms: ScheduleTerms) -> Schedule:
     """The repayment schedule for `terms`; ScheduleError for a combination that makes none."""
     mode = _validate(terms)
-    dates = due_dates(
-        terms.disbursed_on, terms.first_repayment_on, terms.repayments, terms.every, terms.frequency
-    )
-    multiple_minor = int(terms.installment_multiple.scaleb(terms.scale))
-    rules = _Rules(terms, mode, multiple_minor, dates)
+    multiple_minor = _multiple_minor(terms)
+    rules = _Rules(terms, mode, multiple_minor, *_calendar(terms))
     if terms.interest_method == "flat":
         installments = _flat(rules)
     else:
@@ -351,8 +338,8 @@ def _declining(rules: _Rules) -> list[Installment]:
         elif equal_installments:
             if emi < interest:
                 raise ScheduleError(
-                    f"installment {number} owes {_major(interest, t.scale)} interest, more than the "
-                    f"installment of {_major(emi, t.scale)}; shorten the interest grace or lower "
+                    f"installment {number} owes {to_major(interest, t.scale)} interest, more than the "
+                    f"installment of {to_major(emi, t.scale)}; shorten the interest grace or lower "
                     "the installment multiple"
                 )
             principal = emi - own_interest
@@ -448,7 +435,3 @@ def _flat(rules: _Rules) -> list[Installment]:
         balance -= principal
         rows.append(_installment(rules, number, principal, interest, balance))
     return _sweep_deferred(rows, deferred)
-
-
-def _major(minor: int, scale: int) -> str:
-    return f"{Decimal(minor).scaleb(-scale):.{scale}f}"

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.loans import Actor
+from schemas.types import Day, LongName
 
 # Who may release a loan's money: not the loan officer who booked it (segregation of duties),
 # but the branch manager or finance. LoanApproval's `disburse` validator checks the same list.
@@ -28,7 +29,7 @@ class ExternalAccount(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
     bank_code: str = Field(pattern=r"^[A-Z0-9]{3,11}$", description="bank or BIC code")
     account_number: str = Field(pattern=r"^[A-Z0-9-]{4,34}$")
-    account_name: str = Field(min_length=1, max_length=140)
+    account_name: LongName = Field(max_length=140)
 
 
 class DisbursementCreate(BaseModel):
@@ -38,7 +39,7 @@ class DisbursementCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     destination: Destination = "savings"
     external_account: ExternalAccount | None = None
-    disbursed_on: date | None = Field(
+    disbursed_on: Day | None = Field(
         default=None, description="business date; decides the due dates (default today, UTC)"
     )
 
@@ -57,7 +58,7 @@ class DisbursementInput(BaseModel):
     attempt: int = Field(ge=1)
     destination: Destination = "savings"
     external_account: ExternalAccount | None = None
-    disbursed_on: date
+    disbursed_on: Day
     requested_by: str
     requested_by_id: int | None = None
     branch: str = ""

@@ -32,6 +32,8 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "RateLimited"
     LOGIN_LOCKED = "LoginLocked"  # too many failed logins for one username
     DUPLICATE = "Duplicate"
+    INVALID_DATA = "InvalidData"  # the database or a model refused a value a retry cannot change
+    DATABASE_UNAVAILABLE = "DatabaseUnavailable"  # retryable: connection lost, deadlock, restart
     # processes
     FOUR_EYES = "FourEyesViolation"
     NOT_AWAITING_DECISION = "NotAwaitingDecision"

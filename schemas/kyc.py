@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.types import CountryCode, Day, DocumentNumber, Name, Note, Reason
+
 DocType = Literal["national_id", "passport", "drivers_licence", "proof_of_address", "photo", "bvn"]
 IDENTITY_DOCS = frozenset({"national_id", "passport", "drivers_licence", "bvn"})
 # Documents whose number and issuing country identify a person (format and duplicate checks).
@@ -54,10 +56,10 @@ class DocumentMeta(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     doc_type: DocType
-    number: str | None = Field(default=None, max_length=64)
-    issuing_country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
-    issue_date: date | None = None
-    expiry_date: date | None = None
+    number: DocumentNumber | None = None
+    issuing_country: CountryCode | None = None
+    issue_date: Day | None = None
+    expiry_date: Day | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> DocumentMeta:
@@ -147,7 +149,7 @@ class DecisionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     action: Literal["approve", "reject", "request_information"]
     reason_code: RejectReason | None = None
-    note: str = Field(default="", max_length=1000)
+    note: Note = ""
     documents: list[DocType] = Field(default_factory=list, max_length=6)
 
     @model_validator(mode="after")
@@ -169,8 +171,8 @@ class Resubmission(BaseModel):
     """The member handed in new documents (uploaded first); the checks run again."""
 
     model_config = ConfigDict(extra="forbid")
-    by: str = Field(max_length=64)
-    note: str = Field(default="", max_length=500)
+    by: Name
+    note: Reason = ""
 
 
 class Decision(BaseModel):

@@ -23,6 +23,7 @@ from domain.schedule import (
     ScheduleTerms,
 )
 from domain.schedule import InterestPeriod as InterestCalculationPeriod
+from schemas.types import Amount, CurrencyCode, Day, LongName, Multiple, Percent, ProductCode, Rate
 
 # Roles that can sit on an approval level (the workflow checks decisions against them).
 ApproverRole = Literal[
@@ -33,8 +34,6 @@ FeeKind = Literal["flat", "percent"]
 # cash: interest and penalties are income when paid; accrual: the daily loan job books them as
 # income (against receivables) as they are earned, and a repayment settles the receivable.
 Accounting = Literal["cash", "accrual"]
-Percent = Decimal
-CODE_PATTERN = r"^[A-Z0-9][A-Z0-9_-]{1,31}$"
 
 # Who escalation hands a level to when a product names no `escalate_to`.
 DEFAULT_ESCALATION: dict[str, str] = {
@@ -58,7 +57,7 @@ class ApprovalTierIn(BaseModel):
     """Applications up to `up_to` (major units; null = no limit) go through `levels` in order."""
 
     model_config = ConfigDict(extra="forbid")
-    up_to: str | None = Field(default=None, max_length=40)
+    up_to: Amount | None = None
     levels: list[ApprovalLevel] = Field(min_length=1, max_length=6)
 
 
@@ -72,19 +71,16 @@ class ApprovalTier(BaseModel):
 class DisbursementFee(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: FeeKind
-    value: str = Field(max_length=40, description="flat: major units; percent: of the principal")
+    value: Amount = Field(description="flat: major units; percent: of the principal")
 
 
 class GuaranteeRules(BaseModel):
     model_config = ConfigDict(extra="forbid")
     min_guaranteed_by_others_pct: Percent = Field(
-        default=Decimal(0),
-        ge=0,
-        le=100,
-        description="share of the principal other members guarantee",
+        default=Decimal(0), description="share of the principal other members guarantee"
     )
     own_savings_pct: Percent = Field(
-        default=Decimal(0), ge=0, le=100, description="share of the principal the applicant holds"
+        default=Decimal(0), description="share of the principal the applicant holds"
     )
 
 
@@ -92,8 +88,8 @@ class EligibilityRules(BaseModel):
     model_config = ConfigDict(extra="forbid")
     require_kyc_verified: bool = True
     min_membership_days: int = Field(default=0, ge=0, le=36500)
-    max_savings_multiple: Decimal | None = Field(
-        default=None, gt=0, le=1000, description="principal at most K times the member's savings"
+    max_savings_multiple: Multiple | None = Field(
+        default=None, description="principal at most K times the member's savings"
     )
     no_loan_in_arrears: bool = True
 
@@ -102,7 +98,7 @@ class ScheduleRules(BaseModel):
     """The repayment terms a product fixes (everything but principal, count and dates)."""
 
     model_config = ConfigDict(extra="forbid")
-    annual_interest_rate: Percent = Field(ge=0, le=1000, description="nominal, percent per year")
+    annual_interest_rate: Rate = Field(description="nominal, percent per year")
     repayment_every: int = Field(default=1, ge=1, le=366)
     repayment_frequency: Frequency = "months"
     interest_method: InterestMethod = "declining_balance"
@@ -110,7 +106,7 @@ class ScheduleRules(BaseModel):
     interest_calculation_period: InterestCalculationPeriod = "same_as_repayment"
     days_in_year: DaysInYear = "actual"
     days_in_month: DaysInMonth = "actual"
-    installment_multiple: str = Field(default="0", max_length=40, description="major units")
+    installment_multiple: Amount = Field(default="0", description="major units")
     rounding_mode: RoundingMode = "HALF_EVEN"
     grace_on_principal: int = Field(default=0, ge=0, le=600)
     grace_on_interest_payment: int = Field(default=0, ge=0, le=600)
@@ -158,16 +154,16 @@ def schedule_terms(
 class LoanProductCreate(ScheduleRules):
     """A new loan product. Amounts are decimal strings in the product currency's major units."""
 
-    code: str = Field(pattern=CODE_PATTERN, description="the product's id in URLs, e.g. SALARY")
-    name: str = Field(min_length=1, max_length=200)
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
-    min_principal: str = Field(max_length=40)
-    max_principal: str = Field(max_length=40)
+    code: ProductCode = Field(description="the product's id in URLs, e.g. SALARY")
+    name: LongName
+    currency: CurrencyCode
+    min_principal: Amount
+    max_principal: Amount
     min_repayments: int = Field(ge=1, le=600)
     max_repayments: int = Field(ge=1, le=600)
     disbursement_fee: DisbursementFee | None = None
-    penalty_rate: Percent = Field(
-        default=Decimal(0), ge=0, le=1000, description="percent per year on overdue amounts"
+    penalty_rate: Rate = Field(
+        default=Decimal(0), description="percent per year on overdue amounts"
     )
     accounting: Accounting = "cash"
     auto_disburse: bool = Field(
@@ -202,7 +198,7 @@ class ProductSnapshot(ScheduleRules):
     disbursement_fee_kind: FeeKind | None = None
     disbursement_fee_flat_minor: int = 0
     disbursement_fee_pct: Percent = Decimal(0)
-    penalty_rate: Percent = Decimal(0)
+    penalty_rate: Rate = Decimal(0)
     # Defaults: histories recorded before these existed replay as cash, manual disbursement.
     accounting: Accounting = "cash"
     auto_disburse: bool = False
@@ -232,7 +228,7 @@ class LoanProductView(ScheduleRules):
     min_repayments: int
     max_repayments: int
     disbursement_fee: DisbursementFee | None
-    penalty_rate: Percent
+    penalty_rate: Rate
     accounting: Accounting
     auto_disburse: bool
     guarantee: GuaranteeRules
@@ -245,7 +241,7 @@ class SchedulePreviewRequest(BaseModel):
     """Principal and number of repayments to preview under a product's terms."""
 
     model_config = ConfigDict(extra="forbid")
-    principal: str = Field(max_length=40)
+    principal: Amount
     repayments: int = Field(ge=1, le=600)
-    disbursed_on: date | None = Field(default=None, description="default today")
-    first_repayment_on: date | None = Field(default=None, description="default one period later")
+    disbursed_on: Day | None = Field(default=None, description="default today")
+    first_repayment_on: Day | None = Field(default=None, description="default one period later")

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.loan_products import ProductSnapshot
 from schemas.schedule import ScheduleView
+from schemas.types import Amount, Day, MemberNumber, ProductCode, Reason
 
 # Staff who enter, amend and withdraw applications and record guarantors' answers.
 REQUESTER_ROLES = ("loan_officer", "teller", "branch_manager")
@@ -49,21 +50,21 @@ SETTLED_STAGES = frozenset(Stage) - {Stage.CHECKING_ELIGIBILITY}
 
 class GuarantorIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    member_number: str = Field(max_length=20)
-    amount: str = Field(max_length=40, description="amount guaranteed, major units")
+    member_number: MemberNumber
+    amount: Amount = Field(description="amount guaranteed, major units")
 
 
 class LoanCreate(BaseModel):
     """A member's application, entered by a loan officer or teller."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    member_number: str = Field(max_length=20)
-    product: str = Field(max_length=32, description="loan product code")
-    principal: str = Field(max_length=40, description="major units")
+    member_number: MemberNumber
+    product: ProductCode = Field(description="loan product code")
+    principal: Amount = Field(description="major units")
     repayments: int = Field(ge=1, le=600)
-    purpose: str = Field(default="", max_length=500)
+    purpose: Reason = ""
     guarantors: list[GuarantorIn] = Field(default_factory=list, max_length=10)
-    expected_disbursement_on: date | None = Field(default=None, description="default today")
+    expected_disbursement_on: Day | None = Field(default=None, description="default today")
 
     @model_validator(mode="after")
     def _distinct_guarantors(self) -> LoanCreate:
@@ -84,8 +85,8 @@ class DecisionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     action: DecisionAction
-    reason: str = Field(default="", max_length=500)
-    principal: str | None = Field(default=None, max_length=40)
+    reason: Reason = ""
+    principal: Amount | None = None
     repayments: int | None = Field(default=None, ge=1, le=600)
 
     @model_validator(mode="after")
@@ -99,15 +100,15 @@ class DecisionRequest(BaseModel):
 
 class AmendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    principal: str | None = Field(default=None, max_length=40)
+    principal: Amount | None = None
     repayments: int | None = Field(default=None, ge=1, le=600)
-    purpose: str | None = Field(default=None, max_length=500)
-    reason: str = Field(default="", max_length=500)
+    purpose: Reason | None = None
+    reason: Reason = ""
 
 
 class WithdrawRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    reason: str = Field(min_length=1, max_length=500)
+    reason: Reason = Field(min_length=1)
 
 
 class ConsentRequest(BaseModel):
@@ -115,7 +116,7 @@ class ConsentRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     accept: bool
-    note: str = Field(default="", max_length=500)
+    note: Reason = ""
 
 
 # --- workflow input, updates and signals ------------------------------------------------------
@@ -138,8 +139,8 @@ class LoanInput(BaseModel):
     product: ProductSnapshot
     principal_minor: int = Field(gt=0)
     repayments: int = Field(gt=0)
-    purpose: str = ""
-    expected_disbursement_on: date
+    purpose: Reason = ""
+    expected_disbursement_on: Day
     guarantors: list[Guarantor] = Field(default_factory=list)
     entered_by_id: int
     entered_by: str
@@ -164,7 +165,7 @@ class Actor(BaseModel):
 class Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
     action: DecisionAction
-    reason: str = ""
+    reason: Reason = ""
     principal_minor: int | None = Field(default=None, gt=0)
     repayments: int | None = Field(default=None, gt=0)
     actor: Actor
@@ -174,23 +175,23 @@ class Amendment(BaseModel):
     model_config = ConfigDict(extra="forbid")
     principal_minor: int | None = Field(default=None, gt=0)
     repayments: int | None = Field(default=None, gt=0)
-    purpose: str | None = None
-    reason: str = ""
+    purpose: Reason | None = None
+    reason: Reason = ""
     actor: Actor
 
 
 class Withdrawal(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str
+    reason: Reason
     actor: Actor
 
 
 class GuarantorAnswer(BaseModel):
     """Signal: a guarantor accepted or declined."""
 
-    member_number: str
+    member_number: MemberNumber
     accept: bool
-    note: str = ""
+    note: Reason = ""
     recorded_by_id: int
     recorded_by: str
 

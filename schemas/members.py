@@ -7,17 +7,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
+from schemas.types import BranchCode, CurrencyCode, Day, Name
+
 MemberAccountKind = Literal["savings", "shares"]
 
 
 class MemberCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    first_name: str = Field(min_length=1, max_length=100)
-    last_name: str = Field(min_length=1, max_length=100)
-    date_of_birth: date
+    first_name: Name
+    last_name: Name
+    date_of_birth: Day
     email: EmailStr | None = None
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 ()-]{6,31}$")
-    branch_code: str = Field(min_length=1, max_length=20)
+    branch_code: BranchCode
 
     @field_validator("date_of_birth")
     @classmethod
@@ -45,7 +47,7 @@ class MemberView(BaseModel):
 class AccountOpen(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: MemberAccountKind = "savings"
-    currency: str = Field(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")
+    currency: CurrencyCode
 
 
 class AccountView(BaseModel):

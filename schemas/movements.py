@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.types import AccountNumber, Amount, CurrencyCode, Reason
+
 MovementKind = Literal["deposit", "withdrawal", "transfer"]
 
 # The workflow, not the API, is the authority on who may decide (DESIGN.md, "API").
@@ -35,11 +37,11 @@ class MovementCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     kind: MovementKind
-    amount: str = Field(description='decimal string in major units, e.g. "250.00"', max_length=40)
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
-    from_account: str | None = Field(default=None, max_length=32)
-    to_account: str | None = Field(default=None, max_length=32)
-    narrative: str = Field(default="", max_length=500)
+    amount: Amount = Field(description='decimal string in major units, e.g. "250.00"')
+    currency: CurrencyCode
+    from_account: AccountNumber | None = None
+    to_account: AccountNumber | None = None
+    narrative: Reason = ""
 
     @model_validator(mode="after")
     def _accounts_fit_kind(self) -> MovementCreate:
@@ -64,9 +66,9 @@ class MovementInput(BaseModel):
     debit_account: str
     credit_account: str
     amount_minor: int = Field(gt=0)
-    currency: str
+    currency: CurrencyCode
     scale: int
-    narrative: str = ""
+    narrative: Reason = ""
     value_date: date
     branch: str
     requested_by_id: int
@@ -78,7 +80,7 @@ class MovementInput(BaseModel):
 class DecisionInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     approve: bool
-    reason: str = Field(default="", max_length=500)
+    reason: Reason = ""
     approver_id: int
     approver: str
     approver_roles: list[str]
@@ -89,7 +91,7 @@ class DecisionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     approve: bool
-    reason: str = Field(default="", max_length=500)
+    reason: Reason = ""
 
 
 class HistoryEntry(BaseModel):

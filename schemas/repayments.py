@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.types import Amount, Day
+
 Source = Literal["savings", "cash"]
 # Who may take a repayment (the payment side); readers are those of the loans API.
 REPAYMENT_ROLES = ("teller", "loan_officer", "branch_manager")
@@ -17,12 +19,12 @@ REPAYMENT_ROLES = ("teller", "loan_officer", "branch_manager")
 
 class RepaymentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount: str = Field(max_length=40, description='major units, e.g. "305.00"')
+    amount: Amount = Field(description='major units, e.g. "305.00"')
     source: Source = Field(
         default="savings",
         description="savings: taken from the member's savings account; cash: paid at a teller",
     )
-    value_date: date | None = Field(
+    value_date: Day | None = Field(
         default=None,
         description="default today (UTC); not in the future, not before the disbursement or "
         "the loan's latest repayment",

@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.types import Reason
+
 ReasonCode = Literal[
     "duplicate", "wrong_account", "wrong_amount", "customer_dispute", "fraud", "other"
 ]
@@ -72,7 +74,7 @@ class ReversalCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     reason_code: ReasonCode
-    reason: str = Field(min_length=1, max_length=500, description="free text for the checker")
+    reason: Reason = Field(min_length=1, description="free text for the checker")
 
 
 class ReversalInput(BaseModel):
@@ -82,7 +84,7 @@ class ReversalInput(BaseModel):
     journal_id: str
     request_id: str = Field(description="derived from requester and Idempotency-Key")
     reason_code: ReasonCode
-    reason: str
+    reason: Reason
     requested_by_id: int
     requested_by: str
     tiers: list[ReversalTier] = Field(min_length=1)
@@ -177,7 +179,7 @@ class DecisionRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     approve: bool
-    reason: str = Field(default="", max_length=500)
+    reason: Reason = ""
     override_overdraft: bool = Field(
         default=False, description="approve a reversal that overdraws an account (higher role)"
     )
@@ -186,7 +188,7 @@ class DecisionRequest(BaseModel):
 class DecisionInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     approve: bool
-    reason: str = Field(default="", max_length=500)
+    reason: Reason = ""
     override_overdraft: bool = False
     approver_id: int
     approver: str

@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from domain.interest import Compounding, Method, PostingPeriod
+from schemas.types import AccountNumber, Amount, CurrencyCode, Day, LongName, ProductCode
 
 RoundingMode = Literal["ROUND_HALF_EVEN", "ROUND_HALF_UP", "ROUND_DOWN", "ROUND_UP"]
 ROUNDING_MODES: tuple[str, ...] = (ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_DOWN, ROUND_UP)
@@ -20,7 +21,7 @@ Rate = Decimal
 
 class TierIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    min_balance: str = Field(description='major units, e.g. "10000.00"', max_length=40)
+    min_balance: Amount = Field(description='major units, e.g. "10000.00"')
     annual_rate: Rate = Field(ge=0, le=1, max_digits=12, decimal_places=9)
 
 
@@ -28,16 +29,16 @@ class ProductCreate(BaseModel):
     """A savings product. Rates are fractions: 0.045 is 4.5 % a year."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    code: str = Field(pattern=r"^[A-Z0-9][A-Z0-9_-]{1,31}$")
-    name: str = Field(min_length=1, max_length=200)
-    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    code: ProductCode
+    name: LongName
+    currency: CurrencyCode
     annual_rate: Rate = Field(ge=0, le=1, max_digits=12, decimal_places=9)
     tiers: list[TierIn] = Field(default_factory=list, max_length=20)
     calculation: Method = "daily_balance"
     compounding: Compounding = "monthly"
     posting: PostingPeriod = "monthly"
     days_in_year: Literal[360, 365] = 365
-    min_balance: str = Field(default="0", max_length=40, description="major units")
+    min_balance: Amount = Field(default="0", description="major units")
     withholding_tax_rate: Rate = Field(
         default=Decimal(0), ge=0, lt=1, max_digits=12, decimal_places=9
     )
@@ -78,8 +79,8 @@ class EnrollRequest(BaseModel):
     """Put an existing savings account on this product from `opened_on` (default: its opening)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    account: str = Field(min_length=1, max_length=32)
-    opened_on: date | None = None
+    account: AccountNumber
+    opened_on: Day | None = None
 
 
 class EnrollmentView(BaseModel):

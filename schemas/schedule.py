@@ -26,6 +26,7 @@ from domain.schedule import (
     ScheduleError,
     ScheduleTerms,
 )
+from schemas.types import Amount, CurrencyCode, Day, Rate
 
 RoundingName = Literal["HALF_EVEN", "HALF_UP", "HALF_DOWN", "UP", "DOWN", "CEILING", "FLOOR"]
 MAX_GRACE = MAX_REPAYMENTS - 1
@@ -36,11 +37,9 @@ class SchedulePreviewRequest(BaseModel):
     loan in equal installments, disbursed today, first repayment one period later."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    principal: str = Field(max_length=40, description='major units, e.g. "5000.00"')
-    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
-    annual_rate: Decimal = Field(
-        default=Decimal(12), ge=0, le=1000, description="nominal, percent per year"
-    )
+    principal: Amount = Field(description='major units, e.g. "5000.00"')
+    currency: CurrencyCode = "USD"
+    annual_rate: Rate = Field(default=Decimal(12), description="nominal, percent per year")
     repayments: int = Field(default=12, ge=1, le=MAX_REPAYMENTS)
     every: int = Field(default=1, ge=1, le=366, description="repay every N frequency units")
     frequency: Frequency = "months"
@@ -49,12 +48,12 @@ class SchedulePreviewRequest(BaseModel):
     interest_period: InterestPeriod = "same_as_repayment"
     days_in_year: DaysInYear = "actual"
     days_in_month: DaysInMonth = "actual"
-    disbursed_on: date | None = Field(default=None, description="default today")
-    first_repayment_on: date | None = Field(
+    disbursed_on: Day | None = Field(default=None, description="default today")
+    first_repayment_on: Day | None = Field(
         default=None, description="default one period after disbursement"
     )
-    installment_multiple: str = Field(
-        default="0", max_length=40, description="round installments to this (major units; 0 none)"
+    installment_multiple: Amount = Field(
+        default="0", description="round installments to this (major units; 0 none)"
     )
     rounding: RoundingName = "HALF_EVEN"
     grace_principal: int = Field(default=0, ge=0, le=MAX_GRACE)

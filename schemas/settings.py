@@ -96,6 +96,9 @@ class Settings(BaseSettings):
 
     approval_threshold: Decimal = Field(
         default=Decimal("500"),
+        ge=0,
+        allow_inf_nan=False,
+        max_digits=30,
         description="Withdrawals and transfers above this amount (major units) need a supervisor.",
     )
     approval_timeout: timedelta = timedelta(hours=24)

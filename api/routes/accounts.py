@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -11,7 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from activities import accounts, read_models
 from activities.db import in_transaction
 from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
+from api.errors import errors
 from api.idempotency import IdempotencyKey
+from schemas import types
 from schemas.errors import BankflowError, ErrorCode
 from schemas.members import AccountOpen, AccountView, Statement
 
@@ -20,14 +21,21 @@ router = APIRouter(prefix="/v1", tags=["accounts"])
 Opener = Annotated[Principal, Depends(require_roles("teller", "branch_manager"))]
 Manager = Annotated[Principal, Depends(require_roles("branch_manager"))]
 Reader = Annotated[Principal, Depends(require_roles(*ANY_STAFF))]
-AccountNumber = Annotated[str, Path(max_length=32, description="e.g. SV00000042")]
+AccountNumber = Annotated[types.AccountNumber, Path(description="e.g. SV00000042")]
 
 
-@router.post("/members/{member_number}/accounts", status_code=201)
+@router.post(
+    "/members/{member_number}/accounts",
+    status_code=201,
+    responses=errors(
+        s404="NotFound: no such member",
+        s422="CurrencyMismatch, AccountClosed (the member is not active), or ValidationError",
+    ),
+)
 async def open_account(
     _: Opener,
     key: IdempotencyKey,
-    member_number: Annotated[str, Path(max_length=20)],
+    member_number: types.MemberNumber,
     body: AccountOpen,
     sessions: SessionsDep,
 ) -> AccountView:
@@ -42,7 +50,7 @@ async def open_account(
     return await in_transaction(sessions, work)
 
 
-@router.get("/accounts/{number}")
+@router.get("/accounts/{number}", responses=errors(s404="AccountNotFound"))
 async def get_account(_: Reader, number: AccountNumber, sessions: SessionsDep) -> AccountView:
     """An account with its posted balance, available balance and pending amounts, as decimal
     strings in major units of its currency. Any staff role."""
@@ -50,14 +58,16 @@ async def get_account(_: Reader, number: AccountNumber, sessions: SessionsDep) -
         return await read_models.get_account_view(session, number)
 
 
-@router.get("/accounts/{number}/statement")
+@router.get("/accounts/{number}/statement", responses=errors(s404="AccountNotFound"))
 async def get_statement(
     _: Reader,
     number: AccountNumber,
     sessions: SessionsDep,
-    date_from: Annotated[date | None, Query(alias="from", description="first value date")] = None,
-    date_to: Annotated[date | None, Query(alias="to", description="last value date")] = None,
-    after: Annotated[int | None, Query(ge=0, description="`next_cursor` of the last page")] = None,
+    date_from: Annotated[
+        types.Day | None, Query(alias="from", description="first value date")
+    ] = None,
+    date_to: Annotated[types.Day | None, Query(alias="to", description="last value date")] = None,
+    after: types.Cursor | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Statement:
     """Postings by value date range in posting order, each with the running balance; opening and
@@ -70,7 +80,10 @@ async def get_statement(
         )
 
 
-@router.post("/accounts/{number}/close")
+@router.post(
+    "/accounts/{number}/close",
+    responses=errors(s404="AccountNotFound", s409="AccountNotEmpty: a balance or a pending hold"),
+)
 async def close_account(_: Manager, number: AccountNumber, sessions: SessionsDep) -> AccountView:
     """Close a member account at a zero balance with nothing pending (409 AccountNotEmpty
     otherwise). Closing a closed account returns it unchanged. Branch managers."""

@@ -19,6 +19,7 @@ from activities.models import Currency
 from api.deps import ANY_STAFF, Principal, SessionsDep, TemporalDep, require_roles
 from domain.money import to_major
 from schemas import search_attributes as sa
+from schemas import types
 from schemas.approvals import ApprovalItem
 
 router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
@@ -39,7 +40,7 @@ async def approvals_inbox(
     principal: Staff,
     client: TemporalDep,
     sessions: SessionsDep,
-    process: Annotated[str | None, Query(pattern=r"^[A-Za-z]{1,40}$")] = None,
+    process: types.ProcessType | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 100,
 ) -> list[ApprovalItem]:
     """What the caller's roles may decide now, newest first: running processes whose assigned

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
@@ -13,9 +13,26 @@ from activities.staff import LockoutPolicy, login, username_key
 from api.audit import ATTEMPTED_USERNAME
 from api.auth import LoginLimiter, RateLimitedError, issue_token
 from api.deps import CurrentPrincipal, SessionsDep, SettingsDep
+from api.errors import errors
+from schemas import types
 from schemas.errors import BankflowError, ErrorCode
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+
+class TokenForm(OAuth2PasswordRequestForm):
+    """The OAuth2 password form (so /docs can log in), with bounded fields: a username is one line
+    of text, a password at most 256 characters."""
+
+    def __init__(
+        self,
+        *,
+        username: Annotated[types.Username, Form()],
+        password: Annotated[types.Password, Form(json_schema_extra={"format": "password"})],
+        grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+        scope: Annotated[types.Search, Form()] = "",
+    ) -> None:
+        super().__init__(grant_type=grant_type, username=username, password=password, scope=scope)
 
 
 class TokenResponse(BaseModel):
@@ -32,10 +49,15 @@ class Me(BaseModel):
     roles: list[str]
 
 
-@router.post("/token")
+@router.post(
+    "/token",
+    responses=errors(
+        s401="Unauthenticated: wrong username or password", s429="RateLimited: see Retry-After"
+    ),
+)
 async def obtain_token(
     request: Request,
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[TokenForm, Depends()],
     settings: SettingsDep,
     sessions: SessionsDep,
 ) -> TokenResponse:

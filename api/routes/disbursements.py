@@ -24,6 +24,7 @@ from activities.loan_applications import application, get_loan
 from activities.loan_book_models import HOLDING_STATUSES, Disbursement
 from activities.loan_models import LoanEvent
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.errors import errors
 from api.idempotency import IdempotencyKey
 from api.routes.loans import LoanNumber, Reader
 from domain.money import to_major
@@ -122,7 +123,11 @@ async def _via_approval(client: Client, approval_id: str, req: DisburseRequest) 
     return True
 
 
-@router.post("/{loan_number}/disbursements", status_code=202)
+@router.post(
+    "/{loan_number}/disbursements",
+    status_code=202,
+    responses=errors(s409="LoanStateConflict: not approved, or already being disbursed"),
+)
 async def disburse_loan(
     principal: Disburser,
     _key: IdempotencyKey,

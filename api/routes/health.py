@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from temporalio.service import RPCError
@@ -17,6 +19,11 @@ from schemas.errors import BankflowError
 router = APIRouter(tags=["health"])
 
 PROBE_TIMEOUT = timedelta(seconds=2)
+
+
+class ReadyView(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, Literal["ok", "down"]]
 
 
 @router.get("/health")
@@ -44,7 +51,11 @@ async def _temporal(connector: TemporalConnector) -> bool:
         return False
 
 
-@router.get("/ready", responses={503: {"description": "a dependency is down"}})
+@router.get(
+    "/ready",
+    response_model=ReadyView,
+    responses={503: {"description": "a dependency is down", "model": ReadyView}},
+)
 async def ready(request: Request, sessions: SessionsDep) -> JSONResponse:
     """Readiness: Postgres answers `SELECT 1` and Temporal's health check passes, each within
     two seconds. 200 when both do, else 503 naming what failed."""

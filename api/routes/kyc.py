@@ -7,7 +7,6 @@ The API checks roles and input; the KycReview workflow is the authority on who m
 from __future__ import annotations
 
 import contextlib
-from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
@@ -32,10 +31,11 @@ from activities.db import in_transaction
 from activities.kyc import member_branch, next_case_number, store_document
 from activities.kyc_models import KycCase
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
-from api.errors import describe_validation
+from api.errors import describe_validation, errors
 from api.idempotency import IdempotencyKey
 from api.processes import execute_decision, process_state
 from schemas import search_attributes as sa
+from schemas import types
 from schemas.errors import BankflowError, ErrorCode
 from schemas.kyc import (
     COMPLIANCE_ROLE,
@@ -65,8 +65,8 @@ Reader = Annotated[
     Principal,
     Depends(require_roles(*SUBMITTER_ROLES, COMPLIANCE_ROLE, "ops")),
 ]
-MemberNumber = Annotated[str, Path(max_length=20, pattern=r"^M[0-9]{7}$")]
-CaseNumber = Annotated[str, Path(max_length=40, pattern=r"^M[0-9]{7}-[0-9]{1,6}$")]
+MemberNumber = Annotated[types.MemberNumber, Path(description="e.g. M0000042")]
+CaseNumber = Annotated[types.CaseNumber, Path(description="e.g. M0000042-1")]
 WORKFLOW_PREFIX = "kyc-"
 
 
@@ -103,7 +103,13 @@ def start_options(inp: KycInput, settings: Settings) -> dict[str, Any]:
     }
 
 
-@router.post("/v1/members/{member_number}/kyc/documents", status_code=201)
+@router.post(
+    "/v1/members/{member_number}/kyc/documents",
+    status_code=201,
+    responses=errors(
+        413, s422="DocumentRejected (its content is not an accepted type), or ValidationError"
+    ),
+)
 async def upload_document(
     principal: Submitter,
     member_number: MemberNumber,
@@ -111,10 +117,12 @@ async def upload_document(
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="PDF, JPEG or PNG; photos JPEG or PNG")],
     doc_type: Annotated[DocType, Form()],
-    number: Annotated[str | None, Form(max_length=64)] = None,
-    issuing_country: Annotated[str | None, Form(description="ISO 3166-1 alpha-2")] = None,
-    issue_date: Annotated[date | None, Form()] = None,
-    expiry_date: Annotated[date | None, Form()] = None,
+    number: Annotated[types.DocumentNumber | None, Form()] = None,
+    issuing_country: Annotated[
+        types.CountryCode | None, Form(description="ISO 3166-1 alpha-2")
+    ] = None,
+    issue_date: Annotated[types.Day | None, Form()] = None,
+    expiry_date: Annotated[types.Day | None, Form()] = None,
 ) -> DocumentView:
     """Hand in one KYC document (multipart). Tellers, branch managers and KYC reviewers.
 
@@ -150,7 +158,14 @@ async def upload_document(
     )
 
 
-@router.post("/v1/members/{member_number}/kyc/submit", status_code=201)
+@router.post(
+    "/v1/members/{member_number}/kyc/submit",
+    status_code=201,
+    responses={
+        202: {"model": KycState, "description": "waiting for a reviewer or the member"},
+        **errors(s409="Duplicate: already verified, or a case is open"),
+    },
+)
 async def submit_case(
     principal: Submitter,
     key: IdempotencyKey,
@@ -219,7 +234,10 @@ async def get_case(
     return await process_state(await _case_handle(sessions, client, case_number), KycState)
 
 
-@router.post("/v1/kyc/{case_number}/decisions")
+@router.post(
+    "/v1/kyc/{case_number}/decisions",
+    responses=errors(s409="NotAwaitingDecision"),
+)
 async def decide_case(
     principal: Decider,
     case_number: CaseNumber,
@@ -243,7 +261,11 @@ async def decide_case(
     return await execute_decision(handle, DECIDE, decision, KycState)
 
 
-@router.post("/v1/kyc/{case_number}/resubmit", status_code=202)
+@router.post(
+    "/v1/kyc/{case_number}/resubmit",
+    status_code=202,
+    responses=errors(s409="NotAwaitingDecision: the case does not wait for documents"),
+)
 async def resubmit_documents(
     principal: Submitter, case_number: CaseNumber, sessions: SessionsDep, client: TemporalDep
 ) -> KycState:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 
 from activities import read_models
 from activities.read_models import JournalView, TrialBalance
 from api.deps import Principal, SessionsDep, require_roles
+from api.errors import errors
+from schemas import types
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
 
@@ -20,11 +22,13 @@ JournalReader = Annotated[
 ]
 
 
-@router.get("/ledger/trial-balance")
+@router.get(
+    "/ledger/trial-balance", responses=errors(s404="NotFound: no chart of accounts in the currency")
+)
 async def trial_balance(
     _: TrialBalanceReader,
     sessions: SessionsDep,
-    currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")],
+    currency: Annotated[types.CurrencyCode, Query(description="ISO 4217 code")],
 ) -> TrialBalance:
     """Posted balance of every GL account in one currency, member accounts rolled into their
     control account; total debits equal total credits. Finance, branch managers, ops, admin."""
@@ -32,10 +36,10 @@ async def trial_balance(
         return await read_models.trial_balance(session, currency)
 
 
-@router.get("/journals/{journal_id}")
+@router.get("/journals/{journal_id}", responses=errors(s404="JournalNotFound"))
 async def get_journal(
     _: JournalReader,
-    journal_id: Annotated[str, Path(max_length=200)],
+    journal_id: types.JournalId,
     sessions: SessionsDep,
 ) -> JournalView:
     """A journal: its postings with account numbers and amounts, and which journal it reverses

@@ -21,8 +21,9 @@ from activities.loan_products import (
     snapshot,
 )
 from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
+from api.errors import errors
+from schemas import types
 from schemas.loan_products import (
-    CODE_PATTERN,
     LoanProductCreate,
     LoanProductView,
     SchedulePreviewRequest,
@@ -34,10 +35,17 @@ router = APIRouter(prefix="/v1/loan-products", tags=["loan products"])
 
 Admin = Annotated[Principal, Depends(require_roles("admin"))]
 Staff = Annotated[Principal, Depends(require_roles(*ANY_STAFF))]
-ProductCode = Annotated[str, Path(pattern=CODE_PATTERN)]
+ProductCode = Annotated[types.ProductCode, Path(description="e.g. PERSONAL")]
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    responses=errors(
+        s409="Duplicate: the code is taken",
+        s422="InvalidAmount, InvalidSchedule, CurrencyMismatch or ValidationError",
+    ),
+)
 async def create_loan_product(
     principal: Admin, body: LoanProductCreate, sessions: SessionsDep, response: Response
 ) -> LoanProductView:
@@ -71,7 +79,12 @@ async def get_loan_product(_: Staff, code: ProductCode, sessions: SessionsDep) -
         return product_view(product, await currency_scale(session, product.currency))
 
 
-@router.post("/{code}/schedule-preview")
+@router.post(
+    "/{code}/schedule-preview",
+    responses=errors(
+        s422="InvalidAmount, InvalidSchedule (terms outside the product) or ValidationError"
+    ),
+)
 async def preview_product_schedule(
     _: Staff, code: ProductCode, body: SchedulePreviewRequest, sessions: SessionsDep
 ) -> ScheduleView:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -10,6 +10,8 @@ from fastapi import APIRouter, Depends, Query
 
 from activities.daily_loan_par import par_report
 from api.deps import Principal, SessionsDep, SettingsDep, require_roles
+from api.errors import errors
+from schemas import types
 from schemas.daily_loan_job import PAR_READER_ROLES, ParReport
 from schemas.errors import BankflowError, ErrorCode
 
@@ -18,12 +20,15 @@ router = APIRouter(prefix="/v1/reports", tags=["reports"])
 Reader = Annotated[Principal, Depends(require_roles(*PAR_READER_ROLES))]
 
 
-@router.get("/portfolio-at-risk")
+@router.get(
+    "/portfolio-at-risk",
+    responses=errors(s404="NotFound: the daily loan job has not run for the date"),
+)
 async def portfolio_at_risk(
     _: Reader,
     settings: SettingsDep,
     sessions: SessionsDep,
-    on: Annotated[date, Query(alias="date", description="business date YYYY-MM-DD")],
+    on: Annotated[types.Day, Query(alias="date", description="business date YYYY-MM-DD")],
 ) -> ParReport:
     """Portfolio at risk on a business date, per currency: active loans and their outstanding
     principal and overdue amount per arrears bucket (current, 1-30, 31-60, 61-90, over_90 days

@@ -39,10 +39,12 @@ from activities.loan_models import LoanGuarantor
 from activities.loan_products import minor
 from activities.models import Member
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.errors import errors
 from api.idempotency import IdempotencyKey
 from api.processes import execute_decision
 from domain.money import to_major
 from schemas import search_attributes as sa
+from schemas import types
 from schemas.errors import BankflowError, ErrorCode
 from schemas.loans import (
     REQUESTER_ROLES,
@@ -86,8 +88,8 @@ Reader = Annotated[
     Principal,
     Depends(require_roles(*REQUESTER_ROLES, *APPROVER_ROLES, "ops", "compliance_officer")),
 ]
-LoanNumber = Annotated[str, Path(pattern=r"^LN[0-9]{6,12}$")]
-MemberNumber = Annotated[str, Path(pattern=r"^[A-Z0-9]{1,20}$")]
+LoanNumber = Annotated[types.LoanNumber, Path(description="e.g. LN000123")]
+MemberNumber = Annotated[types.MemberNumber, Path(description="the guarantor, e.g. M0000042")]
 
 
 def workflow_input(app: Application, settings: Settings, principal: Principal) -> LoanInput:
@@ -136,7 +138,17 @@ async def _actor(sessions: SessionsDep, principal: Principal) -> Actor:
     )
 
 
-@router.post("", status_code=201, responses={202: {"model": LoanView}})
+@router.post(
+    "",
+    status_code=201,
+    responses={
+        202: {"model": LoanView, "description": "started; the eligibility check is still running"},
+        **errors(
+            s404="NotFound: no such member or product",
+            s422="InvalidAmount, terms outside the product, or ValidationError",
+        ),
+    },
+)
 async def apply_for_loan(
     principal: Requester,
     key: IdempotencyKey,
@@ -202,7 +214,10 @@ async def get_loan_application(
     return await _view(sessions, loan_number)
 
 
-@router.post("/{loan_number}/decisions")
+@router.post(
+    "/{loan_number}/decisions",
+    responses=errors(s409="AlreadyVoted or NotAwaitingDecision"),
+)
 async def decide_loan(
     principal: Approver,
     loan_number: LoanNumber,
@@ -228,7 +243,7 @@ async def decide_loan(
     return await _view(sessions, loan_number)
 
 
-@router.post("/{loan_number}/amendments")
+@router.post("/{loan_number}/amendments", responses=errors(s409="NotAwaitingDecision"))
 async def amend_loan(
     principal: Requester,
     loan_number: LoanNumber,
@@ -250,7 +265,7 @@ async def amend_loan(
     return await _view(sessions, loan_number)
 
 
-@router.post("/{loan_number}/withdrawal")
+@router.post("/{loan_number}/withdrawal", responses=errors(s409="NotAwaitingDecision"))
 async def withdraw_loan(
     principal: Requester,
     loan_number: LoanNumber,
@@ -266,7 +281,11 @@ async def withdraw_loan(
     return await _view(sessions, loan_number)
 
 
-@router.post("/{loan_number}/guarantors/{member_number}/consent", status_code=202)
+@router.post(
+    "/{loan_number}/guarantors/{member_number}/consent",
+    status_code=202,
+    responses=errors(s409="NotAwaitingDecision: not waiting for this guarantor"),
+)
 async def record_guarantor_consent(
     principal: Requester,
     loan_number: LoanNumber,

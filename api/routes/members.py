@@ -11,17 +11,19 @@ from activities.accounts import create_member
 from activities.db import in_transaction
 from activities.read_models import MemberPage, member_view, search_members
 from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
+from api.errors import errors
 from api.idempotency import IdempotencyKey
+from schemas import types
 from schemas.members import MemberCreate, MemberView
 
 router = APIRouter(prefix="/v1/members", tags=["members"])
 
 Registrar = Annotated[Principal, Depends(require_roles("teller", "branch_manager"))]
 Reader = Annotated[Principal, Depends(require_roles(*ANY_STAFF))]
-MemberNumber = Annotated[str, Path(max_length=20)]
+MemberNumber = Annotated[types.MemberNumber, Path(description="e.g. M0000042")]
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=errors(s404="NotFound: no such branch"))
 async def register_member(
     _: Registrar, key: IdempotencyKey, body: MemberCreate, sessions: SessionsDep
 ) -> MemberView:
@@ -49,13 +51,13 @@ async def list_members(
     _: Reader,
     sessions: SessionsDep,
     q: Annotated[
-        str | None,
-        Query(max_length=100, description="prefix of a member number, first, last or full name"),
+        types.Search | None,
+        Query(description="prefix of a member number, first, last or full name"),
     ] = None,
-    branch: Annotated[str | None, Query(max_length=20, description="branch code")] = None,
+    branch: Annotated[types.BranchCode | None, Query(description="branch code")] = None,
     status: Literal["active", "dormant", "closed"] | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    cursor: Annotated[int | None, Query(ge=0, description="`next_cursor` of the last page")] = None,
+    cursor: types.Cursor | None = None,
 ) -> MemberPage:
     """Search members, oldest first, a page at a time. Any staff role."""
     async with sessions() as session:

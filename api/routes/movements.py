@@ -29,11 +29,12 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.movements import resolve_movement
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
-from api.errors import error_response
+from api.errors import error_response, errors
 from api.idempotency import IdempotencyKey
 from api.processes import describe, execute_decision, process_state
-from domain.money import to_major, to_minor
+from domain.money import floor_minor, to_major
 from schemas import search_attributes as sa
+from schemas import types
 from schemas.errors import ErrorCode, known_code
 from schemas.movements import (
     REQUESTER_ROLES,
@@ -53,7 +54,7 @@ router = APIRouter(prefix="/v1/movements", tags=["movements"])
 Requester = Annotated[Principal, Depends(require_roles(*REQUESTER_ROLES))]
 Supervisor = Annotated[Principal, Depends(require_roles("branch_manager"))]
 Reader = Annotated[Principal, Depends(require_roles("teller", "branch_manager", "ops", "finance"))]
-MovementId = Annotated[str, Path(pattern=r"^MV[0-9A-F]{16}$")]
+MovementId = Annotated[types.MovementId, Path(description="e.g. MV0123456789ABCDEF")]
 WORKFLOW_PREFIX = "movement-"
 
 
@@ -103,7 +104,14 @@ def _handle(client: Client, mid: str) -> WorkflowHandle[MoneyMovementWorkflow, M
     "",
     status_code=201,
     response_model=MovementView,
-    responses={202: {"model": MovementView}, 422: {"description": "refused by the ledger"}},
+    responses={
+        202: {"model": MovementView, "description": "held for a branch manager's decision"},
+        **errors(
+            s404="AccountNotFound",
+            s422="refused by the ledger (InsufficientFunds, InvalidAmount, CurrencyMismatch, "
+            "AccountClosed, ...) or ValidationError",
+        ),
+    },
 )
 async def create_movement(
     principal: Requester,
@@ -138,7 +146,8 @@ async def create_movement(
         branch=resolved.branch,
         requested_by_id=principal.id,
         requested_by=principal.username,
-        approval_threshold_minor=to_minor(settings.approval_threshold, resolved.scale),
+        # Exact for any currency: "500.005" is a threshold of 500.00 for USD and 500 for JPY.
+        approval_threshold_minor=floor_minor(settings.approval_threshold, resolved.scale),
         approval_timeout=settings.approval_timeout,
     )
     start = WithStartWorkflowOperation(
@@ -192,7 +201,7 @@ async def list_movements(
     _: Reader,
     client: TemporalDep,
     stage: Annotated[Stage | None, Query(description="e.g. awaiting_approval")] = None,
-    branch: Annotated[str | None, Query(max_length=20, pattern=r"^[A-Za-z0-9_-]+$")] = None,
+    branch: types.BranchCode | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[MovementSummary]:
     """Movements, newest first; `?stage=awaiting_approval` is the supervisors' inbox."""
@@ -220,7 +229,7 @@ async def list_movements(
     return found
 
 
-@router.post("/{movement_id}/decisions")
+@router.post("/{movement_id}/decisions", responses=errors(s409="NotAwaitingDecision"))
 async def decide_movement(
     principal: Supervisor, movement_id: MovementId, body: DecisionRequest, client: TemporalDep
 ) -> MovementView:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from activities.notification_models import Notification
 from api.deps import Principal, SessionsDep, require_roles
+from schemas import types
 from schemas.notifications import NotificationPage, NotificationView
 
 router = APIRouter(prefix="/v1/notifications", tags=["notifications"])
@@ -20,11 +21,11 @@ Reader = Annotated[Principal, Depends(require_roles("ops", "compliance_officer")
 async def list_notifications(
     _: Reader,
     sessions: SessionsDep,
-    process_id: Annotated[str | None, Query(max_length=200)] = None,
-    recipient: Annotated[str | None, Query(max_length=320)] = None,
-    template: Annotated[str | None, Query(max_length=100, pattern=r"^[a-z0-9_]+$")] = None,
+    process_id: types.ProcessId | None = None,
+    recipient: types.Email | None = None,
+    template: types.Template | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="`next_cursor` of the last page")] = None,
+    before: types.Cursor | None = None,
 ) -> NotificationPage:
     """Messages in the outbox (and those SendGrid accepted), newest first. Ops and compliance.
 

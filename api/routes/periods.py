@@ -10,16 +10,25 @@ from fastapi import APIRouter, Depends, Path, Response
 from activities import periods
 from activities.db import in_transaction
 from api.deps import Principal, SessionsDep, require_roles
+from api.errors import errors
+from schemas import types
 from schemas.reversals import PeriodView
 
 router = APIRouter(prefix="/v1/ledger/periods", tags=["ledger"])
 
 Finance = Annotated[Principal, Depends(require_roles("finance"))]
 Reader = Annotated[Principal, Depends(require_roles("finance", "branch_manager", "ops"))]
-Period = Annotated[str, Path(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="yyyy-mm")]
+Period = Annotated[types.Period, Path(description="yyyy-mm")]
 
 
-@router.post("/{period}/close", status_code=201, responses={200: {"model": PeriodView}})
+@router.post(
+    "/{period}/close",
+    status_code=201,
+    responses={
+        200: {"model": PeriodView, "description": "closed already"},
+        **errors(s422="PeriodNotEnded, or ValidationError"),
+    },
+)
 async def close_period(
     principal: Finance, period: Period, response: Response, sessions: SessionsDep
 ) -> PeriodView:

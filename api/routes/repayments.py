@@ -33,12 +33,13 @@ from activities.loan_models import Loan
 from activities.loan_statement import payoff_quote, statement
 from activities.models import Branch, Member
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
-from api.errors import STATUS, error_response
+from api.errors import STATUS, error_response, errors
 from api.idempotency import IdempotencyKey
 from api.processes import describe, process_state
 from api.routes.loans import LoanNumber, Reader
 from domain.money import AmountError, to_major, to_minor
 from schemas import search_attributes as sa
+from schemas import types
 from schemas.errors import BankflowError, ErrorCode, known_code
 from schemas.repayments import (
     REPAYMENT_ROLES,
@@ -160,11 +161,11 @@ def _handle(client: Client, wid: str) -> WorkflowHandle[LoanRepaymentWorkflow, R
     "/{loan_number}/repayments",
     status_code=201,
     response_model=RepaymentView,
-    responses={
-        404: {"description": "no such loan"},
-        409: {"description": "LoanStateConflict: the loan is not active"},
-        422: {"description": "bad amount or value date, or InsufficientFunds in savings"},
-    },
+    responses=errors(
+        s404="NotFound: no such loan",
+        s409="LoanStateConflict: the loan is not active",
+        s422="bad amount or value date, or InsufficientFunds in savings",
+    ),
 )
 async def repay_loan(
     principal: Payer,
@@ -232,7 +233,7 @@ async def get_payoff_quote(
     _: Reader,
     loan_number: LoanNumber,
     sessions: SessionsDep,
-    on: Annotated[date | None, Query(description="default today (UTC)")] = None,
+    on: Annotated[types.Day | None, Query(description="default today (UTC)")] = None,
 ) -> PayoffQuoteView:
     """The amount that closes the loan on `on`: principal, fees and penalties outstanding, and
     interest earned to that day only (the current period's cut to the days elapsed, later

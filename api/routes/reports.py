@@ -8,15 +8,17 @@ from fastapi import APIRouter, Depends, Path
 
 from activities.month_end import summary
 from api.deps import Principal, SessionsDep, require_roles
-from schemas.month_end import PERIOD_PATTERN, READER_ROLES, MonthEndSummary
+from api.errors import errors
+from schemas import types
+from schemas.month_end import READER_ROLES, MonthEndSummary
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
 Reader = Annotated[Principal, Depends(require_roles(*READER_ROLES))]
-Period = Annotated[str, Path(pattern=PERIOD_PATTERN, description="YYYY-MM")]
+Period = Annotated[types.Period, Path(description="YYYY-MM")]
 
 
-@router.get("/month-end/{period}")
+@router.get("/month-end/{period}", responses=errors(s404="NotFound: the period never ran"))
 async def month_end_report(_: Reader, period: Period, sessions: SessionsDep) -> MonthEndSummary:
     """The month-end interest summary of a period: accounts, gross interest, withholding tax and
     net per currency, and how long the run took. `status` is `running` until the workflow has

@@ -27,10 +27,12 @@ from temporalio.common import (
 
 from activities.reversal_checks import check_reversible
 from api.deps import ANY_STAFF, Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.errors import errors
 from api.idempotency import IdempotencyKey
 from api.processes import execute_decision, process_state
 from domain.money import to_major
 from schemas import search_attributes as sa
+from schemas import types
 from schemas.errors import BankflowError, known_code
 from schemas.reversals import (
     REQUESTER_ROLES,
@@ -54,7 +56,7 @@ Reader = Annotated[
     Depends(require_roles("teller", "branch_manager", "finance", "ops", "compliance_officer")),
 ]
 Staff = Annotated[Principal, Depends(require_roles(*ANY_STAFF))]
-JournalId = Annotated[str, Path(min_length=1, max_length=200)]
+JournalId = Annotated[types.JournalId, Path(description="e.g. movement-MV0123456789ABCDEF:post")]
 WORKFLOW_PREFIX = "reversal-"
 
 
@@ -113,7 +115,11 @@ def _input(
     "/journals/{journal_id}/reversals",
     status_code=202,
     response_model=ReversalView,
-    responses={409: {"description": "already reversed, or its period is closed"}},
+    responses=errors(
+        s404="JournalNotFound",
+        s409="AlreadyReversed, PeriodClosed or LoanStateConflict",
+        s422="NotReversible, AccountClosed or ValidationError",
+    ),
 )
 async def request_reversal(
     principal: Requester,
@@ -175,7 +181,10 @@ async def get_reversal(_: Reader, journal_id: JournalId, client: TemporalDep) ->
     return view(await process_state(_handle(client, journal_id), ReversalState))
 
 
-@router.post("/journals/{journal_id}/reversals/decisions")
+@router.post(
+    "/journals/{journal_id}/reversals/decisions",
+    responses=errors(s409="Duplicate (a second decision by one person) or NotAwaitingDecision"),
+)
 async def decide_reversal(
     principal: Staff, journal_id: JournalId, body: DecisionRequest, client: TemporalDep
 ) -> ReversalView:

@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from activities.db import in_transaction
 from activities.savings import create_product, enroll_account, list_products
 from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
+from api.errors import errors
+from schemas import types
 from schemas.savings import (
     ENROLLING_ROLES,
     PRODUCT_ADMIN_ROLES,
@@ -24,10 +26,17 @@ router = APIRouter(prefix="/v1/savings-products", tags=["savings"])
 ProductAdmin = Annotated[Principal, Depends(require_roles(*PRODUCT_ADMIN_ROLES))]
 Enroller = Annotated[Principal, Depends(require_roles(*ENROLLING_ROLES))]
 Reader = Annotated[Principal, Depends(require_roles(*ANY_STAFF))]
-ProductCode = Annotated[str, Path(pattern=r"^[A-Z0-9][A-Z0-9_-]{1,31}$")]
+ProductCode = Annotated[types.ProductCode, Path(description="e.g. SAVE-STD")]
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    responses=errors(
+        s409="Duplicate: the code is taken",
+        s422="InvalidAmount, CurrencyMismatch or ValidationError",
+    ),
+)
 async def create_savings_product(
     _: ProductAdmin, body: ProductCreate, sessions: SessionsDep
 ) -> ProductView:
@@ -48,7 +57,11 @@ async def list_savings_products(_: Reader, sessions: SessionsDep) -> list[Produc
         return await list_products(session)
 
 
-@router.post("/{code}/accounts", status_code=201)
+@router.post(
+    "/{code}/accounts",
+    status_code=201,
+    responses=errors(s409="Duplicate: the account is on a product already"),
+)
 async def enroll_savings_account(
     _: Enroller, code: ProductCode, body: EnrollRequest, sessions: SessionsDep
 ) -> EnrollmentView:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 
 from activities.models import Currency
 from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
+from api.errors import errors
 from domain.schedule import ScheduleError, generate_schedule
 from schemas.errors import BankflowError, ErrorCode
 from schemas.schedule import SchedulePreviewRequest, ScheduleView
@@ -19,7 +20,10 @@ router = APIRouter(prefix="/v1/loans", tags=["loans"])
 Staff = Annotated[Principal, Depends(require_roles(*ANY_STAFF))]
 
 
-@router.post("/schedule-preview")
+@router.post(
+    "/schedule-preview",
+    responses=errors(s422="InvalidSchedule, CurrencyMismatch or ValidationError"),
+)
 async def schedule_preview(
     _: Staff, body: SchedulePreviewRequest, sessions: SessionsDep
 ) -> ScheduleView:

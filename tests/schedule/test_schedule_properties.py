@@ -12,13 +12,13 @@ from fractions import Fraction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from domain.money import round_ratio
 from domain.schedule import (
     ROUNDING_MODES,
     Schedule,
     ScheduleError,
     ScheduleTerms,
     generate_schedule,
-    round_ratio,
 )
 
 MODES = sorted(ROUNDING_MODES)
