@@ -1,9 +1,18 @@
 """Members and member accounts: create, open, close. Each function runs inside the caller's
-transaction; none of them moves money (that is the ledger engine's job, driven by workflows)."""
+transaction; none of them moves money (that is the ledger engine's job, driven by workflows).
+
+Creating a member and opening an account through the API remember the caller's Idempotency-Key
+on the row (unique per creator): if the request is run again - its API process died, or Postgres
+restarted before the answer was kept - it finds that row instead of creating a second one.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.models import Branch, Currency, LedgerAccount, Member
@@ -20,24 +29,60 @@ async def _next_id(session: AsyncSession, table: str) -> int:
     return int(value)
 
 
-async def create_member(session: AsyncSession, req: MemberCreate) -> Member:
+@dataclass(frozen=True)
+class Requested:
+    """Who asked, under which Idempotency-Key: a repeat by them finds what they created."""
+
+    by_user_id: int
+    key: str
+
+
+async def create_member(
+    session: AsyncSession, req: MemberCreate, requested: Requested | None = None
+) -> Member:
+    if requested is not None:
+        found = await _member_by_key(session, requested)
+        if found is not None:
+            return found
     branch_id = await session.scalar(select(Branch.id).where(Branch.code == req.branch_code))
     if branch_id is None:
         raise BankflowError(ErrorCode.NOT_FOUND, f"no branch {req.branch_code!r}")
     member_id = await _next_id(session, "members")
-    member = Member(
-        id=member_id,
-        member_number=f"M{member_id:07d}",
-        first_name=req.first_name,
-        last_name=req.last_name,
-        date_of_birth=req.date_of_birth,
-        email=req.email,
-        phone=req.phone,
-        branch_id=branch_id,
+    values: dict[str, Any] = {
+        "id": member_id,
+        "member_number": f"M{member_id:07d}",
+        "first_name": req.first_name,
+        "last_name": req.last_name,
+        "date_of_birth": req.date_of_birth,
+        "email": req.email,
+        "phone": req.phone,
+        "branch_id": branch_id,
+    }
+    if requested is not None:
+        values |= {"created_by_id": requested.by_user_id, "idempotency_key": requested.key}
+    # ON CONFLICT on the key: a concurrent repeat waits for the first to commit, then finds it.
+    inserted = await session.scalar(
+        insert(Member)
+        .values(values)
+        .on_conflict_do_nothing(constraint="uq_members_created_by_key")
+        .returning(Member.id)
     )
-    session.add(member)
-    await session.flush()
+    member = await (
+        session.get(Member, member_id) if inserted else _member_by_key(session, requested)
+    )
+    assert member is not None
     return member
+
+
+async def _member_by_key(session: AsyncSession, requested: Requested | None) -> Member | None:
+    if requested is None:
+        return None
+    return await session.scalar(
+        select(Member).where(
+            Member.created_by_id == requested.by_user_id,
+            Member.idempotency_key == requested.key,
+        )
+    )
 
 
 async def get_member(session: AsyncSession, member_number: str) -> Member:
@@ -47,15 +92,25 @@ async def get_member(session: AsyncSession, member_number: str) -> Member:
     return member
 
 
-async def open_account(session: AsyncSession, member: Member, req: AccountOpen) -> LedgerAccount:
+async def open_account(
+    session: AsyncSession, member: Member, req: AccountOpen, requested: Requested | None = None
+) -> LedgerAccount:
     """Open a savings or shares account under its GL control account."""
-    return await open_member_account(session, member, req.kind, req.currency)
+    return await open_member_account(session, member, req.kind, req.currency, requested)
 
 
 async def open_member_account(
-    session: AsyncSession, member: Member, kind: str, currency: str
+    session: AsyncSession,
+    member: Member,
+    kind: str,
+    currency: str,
+    requested: Requested | None = None,
 ) -> LedgerAccount:
     """Open a member account of `kind` (savings, shares, loan) under its GL control account."""
+    if requested is not None:
+        found = await _account_by_key(session, requested)
+        if found is not None:
+            return found
     if member.status != "active":
         raise BankflowError(
             ErrorCode.ACCOUNT_CLOSED, f"member {member.member_number} is {member.status}"
@@ -71,23 +126,46 @@ async def open_member_account(
             ErrorCode.CURRENCY_MISMATCH, f"the institution has no {currency} chart of accounts"
         )
     account_id = await _next_id(session, "ledger_accounts")
-    account = LedgerAccount(
-        id=account_id,
-        code=f"{ACCOUNT_PREFIX[kind]}{account_id:08d}",
-        name=f"{kind.title()} of {member.member_number}",
-        kind=kind,
-        gl_type=control.gl_type,
-        currency=currency,
-        member_id=member.id,
-        branch_id=member.branch_id,
-        control_account_id=control_id,
+    values: dict[str, Any] = {
+        "id": account_id,
+        "code": f"{ACCOUNT_PREFIX[kind]}{account_id:08d}",
+        "name": f"{kind.title()} of {member.member_number}",
+        "kind": kind,
+        "gl_type": control.gl_type,
+        "currency": currency,
+        "member_id": member.id,
+        "branch_id": member.branch_id,
+        "control_account_id": control_id,
         # Savings and shares never go overdrawn; a loan is never repaid beyond what it lent.
-        debits_must_not_exceed_credits=kind != "loan",
-        credits_must_not_exceed_debits=kind == "loan",
+        "debits_must_not_exceed_credits": kind != "loan",
+        "credits_must_not_exceed_debits": kind == "loan",
+    }
+    if requested is not None:
+        values |= {"opened_by_id": requested.by_user_id, "idempotency_key": requested.key}
+    inserted = await session.scalar(
+        insert(LedgerAccount)
+        .values(values)
+        .on_conflict_do_nothing(constraint="uq_ledger_accounts_opened_by_key")
+        .returning(LedgerAccount.id)
     )
-    session.add(account)
-    await session.flush()
+    account = await (
+        session.get(LedgerAccount, account_id) if inserted else _account_by_key(session, requested)
+    )
+    assert account is not None
     return account
+
+
+async def _account_by_key(
+    session: AsyncSession, requested: Requested | None
+) -> LedgerAccount | None:
+    if requested is None:
+        return None
+    return await session.scalar(
+        select(LedgerAccount).where(
+            LedgerAccount.opened_by_id == requested.by_user_id,
+            LedgerAccount.idempotency_key == requested.key,
+        )
+    )
 
 
 async def get_account(session: AsyncSession, number: str, *, lock: bool = False) -> LedgerAccount:

@@ -17,9 +17,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.db import db_unavailable
 from schemas.errors import BankflowError, ErrorCode
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,8 @@ STATUS: dict[ErrorCode, int] = {
     E.OVERRIDE_REQUIRED: 403,
     E.DOCUMENT_REJECTED: 422,
     E.DOCUMENT_TOO_LARGE: 413,
+    E.REQUEST_TOO_LARGE: 413,
+    E.SERVICE_UNAVAILABLE: 503,
     E.NOTIFICATION_REJECTED: 422,
     E.ALREADY_VOTED: 409,
     E.LOAN_NOT_ELIGIBLE: 422,
@@ -72,6 +77,8 @@ STATUS: dict[ErrorCode, int] = {
 
 # Temporal failures that mean "the process engine is unreachable right now", not a bug.
 _UNAVAILABLE_RPC = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
+# A 503 is worth retrying soon: Postgres restarts in seconds, Temporal reconnects as fast.
+RETRY_AFTER_SECONDS = "1"
 
 
 def error_response(
@@ -86,7 +93,19 @@ def bankflow_error_response(
     status = STATUS.get(exc.code, 422)
     if status == 401:
         headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
+    elif status == 503:
+        headers = {"Retry-After": RETRY_AFTER_SECONDS, **(headers or {})}
     return error_response(exc.code, exc.detail, status, headers)
+
+
+def unavailable_response() -> JSONResponse:
+    """503 for a request the database could not serve: nothing was done, retry it."""
+    return bankflow_error_response(
+        BankflowError(
+            ErrorCode.SERVICE_UNAVAILABLE,
+            "the database is unavailable; retry shortly (with the same Idempotency-Key)",
+        )
+    )
 
 
 def describe_validation(errors: Sequence[Any]) -> str:
@@ -132,7 +151,18 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
 async def _rpc(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RPCError)
     if exc.status in _UNAVAILABLE_RPC:
-        return error_response(E.PROCESS_UNAVAILABLE, "the process engine is unavailable", 503)
+        return bankflow_error_response(
+            BankflowError(E.PROCESS_UNAVAILABLE, "the process engine is unavailable")
+        )
+    return await _unexpected(request, exc)
+
+
+async def _database(request: Request, exc: Exception) -> JSONResponse:
+    if db_unavailable(exc):
+        # The error's text carries the SQL and its parameters (personal data): only its type.
+        cause = type(getattr(exc, "orig", None) or exc).__name__
+        log.warning("database unavailable on %s %s (%s)", request.method, request.url.path, cause)
+        return unavailable_response()
     return await _unexpected(request, exc)
 
 
@@ -146,4 +176,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(RPCError, _rpc)
+    app.add_exception_handler(DBAPIError, _database)
+    app.add_exception_handler(PoolTimeout, _database)
     app.add_exception_handler(Exception, _unexpected)

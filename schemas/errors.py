@@ -31,6 +31,8 @@ class ErrorCode(StrEnum):
     IDEMPOTENCY_IN_PROGRESS = "IdempotencyKeyInProgress"
     RATE_LIMITED = "RateLimited"
     DUPLICATE = "Duplicate"
+    REQUEST_TOO_LARGE = "RequestTooLarge"
+    SERVICE_UNAVAILABLE = "ServiceUnavailable"  # the database cannot be reached: retry
     # processes
     FOUR_EYES = "FourEyesViolation"
     NOT_AWAITING_DECISION = "NotAwaitingDecision"
