@@ -9,7 +9,7 @@ restarted before the answer was kept - it finds that row instead of creating a s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
@@ -37,18 +37,57 @@ class Requested:
     key: str
 
 
+Keyed = TypeVar("Keyed", Member, LedgerAccount)
+# Each keyed table: the column naming its creator, and the unique constraint on (creator, key).
+_CREATOR = {
+    Member: ("created_by_id", "uq_members_created_by_key"),
+    LedgerAccount: ("opened_by_id", "uq_ledger_accounts_opened_by_key"),
+}
+
+
+async def _by_key(
+    session: AsyncSession, model: type[Keyed], requested: Requested | None
+) -> Keyed | None:
+    if requested is None:
+        return None
+    creator = getattr(model, _CREATOR[model][0])
+    return await session.scalar(
+        select(model).where(creator == requested.by_user_id, model.idempotency_key == requested.key)
+    )
+
+
+async def _insert_once(
+    session: AsyncSession, model: type[Keyed], values: dict[str, Any], requested: Requested | None
+) -> Keyed:
+    """Insert the row; under a key that this user already created one with, find that one.
+    ON CONFLICT on the key: a concurrent repeat waits for the first to commit, then finds it."""
+    creator, constraint = _CREATOR[model]
+    if requested is not None:
+        values = values | {creator: requested.by_user_id, "idempotency_key": requested.key}
+    inserted = await session.scalar(
+        insert(model)
+        .values(values)
+        .on_conflict_do_nothing(constraint=constraint)
+        .returning(model.id)
+    )
+    row = await (
+        session.get(model, inserted) if inserted is not None else _by_key(session, model, requested)
+    )
+    assert row is not None
+    return row
+
+
 async def create_member(
     session: AsyncSession, req: MemberCreate, requested: Requested | None = None
 ) -> Member:
-    if requested is not None:
-        found = await _member_by_key(session, requested)
-        if found is not None:
-            return found
+    found = await _by_key(session, Member, requested)
+    if found is not None:
+        return found
     branch_id = await session.scalar(select(Branch.id).where(Branch.code == req.branch_code))
     if branch_id is None:
         raise BankflowError(ErrorCode.NOT_FOUND, f"no branch {req.branch_code!r}")
     member_id = await _next_id(session, "members")
-    values: dict[str, Any] = {
+    values = {
         "id": member_id,
         "member_number": f"M{member_id:07d}",
         "first_name": req.first_name,
@@ -58,31 +97,7 @@ async def create_member(
         "phone": req.phone,
         "branch_id": branch_id,
     }
-    if requested is not None:
-        values |= {"created_by_id": requested.by_user_id, "idempotency_key": requested.key}
-    # ON CONFLICT on the key: a concurrent repeat waits for the first to commit, then finds it.
-    inserted = await session.scalar(
-        insert(Member)
-        .values(values)
-        .on_conflict_do_nothing(constraint="uq_members_created_by_key")
-        .returning(Member.id)
-    )
-    member = await (
-        session.get(Member, member_id) if inserted else _member_by_key(session, requested)
-    )
-    assert member is not None
-    return member
-
-
-async def _member_by_key(session: AsyncSession, requested: Requested | None) -> Member | None:
-    if requested is None:
-        return None
-    return await session.scalar(
-        select(Member).where(
-            Member.created_by_id == requested.by_user_id,
-            Member.idempotency_key == requested.key,
-        )
-    )
+    return await _insert_once(session, Member, values, requested)
 
 
 async def get_member(session: AsyncSession, member_number: str) -> Member:
@@ -107,10 +122,9 @@ async def open_member_account(
     requested: Requested | None = None,
 ) -> LedgerAccount:
     """Open a member account of `kind` (savings, shares, loan) under its GL control account."""
-    if requested is not None:
-        found = await _account_by_key(session, requested)
-        if found is not None:
-            return found
+    found = await _by_key(session, LedgerAccount, requested)
+    if found is not None:
+        return found
     if member.status != "active":
         raise BankflowError(
             ErrorCode.ACCOUNT_CLOSED, f"member {member.member_number} is {member.status}"
@@ -126,7 +140,7 @@ async def open_member_account(
             ErrorCode.CURRENCY_MISMATCH, f"the institution has no {currency} chart of accounts"
         )
     account_id = await _next_id(session, "ledger_accounts")
-    values: dict[str, Any] = {
+    values = {
         "id": account_id,
         "code": f"{ACCOUNT_PREFIX[kind]}{account_id:08d}",
         "name": f"{kind.title()} of {member.member_number}",
@@ -140,32 +154,7 @@ async def open_member_account(
         "debits_must_not_exceed_credits": kind != "loan",
         "credits_must_not_exceed_debits": kind == "loan",
     }
-    if requested is not None:
-        values |= {"opened_by_id": requested.by_user_id, "idempotency_key": requested.key}
-    inserted = await session.scalar(
-        insert(LedgerAccount)
-        .values(values)
-        .on_conflict_do_nothing(constraint="uq_ledger_accounts_opened_by_key")
-        .returning(LedgerAccount.id)
-    )
-    account = await (
-        session.get(LedgerAccount, account_id) if inserted else _account_by_key(session, requested)
-    )
-    assert account is not None
-    return account
-
-
-async def _account_by_key(
-    session: AsyncSession, requested: Requested | None
-) -> LedgerAccount | None:
-    if requested is None:
-        return None
-    return await session.scalar(
-        select(LedgerAccount).where(
-            LedgerAccount.opened_by_id == requested.by_user_id,
-            LedgerAccount.idempotency_key == requested.key,
-        )
-    )
+    return await _insert_once(session, LedgerAccount, values, requested)
 
 
 async def get_account(session: AsyncSession, number: str, *, lock: bool = False) -> LedgerAccount:

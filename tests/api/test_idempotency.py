@@ -39,6 +39,24 @@ async def leave_as_crashed(
         return int(done.rowcount)  # type: ignore[attr-defined]
 
 
+async def held_elsewhere(
+    sessions: async_sessionmaker[AsyncSession], who: Staff, key: str, content: bytes
+) -> None:
+    """A member registration under `key` running in another, live, API process."""
+    async with sessions() as session, session.begin():
+        session.add(
+            IdempotencyRecord(
+                user_id=who.id,
+                method="POST",
+                route="/v1/members",
+                key=key,
+                request_hash=request_hash("POST", "/v1/members", b"", content),
+                owner=uuid.uuid4(),
+                lease_expires_at=func.now() + timedelta(minutes=5),
+            )
+        )
+
+
 @pytest.fixture
 async def short_lease(api_settings: Settings) -> AsyncIterator[AsyncClient]:
     """The app with a one-second lease, so a crashed claim lapses while a retry waits."""
@@ -126,18 +144,7 @@ async def test_a_running_request_makes_its_retry_wait_for_the_answer(
     content = client.build_request("POST", "/v1/members", json=body).content
     teller = staff["teller"]
     where = (IdempotencyRecord.user_id == teller.id, IdempotencyRecord.key == key)
-    async with sessions() as session, session.begin():
-        session.add(
-            IdempotencyRecord(
-                user_id=teller.id,
-                method="POST",
-                route="/v1/members",
-                key=key,
-                request_hash=request_hash("POST", "/v1/members", b"", content),
-                owner=uuid.uuid4(),
-                lease_expires_at=func.now() + timedelta(minutes=5),
-            )
-        )
+    await held_elsewhere(sessions, teller, key, content)
     retry = asyncio.create_task(
         client.post("/v1/members", json=body, headers=teller.headers | {"Idempotency-Key": key})
     )
@@ -161,18 +168,7 @@ async def test_a_request_still_running_after_the_wait_is_409_with_retry_after(
     app = create_app(api_settings.model_copy(update={"idempotency_wait": timedelta(0)}))
     async with app.router.lifespan_context(app), make_client(app) as c:
         content = c.build_request("POST", "/v1/members", json=body).content
-        async with sessions() as session, session.begin():
-            session.add(
-                IdempotencyRecord(
-                    user_id=teller.id,
-                    method="POST",
-                    route="/v1/members",
-                    key=key,
-                    request_hash=request_hash("POST", "/v1/members", b"", content),
-                    owner=uuid.uuid4(),
-                    lease_expires_at=func.now() + timedelta(minutes=5),
-                )
-            )
+        await held_elsewhere(sessions, teller, key, content)
         r = await c.post(
             "/v1/members", json=body, headers=teller.headers | {"Idempotency-Key": key}
         )
