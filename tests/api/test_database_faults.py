@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
@@ -68,7 +69,17 @@ class PrivatePostgres:
         self.proc.wait(30)
 
     def start(self) -> None:
+        """Start it again and wait until crash recovery is over and it answers queries."""
         self.server_url, self.proc = start_private(self.data, self.port)
+        admin = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        for _ in range(300):
+            try:
+                with psycopg.connect(admin, connect_timeout=2) as conn:
+                    conn.execute("SELECT 1")
+                return
+            except psycopg.OperationalError:  # "not yet accepting connections" during recovery
+                time.sleep(0.1)
+        raise AssertionError("the private Postgres did not finish recovery")
 
 
 @pytest.fixture(scope="module")
