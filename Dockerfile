@@ -19,9 +19,12 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 
 COPY . .
 # --no-deps: already installed above; this adds the `bankflow` console script.
+# .data/audit-spool: where the API keeps audit entries while Postgres is down (a volume in
+# docker-compose); owned by the app user so the volume is created writable for it.
 RUN pip install --no-deps . \
     && rm -rf build *.egg-info \
-    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin bankflow
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin bankflow \
+    && mkdir -p /app/.data/audit-spool && chown bankflow /app/.data/audit-spool
 
 USER bankflow
 EXPOSE 8000

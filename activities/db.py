@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -22,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # serialization_failure and deadlock_detected: the transaction did nothing and may run again.
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+# The server is shutting down, crashed or still starting up, or has no connection slot left.
+_UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 
 def make_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
@@ -43,6 +47,37 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 def sqlstate(exc: BaseException) -> str | None:
     orig = getattr(exc, "orig", None)
     return getattr(orig, "sqlstate", None)
+
+
+def db_unavailable(exc: BaseException) -> bool:
+    """True when the database could not be reached or lost the connection (a restart, a
+    terminated backend, an exhausted pool): nothing is wrong with the request, it may be retried.
+    """
+    if isinstance(exc, PoolTimeout):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    state = sqlstate(exc)
+    if state is None:  # refused or broken before the server said anything
+        return isinstance(exc, OperationalError | InterfaceError)
+    return state.startswith("08") or state in _UNAVAILABLE_SQLSTATES
+
+
+async def while_unavailable(work: Callable[[], Awaitable[T]], *, window: float) -> T:
+    """Run `work`, again with backoff while the database is unavailable, for up to `window`
+    seconds (a Postgres restart takes one to three); then its last error propagates."""
+    deadline = time.monotonic() + window
+    delay = 0.05
+    while True:
+        try:
+            return await work()
+        except (DBAPIError, PoolTimeout) as exc:
+            if not db_unavailable(exc) or time.monotonic() + delay > deadline:
+                raise
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 async def in_transaction(

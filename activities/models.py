@@ -5,6 +5,7 @@ Money columns are BIGINT minor units (`*_minor`); the currency's scale is in `cu
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime
 from typing import Any, ClassVar
 
@@ -22,10 +23,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    Uuid,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import INET, JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -102,6 +104,7 @@ class Member(Base):
             name="kyc_status_known",
         ),
         Index("ix_members_last_first", "last_name", "first_name"),
+        UniqueConstraint("created_by_id", "idempotency_key", name="uq_members_created_by_key"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     member_number: Mapped[str] = mapped_column(String(20), unique=True)
@@ -117,6 +120,10 @@ class Member(Base):
     )
     kyc_tier: Mapped[int] = mapped_column(
         SmallInteger, default=0, server_default="0", doc="0 = basic tier"
+    )
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    idempotency_key: Mapped[str | None] = mapped_column(
+        String(200), doc="the creator's Idempotency-Key: a re-run of the request finds this row"
     )
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
@@ -159,6 +166,9 @@ class LedgerAccount(Base):
             name="no_overcredit",
         ),
         Index("ix_ledger_accounts_member", "member_id"),
+        UniqueConstraint(
+            "opened_by_id", "idempotency_key", name="uq_ledger_accounts_opened_by_key"
+        ),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     code: Mapped[str] = mapped_column(String(32), unique=True)
@@ -182,6 +192,10 @@ class LedgerAccount(Base):
     credits_posted_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     debits_pending_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     credits_pending_minor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    opened_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
+    idempotency_key: Mapped[str | None] = mapped_column(
+        String(200), doc="the opener's Idempotency-Key: a re-run of the request finds this row"
+    )
     opened_at: Mapped[datetime] = mapped_column(server_default=func.now())
     closed_at: Mapped[datetime | None] = mapped_column()
 
@@ -257,29 +271,52 @@ class Hold(Base):
 
 
 class IdempotencyRecord(Base):
-    """The first answer to a POST carrying an Idempotency-Key, replayed for an identical repeat."""
+    """The first answer to a POST carrying an Idempotency-Key, replayed for an identical repeat.
+
+    A key is scoped per (user, method, route template). While the first request runs, the row is
+    its claim: `owner` renews `lease_expires_at`, and a retry finding the lease lapsed (the owner
+    died, or could not store its answer) takes the claim over.
+    """
 
     __tablename__ = "idempotency_records"
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id"), primary_key=True)
+    method: Mapped[str] = mapped_column(String(10), primary_key=True)
+    route: Mapped[str] = mapped_column(
+        String(200), primary_key=True, doc="route template, e.g. /v1/members/{member_number}"
+    )
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64), doc="sha256 of method, path and body")
     status_code: Mapped[int | None] = mapped_column(Integer, doc="NULL while in progress")
     response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    owner: Mapped[uuid.UUID | None] = mapped_column(Uuid, doc="the claim of the running request")
+    lease_expires_at: Mapped[datetime] = mapped_column(
+        server_default=func.now(), doc="database time; an unanswered claim past it is taken over"
+    )
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
 class AuditEntry(Base):
-    """Append-only record of every command: who, what, when, from where, and the outcome."""
+    """Append-only record of every command and of every read of personal data: who, what,
+    when, from where, which members it showed, and the outcome."""
 
     __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_member_numbers", "member_numbers", postgresql_using="gin"),
+    )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    entry_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, unique=True, doc="chosen by the API: a spooled or retried entry is written once"
+    )
     at: Mapped[datetime] = mapped_column(server_default=func.now())
     actor_user_id: Mapped[int | None] = mapped_column(ForeignKey("staff_users.id"))
     actor_username: Mapped[str | None] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(100), doc="HTTP method and route template")
-    resource: Mapped[str] = mapped_column(Text, doc="the concrete path")
+    resource: Mapped[str] = mapped_column(Text, doc="the concrete path (and query, for reads)")
     client_address: Mapped[str | None] = mapped_column(INET)
     user_agent: Mapped[str | None] = mapped_column(Text)
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    member_numbers: Mapped[list[str] | None] = mapped_column(
+        ARRAY(String(20)), doc="members whose personal data the answer showed"
+    )
     outcome_status: Mapped[int] = mapped_column(Integer, doc="HTTP status returned")
     outcome: Mapped[str] = mapped_column(String(64), doc="'ok' or the error code")

@@ -7,6 +7,8 @@ If Temporal is down at start-up the API still starts; the client connects on fir
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,9 +20,12 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from activities.db import make_engine, make_sessionmaker
 from api import routes
 from api.audit import AuditMiddleware
+from api.audit_spool import AuditTrail
 from api.auth import LoginLimiter
 from api.deps import TemporalConnector
 from api.errors import install_error_handlers
+from api.guard import RequestGuardMiddleware
+from api.headers import SecurityHeadersMiddleware, install_docs
 from api.idempotency import IdempotencyMiddleware
 from api.openapi import document_errors
 from schemas.errors import BankflowError
@@ -36,6 +41,9 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings)
         app.state.sessions = make_sessionmaker(engine)
+        app.state.audit = AuditTrail(app.state.sessions, settings.audit_spool_dir)
+        # Entries a previous process spooled during an outage, then every few seconds.
+        flusher = asyncio.create_task(app.state.audit.keep_flushing())
         if temporal_client is None:
             try:
                 await app.state.temporal.get()
@@ -44,6 +52,9 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
         try:
             yield
         finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
             await engine.dispose()
 
     app = FastAPI(
@@ -52,6 +63,8 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
         description="Core-banking processes on Temporal and Postgres. Amounts are decimal "
         "strings in major units with a currency code.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.temporal = TemporalConnector(settings, temporal_client)
@@ -60,9 +73,15 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     )
     install_error_handlers(app)
     document_errors(app)
-    # Added last = outermost: the audit sees the idempotency layer's own answers too.
+    install_docs(app)
+    # Added last = outermost. In order of a request: the trusted proxy's client address; headers
+    # on every answer; the audit, which sees every other layer's answers; the guard (body limit,
+    # token checked before the body is read); idempotency, which reads the now bounded body of
+    # an authenticated request.
     app.add_middleware(IdempotencyMiddleware)
+    app.add_middleware(RequestGuardMiddleware)
     app.add_middleware(AuditMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware)
     # Outermost of all, and only for configured proxies: everything inside (the audit log, the
     # login limits) sees the client that proxy connected for, and nobody else can claim one.
     if settings.trusted_proxies:

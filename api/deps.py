@@ -119,11 +119,8 @@ TemporalDep = Annotated[Client, Depends(_temporal)]
 _bearer = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 
 
-async def _current_principal(
-    request: Request,
-    settings: SettingsDep,
-    sessions: SessionsDep,
-    token: Annotated[str | None, Depends(_bearer)],
+async def authenticate(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], token: str | None
 ) -> Principal:
     """The user a valid bearer token names, with the roles they hold now, if still active.
 
@@ -140,8 +137,22 @@ async def _current_principal(
         raise BankflowError(ErrorCode.UNAUTHENTICATED, "this user does not exist")
     if not status.is_active:
         raise BankflowError(ErrorCode.UNAUTHENTICATED, "this user is disabled")
-    request.state.principal = status.principal  # for the audit log
     return status.principal
+
+
+async def _current_principal(
+    request: Request,
+    settings: SettingsDep,
+    sessions: SessionsDep,
+    token: Annotated[str | None, Depends(_bearer)],
+) -> Principal:
+    """The authenticated caller; the request guard (api.guard) has already looked a command's
+    caller up before reading its body, and that lookup is not repeated."""
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is None:
+        known = await authenticate(settings, sessions, token)
+        request.state.principal = known  # for the audit log
+    return known
 
 
 CurrentPrincipal = Annotated[Principal, Depends(_current_principal)]

@@ -21,9 +21,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.db import db_unavailable
 from activities.errors import classify, log_failure
 from schemas.errors import BankflowError, ErrorCode
 
@@ -69,6 +71,7 @@ STATUS: dict[ErrorCode, int] = {
     E.OVERRIDE_REQUIRED: 403,
     E.DOCUMENT_REJECTED: 422,
     E.DOCUMENT_TOO_LARGE: 413,
+    E.REQUEST_TOO_LARGE: 413,
     E.NOTIFICATION_REJECTED: 422,
     E.ALREADY_VOTED: 409,
     E.LOAN_NOT_ELIGIBLE: 422,
@@ -104,7 +107,7 @@ DESCRIPTIONS: dict[int, str] = {
     403: "Forbidden (the caller's roles do not allow this) or FourEyesViolation",
     404: "NotFound, or what was not found (AccountNotFound, JournalNotFound, ...)",
     409: "a conflict with the current state, or IdempotencyKeyConflict / IdempotencyKeyInProgress",
-    413: "DocumentTooLarge",
+    413: "RequestTooLarge, or DocumentTooLarge for an upload",
     422: "ValidationError (the request is malformed; nothing was done), or the business rule "
     "that refused it (InsufficientFunds, InvalidAmount, InvalidData, ...)",
     429: "RateLimited: see Retry-After",
@@ -113,6 +116,8 @@ DESCRIPTIONS: dict[int, str] = {
 
 # Temporal failures that mean "the process engine is unreachable right now", not a bug.
 _UNAVAILABLE_RPC = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
+# A 503 is worth retrying soon: Postgres restarts in seconds, Temporal reconnects as fast.
+RETRY_AFTER_SECONDS = "1"
 
 
 def error_response(
@@ -127,7 +132,19 @@ def bankflow_error_response(
     status = STATUS.get(exc.code, 422)
     if status == 401:
         headers = {"WWW-Authenticate": "Bearer", **(headers or {})}
+    elif status == 503:
+        headers = {"Retry-After": RETRY_AFTER_SECONDS, **(headers or {})}
     return error_response(exc.code, exc.detail, status, headers)
+
+
+def unavailable_response() -> JSONResponse:
+    """503 for a request the database could not serve: nothing was done, retry it."""
+    return bankflow_error_response(
+        BankflowError(
+            ErrorCode.DATABASE_UNAVAILABLE,
+            "the database is unavailable; retry shortly (with the same Idempotency-Key)",
+        )
+    )
 
 
 def describe_validation(errors: Sequence[Any]) -> str:
@@ -183,16 +200,23 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
 async def _rpc(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RPCError)
     if exc.status in _UNAVAILABLE_RPC:
-        return error_response(E.PROCESS_UNAVAILABLE, "the process engine is unavailable", 503)
+        return bankflow_error_response(
+            BankflowError(E.PROCESS_UNAVAILABLE, "the process engine is unavailable")
+        )
     return await _unexpected(request, exc)
 
 
 async def _database(request: Request, exc: Exception) -> JSONResponse:
+    if db_unavailable(exc):
+        # The error's text carries the SQL and its parameters (personal data): only its type.
+        cause = type(getattr(exc, "orig", None) or exc).__name__
+        log.warning("database unavailable on %s %s (%s)", request.method, request.url.path, cause)
+        return unavailable_response()
     assert isinstance(exc, DBAPIError)
     failure = classify(exc)
     log_failure(failure, exc, f"{request.method} {request.url.path}")
     if failure.retryable:
-        return error_response(failure.code, failure.message, 503, {"Retry-After": "1"})
+        return unavailable_response()
     return error_response(failure.code, failure.message, STATUS[failure.code])
 
 
@@ -207,4 +231,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(RPCError, _rpc)
     app.add_exception_handler(DBAPIError, _database)
+    app.add_exception_handler(PoolTimeout, _database)
     app.add_exception_handler(Exception, _unexpected)

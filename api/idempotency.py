@@ -3,51 +3,69 @@
 Why a middleware and not a dependency: the record must hold the *response* (status and body),
 and only a layer around the whole app sees the final response, including error responses made by
 exception handlers. Routes opt in with the `IdempotencyKey` dependency, which requires the header
-and documents it in OpenAPI; the middleware acts on every POST that carries the header.
+and documents it in OpenAPI; the middleware acts on every POST that carries the header, once the
+request guard (api/guard.py) has authenticated the caller and bounded the body.
 
-Per (key, user id):
-- first request: a row is claimed with `status_code` NULL (committed at once, so concurrent
-  requests see it), the request runs, and the answer is stored - unless its status is >= 500, it
-  raised, or it was refused before the route acted (ValidationError, Unauthenticated, Forbidden,
-  RateLimited): then the row is deleted so a retry, corrected or not, can run;
+Per (user, method, route template, key) - the same key on another route is another request:
+- first request: it claims the key (see activities/idempotency.py), renews the claim's lease
+  while it runs, and stores its answer - unless its status is >= 500, it raised, or it was
+  refused before the route acted (ValidationError, Unauthenticated, Forbidden, RateLimited): then
+  it releases the key so a retry, corrected or not, can run;
 - same key, same request (sha256 of method, path with query, body): the stored answer is
   replayed with `Idempotent-Replayed: true`;
 - same key, other request: 409 IdempotencyKeyConflict;
-- same key while the first is still running: 409 IdempotencyKeyInProgress. A claim older than
-  `IN_PROGRESS_LEASE` is taken to be from a crashed process and is taken over.
+- same key while the first still runs: the retry waits up to `idempotency_wait` for its answer,
+  then 409 IdempotencyKeyInProgress with Retry-After.
 
-The claim and the route's own writes are separate transactions: if the process dies between the
-route's commit and storing the answer, the retry after the lease runs the route again. Routes that
-start processes stay safe because the workflow id carries the business key (Temporal refuses the
-duplicate start); member creation is the one route where that would create a second member.
+A claim whose lease lapsed - its API process died, or Postgres was down when it had to store its
+answer - is taken over by the next retry, which runs the route again. That is safe for every
+route taking a key: process-starting routes derive their workflow id from the user and the key,
+so the retry attaches to the workflow and answers from it; member creation and account opening
+record the key on the row they create. A lease is `idempotency_lease` (10 s), renewed every third
+of it, and never beyond the request's own bound (`api_wait_timeout` plus a margin), so no stale
+claim blocks a retry longer than the request itself could have taken.
+
+The answer goes to the client even if it cannot be stored: a retry then runs the route again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
+import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Header
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from activities.models import IdempotencyRecord as R
-from api.auth import decode_token
-from api.errors import error_response
-from schemas.errors import BankflowError, ErrorCode
+from activities import idempotency as claims
+from activities.db import db_unavailable, in_transaction, while_unavailable
+from activities.idempotency import Answered, Claimed, KeyScope, Refused
+from activities.staff import Principal
+from api.errors import error_response, unavailable_response
+from api.guard import PRINCIPAL, ROUTE
+from api.routing import RouteInfo
+from schemas.errors import ErrorCode
 from schemas.settings import Settings
 from schemas.types import IdempotencyKeyValue
+
+log = logging.getLogger(__name__)
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 MAX_KEY_LENGTH = 200
-IN_PROGRESS_LEASE = timedelta(minutes=5)
+# Beyond api_wait_timeout: the route's own reads and writes around its wait for the workflow.
+REQUEST_MARGIN = timedelta(seconds=5)
+# How long the answer's store is retried across a database restart before the claim may lapse.
+SETTLE_WINDOW_SECONDS = 1.5
 
 
 async def _idempotency_key(
@@ -83,8 +101,7 @@ class IdempotencyMiddleware:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        key = headers.get(HEADER)
+        key = Headers(scope=scope).get(HEADER)
         if key is None:
             await self.app(scope, receive, send)
             return
@@ -92,29 +109,71 @@ class IdempotencyMiddleware:
             detail = f"{HEADER} must be 1 to {MAX_KEY_LENGTH} characters"
             await error_response(ErrorCode.VALIDATION, detail, 422)(scope, receive, send)
             return
-        state = scope["app"].state
-        user_id = _user_id(state.settings, headers.get("authorization", ""))
-        if user_id is None:  # no valid token: the route answers 401, nothing to remember
+        state = scope.get("state", {})
+        principal: Principal | None = state.get(PRINCIPAL)
+        info: RouteInfo | None = state.get(ROUTE)
+        if principal is None or info is None:  # the route answers 401 or 404: nothing to keep
             await self.app(scope, receive, send)
             return
         body = await _read_body(receive)
+        key_scope = KeyScope(principal.id, scope["method"], info.template, key)
         digest = request_hash(scope["method"], scope["path"], scope["query_string"], body)
-        sessions: async_sessionmaker[AsyncSession] = state.sessions
-        stored = await _claim(sessions, key, user_id, digest)
-        if stored is not None:
-            await stored(scope, receive, send)
+        claim = _Claim(scope["app"].state.settings, scope["app"].state.sessions, key_scope)
+        try:
+            answer = await claim.acquire(digest)
+        except (DBAPIError, PoolTimeout) as exc:
+            if not db_unavailable(exc):
+                raise
+            answer = unavailable_response()
+        if answer is not None:
+            await answer(scope, receive, send)
             return
-        await self._run_and_store(scope, _replay(body, receive), send, sessions, key, user_id)
+        await claim.run(self.app, scope, _replay(body, receive), send)
 
-    async def _run_and_store(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        sessions: async_sessionmaker[AsyncSession],
-        key: str,
-        user_id: int,
+
+class _Claim:
+    """One request's claim on its key: acquire it (or the answer to send instead), run the
+    route while renewing the lease, then store the answer or release the key."""
+
+    def __init__(
+        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], key: KeyScope
     ) -> None:
+        self.sessions = sessions
+        self.key = key
+        self.lease = settings.idempotency_lease
+        self.wait = settings.idempotency_wait.total_seconds()
+        self.bound = (settings.api_wait_timeout + REQUEST_MARGIN).total_seconds()
+        self.owner: uuid.UUID | None = None
+
+    async def acquire(self, digest: str) -> Response | None:
+        """None when this request owns the key now; otherwise the response to send instead."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait
+        delay = 0.05
+        while True:
+            verdict = await in_transaction(
+                self.sessions, lambda s: claims.try_claim(s, self.key, digest, self.lease)
+            )
+            if isinstance(verdict, Claimed):
+                self.owner = verdict.owner
+                return None
+            if isinstance(verdict, Answered):
+                headers = {REPLAYED_HEADER: "true"}
+                if verdict.body is None:
+                    return Response(status_code=verdict.status_code, headers=headers)
+                return JSONResponse(verdict.body, status_code=verdict.status_code, headers=headers)
+            if verdict is Refused.CONFLICT:
+                detail = f"{HEADER} {self.key.key!r} was used for a different request"
+                return error_response(ErrorCode.IDEMPOTENCY_CONFLICT, detail, 409)
+            left = deadline - loop.time()
+            if left <= 0:
+                detail = f"a request with {HEADER} {self.key.key!r} is still in progress"
+                retry = {"Retry-After": "1"}
+                return error_response(ErrorCode.IDEMPOTENCY_IN_PROGRESS, detail, 409, retry)
+            await asyncio.sleep(min(delay, left))
+            delay = min(delay * 2, 0.5)
+
+    async def run(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         start: Message | None = None
         chunks: list[bytes] = []
 
@@ -126,22 +185,60 @@ class IdempotencyMiddleware:
                 chunks.append(message.get("body", b""))
             await send(message)
 
-        where = (R.key == key, R.user_id == user_id)
+        renewal = asyncio.create_task(self._renew())
         try:
-            await self.app(scope, receive, capture)
+            await app(scope, receive, capture)
         except BaseException:
-            async with sessions() as session, session.begin():
-                await session.execute(delete(R).where(*where))
+            renewal.cancel()
+            await self._settle(None, None)
             raise
+        renewal.cancel()
         status = start["status"] if start else 500
         stored_body = _json_or_none(b"".join(chunks))
-        async with sessions() as session, session.begin():
-            if status >= 500 or stored_body is _NOT_JSON or _refused_unheard(stored_body):
-                await session.execute(delete(R).where(*where))
-            else:
-                await session.execute(
-                    update(R).where(*where).values(status_code=status, response_body=stored_body)
+        if status >= 500 or stored_body is _NOT_JSON or _refused_unheard(stored_body):
+            await self._settle(None, None)
+        else:
+            await self._settle(status, stored_body)
+
+    async def _renew(self) -> None:
+        """Keep the claim alive while the request runs, up to the request's own bound."""
+        assert self.owner is not None
+        owner, interval = self.owner, self.lease.total_seconds() / 3
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.bound
+        while loop.time() + interval < until:
+            await asyncio.sleep(interval)
+            try:
+                await in_transaction(
+                    self.sessions, lambda s: claims.renew(s, self.key, owner, self.lease)
                 )
+            except (DBAPIError, PoolTimeout) as exc:  # best effort: the lease is the backstop
+                log.warning("cannot renew an idempotency claim (%s)", type(exc).__name__)
+
+    async def _settle(self, status: int | None, body: Any) -> None:
+        """Store the answer (or release the key when `status` is None), retrying briefly across
+        a database restart; if that fails the claim simply lapses and a retry runs again."""
+        assert self.owner is not None
+        owner = self.owner
+
+        async def work(session: AsyncSession) -> None:
+            if status is None:
+                await claims.release(session, self.key, owner)
+            else:
+                await claims.store(session, self.key, owner, status, body)
+
+        try:
+            await while_unavailable(
+                lambda: in_transaction(self.sessions, work), window=SETTLE_WINDOW_SECONDS
+            )
+        except (DBAPIError, PoolTimeout) as exc:
+            if not db_unavailable(exc):
+                raise
+            log.warning(
+                "database unavailable: answer under an idempotency key not kept; its claim "
+                "lapses in %s and a retry runs the route again",
+                self.lease,
+            )
 
 
 _NOT_JSON: Any = object()
@@ -165,17 +262,8 @@ def _json_or_none(body: bytes) -> Any:
         return _NOT_JSON
 
 
-def _user_id(settings: Settings, authorization: str) -> int | None:
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return None
-    try:
-        return decode_token(settings, token).id
-    except BankflowError:
-        return None
-
-
 async def _read_body(receive: Receive) -> bytes:
+    """The whole body; the request guard has already bounded it (and cuts it off past that)."""
     chunks = []
     while True:
         message = await receive()
@@ -199,55 +287,3 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
-
-
-async def _claim(
-    sessions: async_sessionmaker[AsyncSession], key: str, user_id: int, digest: str
-) -> Response | None:
-    """None when this request owns the key now; otherwise the response to send instead."""
-    async with sessions() as session, session.begin():
-        # ON CONFLICT DO NOTHING waits for a concurrent claim of the same key to commit, so
-        # exactly one of two racing requests owns the key.
-        claimed = await session.scalar(
-            insert(R)
-            .values(key=key, user_id=user_id, request_hash=digest)
-            .on_conflict_do_nothing(index_elements=["key", "user_id"])
-            .returning(R.key)
-        )
-        if claimed is not None:
-            return None
-        record = await session.scalar(
-            select(R).where(R.key == key, R.user_id == user_id).with_for_update()
-        )
-        if record is None:  # the owner failed and released it a moment ago
-            return error_response(
-                ErrorCode.IDEMPOTENCY_IN_PROGRESS, "a request with this key just failed; retry", 409
-            )
-        if record.request_hash != digest:
-            return error_response(
-                ErrorCode.IDEMPOTENCY_CONFLICT,
-                f"{HEADER} {key!r} was used for a different request",
-                409,
-            )
-        if record.status_code is None:
-            taken_over = await session.scalar(
-                update(R)
-                .where(
-                    R.key == key,
-                    R.user_id == user_id,
-                    R.created_at < func.now() - IN_PROGRESS_LEASE,
-                )
-                .values(created_at=func.now())
-                .returning(R.key)
-            )
-            if taken_over is not None:
-                return None
-            return error_response(
-                ErrorCode.IDEMPOTENCY_IN_PROGRESS,
-                f"a request with {HEADER} {key!r} is still in progress",
-                409,
-            )
-        headers = {REPLAYED_HEADER: "true"}
-        if record.response_body is None:
-            return Response(status_code=record.status_code, headers=headers)
-        return JSONResponse(record.response_body, status_code=record.status_code, headers=headers)

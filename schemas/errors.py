@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     DUPLICATE = "Duplicate"
     INVALID_DATA = "InvalidData"  # the database or a model refused a value a retry cannot change
     DATABASE_UNAVAILABLE = "DatabaseUnavailable"  # retryable: connection lost, deadlock, restart
+    REQUEST_TOO_LARGE = "RequestTooLarge"
     # processes
     FOUR_EYES = "FourEyesViolation"
     NOT_AWAITING_DECISION = "NotAwaitingDecision"

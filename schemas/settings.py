@@ -8,6 +8,7 @@ import sys
 from datetime import timedelta
 from decimal import Decimal
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, Self
 from urllib.parse import urlsplit
 
@@ -178,6 +179,30 @@ class Settings(BaseSettings):
     )
     finance_email: str = Field(
         default="finance@bankflow.example", description="receives the month-end summary"
+    )
+
+    # ---- request pipeline: body limits, idempotency claims, audit spool ----------------------
+    # (api/guard.py, api/idempotency.py, api/audit.py)
+    request_max_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        description="largest JSON or form body; uploads are bounded by kyc_upload_max_bytes",
+    )
+    idempotency_lease: timedelta = Field(
+        default=timedelta(seconds=10),
+        gt=timedelta(0),
+        description="a running request renews its Idempotency-Key claim this often x3; a claim "
+        "not renewed for this long (its API process died) is taken over by a retry",
+    )
+    idempotency_wait: timedelta = Field(
+        default=timedelta(seconds=10),
+        ge=timedelta(0),
+        description="how long a retry waits for the answer of the request still running under "
+        "its key before answering 409 IdempotencyKeyInProgress",
+    )
+    audit_spool_dir: Path = Field(
+        default=Path(".data/audit-spool"),
+        description="audit entries that Postgres could not take wait here, durably, until it can",
     )
 
     @field_validator("trusted_proxies", mode="before")

@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from api.routes import (
     accounts,
     approvals,
+    audit,
     auth,
     disbursements,
     health,
@@ -44,4 +45,5 @@ ROUTERS: list[APIRouter] = [
     reports.router,
     loan_reports.router,
     repayments.router,
+    audit.router,
 ]

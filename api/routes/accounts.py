@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import accounts, read_models
 from activities.db import in_transaction
+from api.audit import ShownMembers
 from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
 from api.errors import errors
 from api.idempotency import IdempotencyKey
@@ -33,29 +34,35 @@ AccountNumber = Annotated[types.AccountNumber, Path(description="e.g. SV00000042
     ),
 )
 async def open_account(
-    _: Opener,
+    principal: Opener,
     key: IdempotencyKey,
     member_number: types.MemberNumber,
     body: AccountOpen,
     sessions: SessionsDep,
 ) -> AccountView:
     """Open a savings or shares account for an active member in a currency the institution
-    keeps a chart of accounts for. Tellers and branch managers; needs an `Idempotency-Key`."""
+    keeps a chart of accounts for. Tellers and branch managers; needs an `Idempotency-Key`
+    (kept with the account: the same caller's request under the same key opens one)."""
 
     async def work(session: AsyncSession) -> AccountView:
         member = await accounts.get_member(session, member_number)
-        account = await accounts.open_account(session, member, body)
+        requested = accounts.Requested(principal.id, key)
+        account = await accounts.open_account(session, member, body, requested)
         return await read_models.account_view(session, account)
 
     return await in_transaction(sessions, work)
 
 
 @router.get("/accounts/{number}", responses=errors(s404="AccountNotFound"))
-async def get_account(_: Reader, number: AccountNumber, sessions: SessionsDep) -> AccountView:
+async def get_account(
+    _: Reader, number: AccountNumber, sessions: SessionsDep, shown: ShownMembers
+) -> AccountView:
     """An account with its posted balance, available balance and pending amounts, as decimal
-    strings in major units of its currency. Any staff role."""
+    strings in major units of its currency. Any staff role; audited."""
     async with sessions() as session:
-        return await read_models.get_account_view(session, number)
+        view = await read_models.get_account_view(session, number)
+    shown.show(view.member_number)
+    return view
 
 
 @router.get("/accounts/{number}/statement", responses=errors(s404="AccountNotFound"))
@@ -63,6 +70,7 @@ async def get_statement(
     _: Reader,
     number: AccountNumber,
     sessions: SessionsDep,
+    shown: ShownMembers,
     date_from: Annotated[
         types.Day | None, Query(alias="from", description="first value date")
     ] = None,
@@ -71,13 +79,15 @@ async def get_statement(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Statement:
     """Postings by value date range in posting order, each with the running balance; opening and
-    closing balances of the range. Page with `after`. Any staff role."""
+    closing balances of the range. Page with `after`. Any staff role; audited."""
     if date_from and date_to and date_from > date_to:
         raise BankflowError(ErrorCode.VALIDATION, "`from` must not be after `to`")
     async with sessions() as session:
-        return await read_models.statement(
+        page = await read_models.statement(
             session, number, date_from=date_from, date_to=date_to, after=after, limit=limit
         )
+    shown.show(page.account.member_number)
+    return page
 
 
 @router.post(

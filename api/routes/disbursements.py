@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.loan_applications import application, get_loan
 from activities.loan_book_models import HOLDING_STATUSES, Disbursement
 from activities.loan_models import LoanEvent
+from api.audit import ShownMembers
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import errors
 from api.idempotency import IdempotencyKey
@@ -170,14 +171,17 @@ async def disburse_loan(
 
 @router.get("/{loan_number}/disbursements")
 async def list_disbursements(
-    _: Reader, loan_number: LoanNumber, sessions: SessionsDep
+    _: Reader, loan_number: LoanNumber, sessions: SessionsDep, shown: ShownMembers
 ) -> list[DisbursementView]:
     """Every disbursement attempt of the loan, oldest first: status (in_progress, completed,
     compensated, reversed), amounts, destination, the journals it posted (disbursement, payout,
-    compensation), the rail's reference and why a compensated attempt failed."""
+    compensation), the rail's reference and why a compensated attempt failed. Audited (an
+    external account names its holder)."""
     async with sessions() as session:
         loan = await get_loan(session, loan_number)
-        scale = (await application(session, loan)).product.scale
+        app = await application(session, loan)
+        shown.show(app.member_number)
+        scale = app.product.scale
         rows = await session.scalars(
             select(Disbursement)
             .where(Disbursement.loan_id == loan.id)

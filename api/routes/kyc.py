@@ -30,6 +30,7 @@ from activities.accounts import get_member
 from activities.db import in_transaction
 from activities.kyc import member_branch, next_case_number, store_document
 from activities.kyc_models import KycCase
+from api.audit import ShownMembers
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import describe_validation, errors
 from api.idempotency import IdempotencyKey
@@ -228,10 +229,16 @@ async def _case_handle(
 
 @router.get("/v1/kyc/{case_number}")
 async def get_case(
-    _: Reader, case_number: CaseNumber, sessions: SessionsDep, client: TemporalDep
+    _: Reader,
+    case_number: CaseNumber,
+    sessions: SessionsDep,
+    client: TemporalDep,
+    shown: ShownMembers,
 ) -> KycState:
-    """A case's stage, check results with reasons, risk, pending decision and history."""
-    return await process_state(await _case_handle(sessions, client, case_number), KycState)
+    """A case's stage, check results with reasons, risk, pending decision and history; audited."""
+    state = await process_state(await _case_handle(sessions, client, case_number), KycState)
+    shown.show(state.member_number)
+    return state
 
 
 @router.post(

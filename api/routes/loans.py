@@ -38,6 +38,7 @@ from activities.loan_applications import (
 from activities.loan_models import LoanGuarantor
 from activities.loan_products import minor
 from activities.models import Member
+from api.audit import ShownMembers
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import errors
 from api.idempotency import IdempotencyKey
@@ -207,11 +208,13 @@ async def apply_for_loan(
 
 @router.get("/{loan_number}")
 async def get_loan_application(
-    _: Reader, loan_number: LoanNumber, sessions: SessionsDep
+    _: Reader, loan_number: LoanNumber, sessions: SessionsDep, shown: ShownMembers
 ) -> LoanView:
     """A loan's terms, schedule for the current terms, state, what it waits for, and its trail
-    (who did what, when and why)."""
-    return await _view(sessions, loan_number)
+    (who did what, when and why). Audited, with the applicant and the guarantors."""
+    view = await _view(sessions, loan_number)
+    shown.show(view.member_number, *(g.member_number for g in view.guarantors))
+    return view
 
 
 @router.post(

@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.accounts import create_member
+from activities.accounts import Requested, create_member
 from activities.db import in_transaction
 from activities.read_models import MemberPage, member_view, search_members
+from api.audit import ShownMembers
 from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
 from api.errors import errors
 from api.idempotency import IdempotencyKey
@@ -25,31 +26,37 @@ MemberNumber = Annotated[types.MemberNumber, Path(description="e.g. M0000042")]
 
 @router.post("", status_code=201, responses=errors(s404="NotFound: no such branch"))
 async def register_member(
-    _: Registrar, key: IdempotencyKey, body: MemberCreate, sessions: SessionsDep
+    principal: Registrar, key: IdempotencyKey, body: MemberCreate, sessions: SessionsDep
 ) -> MemberView:
     """Register a member at a branch. Tellers and branch managers; needs an `Idempotency-Key`.
 
-    The member starts `active` with KYC `unverified`; KYC review is its own process.
+    The member starts `active` with KYC `unverified`; KYC review is its own process. The key is
+    kept with the member: the same caller's request under the same key never creates a second.
     """
 
     async def work(session: AsyncSession) -> MemberView:
-        member = await create_member(session, body)
+        member = await create_member(session, body, Requested(principal.id, key))
         return await member_view(session, member.member_number)
 
     return await in_transaction(sessions, work)
 
 
 @router.get("/{member_number}")
-async def get_member(_: Reader, member_number: MemberNumber, sessions: SessionsDep) -> MemberView:
-    """One member by member number (`M0000042`). Any staff role."""
+async def get_member(
+    _: Reader, member_number: MemberNumber, sessions: SessionsDep, shown: ShownMembers
+) -> MemberView:
+    """One member by member number (`M0000042`). Any staff role; audited."""
     async with sessions() as session:
-        return await member_view(session, member_number)
+        view = await member_view(session, member_number)
+    shown.show(view.member_number)
+    return view
 
 
 @router.get("")
 async def list_members(
     _: Reader,
     sessions: SessionsDep,
+    shown: ShownMembers,
     q: Annotated[
         types.Search | None,
         Query(description="prefix of a member number, first, last or full name"),
@@ -59,8 +66,11 @@ async def list_members(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: types.Cursor | None = None,
 ) -> MemberPage:
-    """Search members, oldest first, a page at a time. Any staff role."""
+    """Search members, oldest first, a page at a time. Any staff role; audited with every
+    member on the page."""
     async with sessions() as session:
-        return await search_members(
+        page = await search_members(
             session, q=q, branch=branch, status=status, limit=limit, cursor=cursor
         )
+    shown.show(*(m.member_number for m in page.items))
+    return page

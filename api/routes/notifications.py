@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 
 from activities.notification_models import Notification
+from api.audit import ShownMembers
 from api.deps import Principal, SessionsDep, require_roles
 from schemas import types
 from schemas.notifications import NotificationPage, NotificationView
@@ -21,6 +22,7 @@ Reader = Annotated[Principal, Depends(require_roles("ops", "compliance_officer")
 async def list_notifications(
     _: Reader,
     sessions: SessionsDep,
+    _shown: ShownMembers,
     process_id: types.ProcessId | None = None,
     recipient: types.Email | None = None,
     template: types.Template | None = None,
@@ -29,7 +31,8 @@ async def list_notifications(
 ) -> NotificationPage:
     """Messages in the outbox (and those SendGrid accepted), newest first. Ops and compliance.
 
-    With the default `outbox` transport this is where development e-mail arrives.
+    With the default `outbox` transport this is where development e-mail arrives. Audited:
+    messages hold recipients' names and addresses.
     """
     query = select(Notification).order_by(Notification.id.desc()).limit(limit + 1)
     if process_id is not None:

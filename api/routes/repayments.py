@@ -29,9 +29,11 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities import loan_book
+from activities.audit_trail import loan_member
 from activities.loan_models import Loan
 from activities.loan_statement import payoff_quote, statement
 from activities.models import Branch, Member
+from api.audit import ShownMembers
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import STATUS, error_response, errors
 from api.idempotency import IdempotencyKey
@@ -233,22 +235,27 @@ async def get_payoff_quote(
     _: Reader,
     loan_number: LoanNumber,
     sessions: SessionsDep,
+    shown: ShownMembers,
     on: Annotated[types.Day | None, Query(description="default today (UTC)")] = None,
 ) -> PayoffQuoteView:
     """The amount that closes the loan on `on`: principal, fees and penalties outstanding, and
     interest earned to that day only (the current period's cut to the days elapsed, later
-    periods' waived)."""
+    periods' waived). Audited."""
     async with sessions() as session:
-        return await payoff_quote(session, loan_number, on or today())
+        quote = await payoff_quote(session, loan_number, on or today())
+        shown.show(await loan_member(session, loan_number))
+    return quote
 
 
 @router.get("/{loan_number}/statement")
 async def get_loan_statement(
-    _: Reader, loan_number: LoanNumber, sessions: SessionsDep
+    _: Reader, loan_number: LoanNumber, sessions: SessionsDep, shown: ShownMembers
 ) -> StatementView:
     """The loan's header (principal, state, outstanding per component, days past due, arrears
     bucket), its schedule with paid and outstanding per installment, and its transactions
     (disbursement, repayments, penalties, accruals) with journal ids and a running principal
-    balance."""
+    balance. Audited."""
     async with sessions() as session:
-        return await statement(session, loan_number, today())
+        view = await statement(session, loan_number, today())
+    shown.show(view.member_number)
+    return view

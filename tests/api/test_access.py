@@ -58,6 +58,7 @@ PROTECTED = [
     ("POST", "/v1/kyc/M0000001-1/decisions", "teller"),
     ("POST", "/v1/kyc/M0000001-1/resubmit", "finance"),
     ("GET", "/v1/kyc", "teller"),
+    ("GET", "/v1/audit", "teller"),
 ]
 PUBLIC = {"/health", "/ready", "/v1/auth/token"}
 

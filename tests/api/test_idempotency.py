@@ -1,21 +1,75 @@
-"""Idempotency-Key: replay, conflict, in progress, failures released."""
+"""Idempotency-Key: replay, conflict, in progress, failures released, claims left by a crash."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 
+import pytest
 from httpx import AsyncClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from activities.models import IdempotencyRecord, Member
+from activities.models import IdempotencyRecord, LedgerAccount, Member
+from api.app import create_app
 from api.idempotency import request_hash
-from tests.api.conftest import Staff
+from schemas.settings import Settings
+from tests.api.conftest import Staff, make_client
 from tests.api.test_members_accounts import member_body
 
 Idem = Callable[[], dict[str, str]]
+# What a request that died after acting leaves: its claim, unanswered, the lease still running.
+LEAVE_AS_CRASHED = text(
+    "UPDATE idempotency_records SET status_code = NULL, response_body = NULL, "
+    "owner = gen_random_uuid(), lease_expires_at = now() + make_interval(secs => :lease) "
+    "WHERE user_id = :user_id AND key = :key"
+)
+
+
+async def leave_as_crashed(
+    sessions: async_sessionmaker[AsyncSession], user_id: int, key: str, lease: float
+) -> int:
+    """Turn the answered records of this user's key back into claims of dead requests."""
+    async with sessions() as session, session.begin():
+        done = await session.execute(
+            LEAVE_AS_CRASHED, {"user_id": user_id, "key": key, "lease": lease}
+        )
+        return int(done.rowcount)  # type: ignore[attr-defined]
+
+
+async def held_elsewhere(
+    sessions: async_sessionmaker[AsyncSession], who: Staff, key: str, content: bytes
+) -> None:
+    """A member registration under `key` running in another, live, API process."""
+    async with sessions() as session, session.begin():
+        session.add(
+            IdempotencyRecord(
+                user_id=who.id,
+                method="POST",
+                route="/v1/members",
+                key=key,
+                request_hash=request_hash("POST", "/v1/members", b"", content),
+                owner=uuid.uuid4(),
+                lease_expires_at=func.now() + timedelta(minutes=5),
+            )
+        )
+
+
+@pytest.fixture
+async def short_lease(api_settings: Settings) -> AsyncIterator[AsyncClient]:
+    """The app with a one-second lease, so a crashed claim lapses while a retry waits."""
+    app = create_app(
+        api_settings.model_copy(
+            update={
+                "idempotency_lease": timedelta(seconds=1),
+                "idempotency_wait": timedelta(seconds=10),
+            }
+        )
+    )
+    async with app.router.lifespan_context(app), make_client(app) as client:
+        yield client
 
 
 async def members_named(sessions: async_sessionmaker[AsyncSession], last_name: str) -> int:
@@ -81,25 +135,83 @@ async def test_concurrent_duplicates_create_one(
     assert await members_named(sessions, body["last_name"]) == 1
 
 
-async def test_in_progress_key_is_409(
+async def test_a_running_request_makes_its_retry_wait_for_the_answer(
     client: AsyncClient, staff: dict[str, Staff], sessions: async_sessionmaker[AsyncSession]
 ) -> None:
+    """The first request runs in another API process: its retry waits and replays its answer."""
     key = uuid.uuid4().hex
     body = member_body()
     content = client.build_request("POST", "/v1/members", json=body).content
-    async with sessions() as session, session.begin():
-        session.add(
-            IdempotencyRecord(
-                key=key,
-                user_id=staff["teller"].id,
-                request_hash=request_hash("POST", "/v1/members", b"", content),
-            )
-        )
-    r = await client.post(
-        "/v1/members", json=body, headers=staff["teller"].headers | {"Idempotency-Key": key}
+    teller = staff["teller"]
+    where = (IdempotencyRecord.user_id == teller.id, IdempotencyRecord.key == key)
+    await held_elsewhere(sessions, teller, key, content)
+    retry = asyncio.create_task(
+        client.post("/v1/members", json=body, headers=teller.headers | {"Idempotency-Key": key})
     )
-    assert r.status_code == 409 and r.json()["error"] == "IdempotencyKeyInProgress"
+    await asyncio.sleep(0.3)  # the retry is waiting by now; the first request answers
+    async with sessions() as session, session.begin():
+        record = await session.scalar(select(IdempotencyRecord).where(*where))
+        assert record is not None and record.status_code is None
+        record.status_code, record.response_body = 201, {"member_number": "M0000001"}
+    r = await retry
+    assert r.status_code == 201 and r.json() == {"member_number": "M0000001"}
+    assert r.headers["Idempotent-Replayed"] == "true"
     assert await members_named(sessions, body["last_name"]) == 0
+
+
+async def test_a_request_still_running_after_the_wait_is_409_with_retry_after(
+    api_settings: Settings, staff: dict[str, Staff], sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    key = uuid.uuid4().hex
+    body = member_body()
+    teller = staff["teller"]
+    app = create_app(api_settings.model_copy(update={"idempotency_wait": timedelta(0)}))
+    async with app.router.lifespan_context(app), make_client(app) as c:
+        content = c.build_request("POST", "/v1/members", json=body).content
+        await held_elsewhere(sessions, teller, key, content)
+        r = await c.post(
+            "/v1/members", json=body, headers=teller.headers | {"Idempotency-Key": key}
+        )
+    assert r.status_code == 409 and r.json()["error"] == "IdempotencyKeyInProgress"
+    assert r.headers["Retry-After"] == "1"
+    assert await members_named(sessions, body["last_name"]) == 0
+
+
+async def test_a_claim_left_by_a_crash_after_creating_does_not_block_or_duplicate(
+    short_lease: AsyncClient,
+    staff: dict[str, Staff],
+    idem: Idem,
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The API died after creating the member and its account, before keeping the answers:
+    retries wait for the lapsed claims, run again, and find what was created."""
+    teller = staff["teller"]
+    headers = teller.headers | idem()
+    key = headers["Idempotency-Key"]
+    body = member_body()
+    first = await short_lease.post("/v1/members", json=body, headers=headers)
+    assert first.status_code == 201, first.text
+    number = first.json()["member_number"]
+    path = f"/v1/members/{number}/accounts"
+    opened = await short_lease.post(path, json={"currency": "USD"}, headers=headers)
+    assert opened.status_code == 201, opened.text
+    assert await leave_as_crashed(sessions, teller.id, key, lease=1.0) == 2  # one per route
+
+    again = await short_lease.post("/v1/members", json=body, headers=headers)
+    assert again.status_code == 201, again.text
+    assert "Idempotent-Replayed" not in again.headers  # it ran again, and found the member
+    assert again.json() == first.json()
+    assert await members_named(sessions, body["last_name"]) == 1
+    reopened = await short_lease.post(path, json={"currency": "USD"}, headers=headers)
+    assert reopened.status_code == 201 and reopened.json() == opened.json()
+    async with sessions() as session:
+        accounts = await session.scalar(
+            select(func.count())
+            .select_from(LedgerAccount)
+            .join(Member, Member.id == LedgerAccount.member_id)
+            .where(Member.member_number == number)
+        )
+    assert accounts == 1
 
 
 async def test_validation_failure_releases_the_key(

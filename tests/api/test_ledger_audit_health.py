@@ -142,7 +142,7 @@ async def test_commands_are_audited_with_outcome(
     await client.post("/v1/members", json=body, headers=headers)
     await client.post("/v1/members", json=body, headers=headers)  # replay
     await client.post("/v1/members", json=member_body(), headers=headers)  # conflict
-    await client.get("/v1/members", headers=headers)  # a read: not audited
+    await client.get("/v1/loan-products", headers=headers)  # a read of no personal data
     rows = await audit_rows(sessions, key["Idempotency-Key"])
     assert [(a.outcome_status, a.outcome) for a in rows] == [
         (201, "ok"),

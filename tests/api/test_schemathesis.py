@@ -40,7 +40,6 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.db import in_transaction, make_engine, make_sessionmaker
-from activities.migrate import upgrade
 from activities.setup import ensure_branch, ensure_chart
 from activities.staff import create_staff_user
 from api.app import create_app
@@ -48,9 +47,8 @@ from api.auth import issue_token
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import MAX_KEY_LENGTH
 from schemas.settings import Settings
-from scripts.local_postgres import create_database, drop_database
 from tests.api.conftest import PASSWORD, make_client
-from tests.conftest import BRANCH, CURRENCY
+from tests.conftest import BRANCH, CURRENCY, app_database
 from worker import build_workers
 
 T = TypeVar("T")
@@ -116,9 +114,7 @@ class Stack:
             user = await create_staff_user(
                 session, username=f"st-{role}", full_name=role, password=PASSWORD, roles=[role]
             )
-            token = issue_token(
-                self._settings, user_id=user.id, username=user.username, roles=[role]
-            )
+            token = issue_token(self._settings, user_id=user.id)
             self.headers[role] = {"Authorization": f"Bearer {token}"}
 
     def send(self, case: Case[Any], role: str) -> httpx.Response:
@@ -147,15 +143,14 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(pg_server: str, settings: Settings, temporal_env: WorkflowEnvironment) -> Iterator[Stack]:
-    name = f"bankflow_schemathesis_{uuid.uuid4().hex[:8]}"
-    url = create_database(pg_server, name)
-    upgrade(url)
-    target = temporal_env.client.service_client.config.target_host
-    running = Stack(settings.model_copy(update={"database_url": url}), target)
-    running.start()
-    yield running
-    running.stop()
-    drop_database(pg_server, name)
+    # Its own database, as the runtime role like the app in production: irreversible routes
+    # (period close) run here, not in the session's database.
+    with app_database(pg_server, "bankflow_schemathesis") as database:
+        target = temporal_env.client.service_client.config.target_host
+        running = Stack(settings.model_copy(update={"database_url": database.runtime_url}), target)
+        running.start()
+        yield running
+        running.stop()
 
 
 # The document the app serves; building the app connects to nothing.

@@ -1,0 +1,64 @@
+"""The audit log in Postgres: writing entries once, and the compliance read model.
+
+`audit_log` is append-only (triggers in migration 0001). An entry carries an id the API chose,
+so writing it again - a retry after a lost commit, a spool flushed twice - adds nothing.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from activities.loan_models import Loan
+from activities.models import AuditEntry, Member
+from schemas.audit import AuditPage, AuditRecord, AuditView
+
+
+async def write_entries(session: AsyncSession, entries: list[AuditRecord]) -> None:
+    if not entries:
+        return
+    await session.execute(
+        insert(AuditEntry)
+        .values([e.model_dump() for e in entries])
+        .on_conflict_do_nothing(index_elements=["entry_id"])
+    )
+
+
+async def audit_page(
+    session: AsyncSession, *, member: str | None, before: int | None, limit: int
+) -> AuditPage:
+    """Entries newest first (in the order they were written), optionally only those naming
+    `member`: the reads whose answer showed it and the commands on its path."""
+    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit + 1)
+    if member is not None:
+        query = query.where(AuditEntry.member_numbers.contains([member]))
+    if before is not None:
+        query = query.where(AuditEntry.id < before)
+    rows = list(await session.scalars(query))
+    items = [
+        AuditView(
+            id=row.id,
+            at=row.at,
+            actor_user_id=row.actor_user_id,
+            actor_username=row.actor_username,
+            action=row.action,
+            resource=row.resource,
+            client_address=str(row.client_address) if row.client_address else None,
+            idempotency_key=row.idempotency_key,
+            member_numbers=row.member_numbers or [],
+            outcome_status=row.outcome_status,
+            outcome=row.outcome,
+        )
+        for row in rows[:limit]
+    ]
+    return AuditPage(items=items, next_cursor=items[-1].id if len(rows) > limit else None)
+
+
+async def loan_member(session: AsyncSession, loan_number: str) -> str | None:
+    """The member number of a loan's applicant, for reads whose answer does not name it."""
+    return await session.scalar(
+        select(Member.member_number)
+        .join(Loan, Loan.member_id == Member.id)
+        .where(Loan.loan_number == loan_number)
+    )
