@@ -23,8 +23,10 @@ def wall(api: Api, relative: float) -> datetime:
 
 
 def journal_of(answer: Answer) -> str | None:
+    """The journal a command's answer says it posted. A reversal's `journal_id` is the journal
+    it reverses; what it posted is `reversal_journal_id`."""
     body = answer.body if isinstance(answer.body, dict) else {}
-    found = body.get("journal_id") or body.get("reversal_journal_id")
+    found = body["reversal_journal_id"] if "reversal_journal_id" in body else body.get("journal_id")
     return str(found) if found else None
 
 

@@ -175,7 +175,13 @@ class Stack:
         self._service("api", [*api, "--port", str(self.api_port), "--no-access-log"], env)
         self.wait_api()
 
+    def _check_running(self) -> None:
+        """A start or restart after stop() (Ctrl-C during set-up or a fault) must not leak."""
+        if self._stopped:
+            raise StackError("the stack was stopped")
+
     def _service(self, name: str, cmd: list[str], env: Mapping[str, str] | None) -> None:
+        self._check_running()
         service = Service(name, cmd, self.logs / f"{name}.log", env)
         self.services[name] = service
         service.start()
@@ -236,6 +242,7 @@ class Stack:
     # --- Postgres ---------------------------------------------------------------------------
 
     def start_postgres(self) -> None:
+        self._check_running()
         self.server_url, self.postgres = local_postgres.start_private(self.pg_data, self.pg_port)
 
     def stop_postgres(self, mode: str) -> None:
@@ -260,18 +267,20 @@ class Stack:
     # --- faults: each kills or stops a component and brings it back, as a supervisor would --
 
     def kill_worker(self) -> None:
-        self.services["worker"].kill()
-        self.services["worker"].start()
+        self._restart("worker")
 
     def kill_api(self) -> None:
-        self.services["api"].kill()
-        self.services["api"].start()
+        self._restart("api")
         self.wait_api()
 
     def kill_temporal(self) -> None:
-        self.services["temporal"].kill()
-        self.services["temporal"].start()
+        self._restart("temporal")
         self.wait_temporal()
+
+    def _restart(self, name: str) -> None:
+        self.services[name].kill()
+        self._check_running()
+        self.services[name].start()
 
     def restart_postgres(self, mode: str) -> None:
         self.stop_postgres(mode)

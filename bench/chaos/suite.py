@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import tempfile
 import time
@@ -16,7 +17,7 @@ from bench.chaos import processes, report
 from bench.chaos.books import Books, Verdict, compare_accounts, compare_loans, snapshot
 from bench.chaos.client import Api, Undetermined
 from bench.chaos.setup import fund, login_staff, savings_before, verified_member
-from bench.chaos.stack import Stack
+from bench.chaos.stack import Stack, StackError
 from bench.chaos.workload import Client
 
 WARM_UP_S = 8.0  # the first fault waits for the clients to be under way
@@ -87,6 +88,7 @@ async def run(opts: Options) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bankflow-chaos-"))
     stack = Stack(workdir, keep=opts.keep)
     api: Api | None = None
+    injector: asyncio.Task[None] | None = None
     try:
         began = time.monotonic()
         await asyncio.to_thread(stack.start)
@@ -113,6 +115,12 @@ async def run(opts: Options) -> int:
         start = api.now()
         until = start + opts.duration
         faults = fault_plan.plan(rng, opts.faults, start + WARM_UP_S, until - QUIET_END_S)
+        spacing = (opts.duration - WARM_UP_S - QUIET_END_S) / max(len(faults), 1)
+        print(
+            f"chaos: {opts.duration:.0f} s of workload, {len(faults)} faults, one per "
+            f"{spacing:.0f} s slot",
+            flush=True,
+        )
         month_end = MonthEnd(stack, api)
         verdict = Verdict()
         clients = [
@@ -151,6 +159,10 @@ async def run(opts: Options) -> int:
             api, faults, verdict, procs, verified, breaches, month_end.summary, posted_before_500
         )
     finally:
+        if injector is not None and not injector.done():  # interrupted: no fault after stop
+            injector.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StackError):
+                await injector
         if api is not None:
             await api.close()
         await asyncio.to_thread(stack.stop)
