@@ -113,6 +113,31 @@ async def verified_member(api: Api, run_tag: str, index: int) -> Member:
     return Member(number, (accounts[0], accounts[1]))
 
 
+async def probe_account(api: Api, run_tag: str) -> str:
+    """An account for the probe's deposits: a member of its own, so no client's books race it."""
+    registered = await api.command(
+        "register member",
+        STAFF[1],
+        "/v1/members",
+        {
+            "first_name": "Chaos",
+            "last_name": f"Probe {run_tag}",
+            "date_of_birth": "1990-01-01",
+            "branch_code": "HQ",
+        },
+    )
+    expect(registered.status, (201,), "register member", registered.body)
+    number = registered.body["member_number"]
+    opened = await api.command(
+        "open account",
+        STAFF[1],
+        f"/v1/members/{number}/accounts",
+        {"kind": "savings", "currency": CURRENCY},
+    )
+    expect(opened.status, (201,), "open account", opened.body)
+    return str(opened.body["number"])
+
+
 async def fund(api: Api, books: Books, member: Member, index: int) -> None:
     for account, amount in zip(member.accounts, OPENING, strict=True):
         answer = await api.command(

@@ -16,10 +16,11 @@ from bench.chaos import faults as fault_plan
 from bench.chaos import processes, report
 from bench.chaos.books import Books, Verdict, compare_accounts, compare_loans, snapshot
 from bench.chaos.client import Api, Undetermined
-from bench.chaos.setup import fund, login_staff, savings_before, verified_member
+from bench.chaos.setup import fund, login_staff, probe_account, savings_before, verified_member
 from bench.chaos.stack import Stack, StackError
 from bench.chaos.workload import Client
 
+PROBE_EVERY_S = 1.0  # a probe deposit starts this often, whether or not earlier ones are answered
 WARM_UP_S = 8.0  # the first fault waits for the clients to be under way
 QUIET_END_S = 12.0  # and the last one leaves time to see recovery within the window
 
@@ -76,6 +77,29 @@ class MonthEnd:
         return sum(int(t["interest_minor"]) - int(t["tax_minor"]) for t in totals)
 
 
+async def probe(api: Api, books: Books, account: str, until: float, verdict: Verdict) -> None:
+    """A 1.00 deposit every second, each on its own: the recovery figures see the first request
+    that succeeds after a fault even while every client waits out a blocked retry."""
+
+    async def deposit() -> None:
+        body = {"kind": "deposit", "amount": "1.00", "currency": "USD", "to_account": account}
+        try:
+            answer = await api.command("probe deposit", "teller2", "/v1/movements", body)
+        except Undetermined as exc:
+            verdict.add("mismatched", f"undetermined: {exc}")
+            return
+        if answer.status == 201:
+            books.post(answer.body["journal_id"], {account: 100})
+        else:
+            verdict.add("mismatched", f"probe deposit answered {answer.status} {answer.body}")
+
+    running: set[asyncio.Task[None]] = set()
+    while api.now() < until:
+        running.add(asyncio.create_task(deposit()))
+        await asyncio.sleep(PROBE_EVERY_S)
+    await asyncio.gather(*running)
+
+
 async def drive(client: Client, until: float, extra: MonthEnd | None, verdict: Verdict) -> None:
     try:
         await client.run(until, extra.run if extra else None)
@@ -102,8 +126,9 @@ async def run(opts: Options) -> int:
         tag = f"{rng.randrange(16**6):06x}"
         members = [await verified_member(api, tag, i) for i in range(opts.clients)]
         books = Books()
+        probed = await probe_account(api, tag)
         existing = await savings_before(api, members[0].accounts[0])
-        await snapshot(api, books, existing + [a for m in members for a in m.accounts])
+        await snapshot(api, books, [*existing, probed, *(a for m in members for a in m.accounts)])
         for i, member in enumerate(members):
             await fund(api, books, member, i)
         print(
@@ -129,7 +154,8 @@ async def run(opts: Options) -> int:
         ]
         injector = asyncio.create_task(fault_plan.inject(stack, api, faults))
         await asyncio.gather(
-            *(drive(c, until, month_end if c.index == 0 else None, verdict) for c in clients)
+            probe(api, books, probed, until, verdict),
+            *(drive(c, until, month_end if c.index == 0 else None, verdict) for c in clients),
         )
         await injector
         if month_end.summary is None:  # client 0 was held up past the window
