@@ -3,8 +3,9 @@ recovery figures measured from the clients' attempts.
 
 Per fault:
 - recovery_s: from the fault until the first request sent after it succeeded (2xx);
-- inflight_s: from the fault until the last command that was in flight at that moment got its
-  definitive answer (the issue's "requests in flight answered in N s").
+- inflight_s: from the fault until the last command that had a request outstanding at that
+  moment got its definitive answer (the issue's "requests in flight answered in N s"); a command
+  already waiting out an earlier fault between its retries is not counted again.
 """
 
 from __future__ import annotations
@@ -68,5 +69,7 @@ def measure(faults: list[Fault], attempts: list[Attempt], answers: list[Answer])
     for fault in faults:
         after = [a.ended for a in attempts if a.started >= fault.at and a.status and a.status < 300]
         fault.recovery_s = min(after) - fault.at if after else None
-        inflight = [a.answered for a in answers if a.first_try <= fault.at <= a.answered]
+        inflight = [
+            a.answered for a in answers if any(t.started <= fault.at <= t.ended for t in a.attempts)
+        ]
         fault.inflight_s = max(inflight, default=fault.at) - fault.at
