@@ -13,6 +13,7 @@ import asyncio
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ import httpx
 RETRYABLE_CODES = frozenset({"IdempotencyKeyInProgress", "RateLimited"})
 ATTEMPT_TIMEOUT = 45.0  # above the API's own 30 s wait for a workflow's answer
 BACKOFF_MAX = 2.0
+SETTLE_POLL = 0.5  # how often a running process is read until it settles
 
 
 class Undetermined(Exception):
@@ -129,6 +131,16 @@ class Api:
         return await self._until_definitive(
             "read", "GET", path, None, {"headers": headers, "params": params or None}
         )
+
+    async def poll(self, user: str, path: str, settled: Callable[[Any], bool], now: Any) -> Any:
+        """Read `path` until `settled` holds; `now` is what the last answer already showed."""
+        first = self.now()
+        while not settled(now):
+            if self.now() - first > self.request_bound:
+                raise Undetermined(f"{path} did not settle in {self.request_bound:.0f} s")
+            await asyncio.sleep(SETTLE_POLL)
+            now = (await self.read(user, path)).body
+        return now
 
     async def _until_definitive(
         self, label: str, method: str, path: str, key: str | None, kwargs: dict[str, Any]

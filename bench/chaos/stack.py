@@ -19,14 +19,17 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from scripts import local_postgres
-from scripts.dev import register_search_attributes, temporal_command, temporal_healthy
+from scripts.dev import (
+    http_ok,
+    register_search_attributes,
+    temporal_command,
+    temporal_healthy,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
@@ -56,14 +59,6 @@ def wait_for(
         if time.monotonic() > deadline:
             raise StackError(f"{what} not ready after {timeout:.0f} s; see {log}")
         time.sleep(0.2)
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return int(response.status) == 200
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 @dataclass

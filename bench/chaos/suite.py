@@ -18,7 +18,7 @@ from bench.chaos.books import Books, Verdict, compare_accounts, compare_loans, s
 from bench.chaos.client import Api, Undetermined
 from bench.chaos.setup import fund, login_staff, probe_account, savings_before, verified_member
 from bench.chaos.stack import Stack, StackError
-from bench.chaos.workload import Client
+from bench.chaos.workload import Client, settle_movement
 
 PROBE_EVERY_S = 1.0  # a probe deposit starts this often, whether or not earlier ones are answered
 WARM_UP_S = 8.0  # the first fault waits for the clients to be under way
@@ -85,13 +85,16 @@ async def probe(api: Api, books: Books, account: str, until: float, verdict: Ver
         body = {"kind": "deposit", "amount": "1.00", "currency": "USD", "to_account": account}
         try:
             answer = await api.command("probe deposit", "teller2", "/v1/movements", body)
+            if answer.status not in (201, 202):
+                verdict.add("mismatched", f"probe deposit answered {answer.status} {answer.body}")
+                return
+            # a 202 "posting" was started but not yet answered (no worker): follow it
+            state = await settle_movement(api, answer.body)
         except Undetermined as exc:
             verdict.add("mismatched", f"undetermined: {exc}")
             return
-        if answer.status == 201:
-            books.post(answer.body["journal_id"], {account: 100})
-        else:
-            verdict.add("mismatched", f"probe deposit answered {answer.status} {answer.body}")
+        if state["stage"] == "completed":
+            books.post(state["journal_id"], {account: 100})
 
     running: set[asyncio.Task[None]] = set()
     while api.now() < until:

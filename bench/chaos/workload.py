@@ -15,18 +15,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.chaos.books import Books, LoanBook, major, minor
-from bench.chaos.client import Answer, Api, Undetermined
+from bench.chaos.client import Answer, Api
 from bench.chaos.setup import CURRENCY, Member, teller_of
 
 MANAGER = "manager1"
 OFFICER = "officer1"
 FLOOR_MINOR = 1_000_00  # never spend an account below this: guarantees and loans stay eligible
 THRESHOLD_MINOR = 500_00  # BANKFLOW_APPROVAL_THRESHOLD's default
-SETTLE_POLL = 0.5
 MOVEMENT_SETTLED = {"awaiting_approval", "completed", "declined", "rejected", "expired"}
 REVERSAL_SETTLED = {"awaiting_approval", "completed", "refused", "declined", "rejected", "expired"}
 MAX_REPAYMENTS = 3
 APPROVERS = {"loan_officer": OFFICER, "branch_manager": MANAGER}
+
+
+async def settle_movement(api: Api, state: dict[str, Any], decided: bool = False) -> dict[str, Any]:
+    """Follow a movement to where it stops: done, or (until decided) awaiting approval."""
+    settled = MOVEMENT_SETTLED - ({"awaiting_approval"} if decided else set())
+    path = f"/v1/movements/{state['movement_id']}"
+    result: dict[str, Any] = await api.poll(MANAGER, path, lambda s: s["stage"] in settled, state)
+    return result
 
 
 @dataclass
@@ -116,7 +123,7 @@ class Client:
         if answer.status not in (201, 202):
             self.note("movement", answer)
             return None
-        state = await self.settle_movement(answer.body)
+        state = await settle_movement(self.api, answer.body)
         if state["stage"] == "awaiting_approval":
             approve = self.rng.random() < 0.75
             decision = await self.api.command(
@@ -127,8 +134,8 @@ class Client:
             )
             if not decision.ok and decision.error != "NotAwaitingDecision":
                 self.note("movement decision", decision)
-            state = await self.settle_movement(
-                decision.body if decision.ok else state, decided=True
+            state = await settle_movement(
+                self.api, decision.body if decision.ok else state, decided=True
             )
         if state["stage"] == "completed":
             effects = {}
@@ -138,24 +145,6 @@ class Client:
                 effects[accounts["to_account"]] = amount
             self.books.post(state["journal_id"], effects)
         return state
-
-    async def poll(self, user: str, path: str, settled: Callable[[Any], bool], now: Any) -> Any:
-        """Read `path` until `settled`; `now` is what the last answer already showed."""
-        first = self.api.now()
-        while not settled(now):
-            if self.api.now() - first > self.api.request_bound:
-                raise Undetermined(f"{path} did not settle in {self.api.request_bound:.0f} s")
-            await asyncio.sleep(SETTLE_POLL)
-            now = (await self.api.read(user, path)).body
-        return now
-
-    async def settle_movement(self, state: dict[str, Any], decided: bool = False) -> dict[str, Any]:
-        settled = MOVEMENT_SETTLED - ({"awaiting_approval"} if decided else set())
-        path = f"/v1/movements/{state['movement_id']}"
-        result: dict[str, Any] = await self.poll(
-            MANAGER, path, lambda s: s["stage"] in settled, state
-        )
-        return result
 
     # --- reversals --------------------------------------------------------------------------
 
@@ -198,7 +187,7 @@ class Client:
     ) -> dict[str, Any]:
         settled = REVERSAL_SETTLED - ({"awaiting_approval"} if decided else set())
         path = f"/v1/journals/{journal}/reversals"
-        result: dict[str, Any] = await self.poll(
+        result: dict[str, Any] = await self.api.poll(
             MANAGER, path, lambda s: s["stage"] in settled, state
         )
         return result
@@ -267,7 +256,7 @@ class Client:
         guarantor's answer is a signal, taken up after the 202)."""
         waiting = ("checking_eligibility", *passing)
         path = f"/v1/loans/{loan.number}"
-        view = await self.poll(self.teller, path, lambda v: v["stage"] not in waiting, view)
+        view = await self.api.poll(self.teller, path, lambda v: v["stage"] not in waiting, view)
         loan.stage, loan.state = view["stage"], view["state"]
 
     async def loan_command(
@@ -306,7 +295,7 @@ class Client:
             self.note("disbursement", answer)
             return
         # the saga runs on after the 202: follow its attempts
-        attempts = await self.poll(
+        attempts = await self.api.poll(
             MANAGER, path, lambda a: bool(a) and a[-1]["status"] != "in_progress", []
         )
         last = attempts[-1]
