@@ -55,16 +55,12 @@ class Books:
     baseline_journals: dict[str, set[str]] = field(default_factory=dict)
     moves: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
     loans: dict[str, LoanBook] = field(default_factory=dict)
-    # journals answered outside member accounts the books track (e.g. cash repayments)
-    other_journals: set[str] = field(default_factory=set)
-    notes: list[str] = field(default_factory=list)
 
     def post(self, journal_id: str, effects: dict[str, int]) -> None:
-        """A definitive answer said `journal_id` posted: net effect per account."""
+        """A definitive answer said `journal_id` posted: net effect per account (none on member
+        accounts for a cash repayment, which the loan's statement checks)."""
         for account, amount in effects.items():
             self.moves[account][journal_id] = self.moves[account].get(journal_id, 0) + amount
-        if not effects:
-            self.other_journals.add(journal_id)
 
     def expected_minor(self, account: str) -> int:
         return self.baseline_minor.get(account, 0) + sum(self.moves[account].values())

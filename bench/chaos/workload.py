@@ -25,6 +25,8 @@ THRESHOLD_MINOR = 500_00  # BANKFLOW_APPROVAL_THRESHOLD's default
 MOVEMENT_SETTLED = {"awaiting_approval", "completed", "declined", "rejected", "expired"}
 REVERSAL_SETTLED = {"awaiting_approval", "completed", "refused", "declined", "rejected", "expired"}
 MAX_REPAYMENTS = 3
+# A loan in one of these takes no more steps: the client applies for the next one.
+DONE_STAGES = frozenset({"rejected", "withdrawn", "stuck"})
 APPROVERS = {"loan_officer": OFFICER, "branch_manager": MANAGER}
 
 
@@ -197,19 +199,11 @@ class Client:
     async def loan_step(self) -> None:
         """One step of this member's current loan: apply, consent, decide, disburse, repay."""
         loan = self.loan
-        if (
-            loan is None
-            or loan.stage in ("rejected", "withdrawn")
-            or len(loan.repayments) >= MAX_REPAYMENTS
-        ):
-            reversed_any = loan is not None and any(loan.repayments.values())
-            if (
-                loan is not None
-                and loan.repayments
-                and not reversed_any
-                and self.rng.random() < 0.5
-            ):
-                await self.reverse_repayment(loan)
+        if loan is None or loan.stage in DONE_STAGES or len(loan.repayments) >= MAX_REPAYMENTS:
+            # half the loans end with their latest repayment reversed (none reversed before)
+            if loan is not None and loan.repayments and not any(loan.repayments.values()):
+                if self.rng.random() < 0.5:
+                    await self.reverse_repayment(loan)
             await self.apply()
         elif loan.stage == "awaiting_guarantors":
             await self.loan_command(
