@@ -54,7 +54,8 @@ def start_private(data_dir: Path, port: int = PRIVATE_PORT) -> tuple[str, subpro
     data_dir.mkdir(parents=True, exist_ok=True)
     if owner:
         pw = pwd.getpwnam(owner)
-        for path in data_dir.parents:  # not data_dir itself: Postgres wants it 0700
+        # Only the parents: Postgres refuses to start on a data dir that others may enter.
+        for path in data_dir.parents:
             if path == Path("/"):
                 break
             if path.stat().st_mode & 0o001 == 0:
