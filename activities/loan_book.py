@@ -124,7 +124,7 @@ async def drop_schedule(session: AsyncSession, loan: Loan) -> None:
     await session.execute(delete(LoanInstallment).where(LoanInstallment.loan_id == loan.id))
 
 
-def _due(row: LoanInstallment) -> Due:
+def due_of(row: LoanInstallment) -> Due:
     return Due(
         number=row.number,
         from_on=row.from_on,
@@ -148,7 +148,7 @@ async def load_dues(session: AsyncSession, loan_id: int) -> list[Due]:
         .where(LoanInstallment.loan_id == loan_id)
         .order_by(LoanInstallment.number)
     )
-    return [_due(r) for r in rows]
+    return [due_of(r) for r in rows]
 
 
 async def save_dues(

@@ -324,6 +324,14 @@ async def trial_balance(session: AsyncSession, currency: str) -> TrialBalance:
     )
 
 
+async def reversed_by(session: AsyncSession, journal_id: str) -> str | None:
+    """The journal that reversed `journal_id`, if one did (an original is reversed once)."""
+    found: str | None = await session.scalar(
+        select(Journal.id).where(Journal.reverses_journal_id == journal_id)
+    )
+    return found
+
+
 async def journal_view(session: AsyncSession, journal_id: str) -> JournalView:
     """A journal with account numbers and major-unit amounts, and its reversal links."""
     journal = await ledger_engine.load_journal(session, journal_id)

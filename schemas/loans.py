@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.loan_products import ProductSnapshot
-from schemas.schedule import ScheduleView
+from schemas.repayments import StatementInstallment
 
 # Staff who enter, amend and withdraw applications and record guarantors' answers.
 REQUESTER_ROLES = ("loan_officer", "teller", "branch_manager")
@@ -341,6 +341,22 @@ class TrailEntry(BaseModel):
     data: dict[str, Any]
 
 
+class LoanScheduleView(BaseModel):
+    """A loan's current schedule. Until it is disbursed: the one its current terms propose, from
+    the expected disbursement date. Once disbursed: the loan book's, due dates from
+    `disbursed_on`, with penalties charged, interest waived and what is paid of each."""
+
+    basis: Literal["proposed", "disbursed"]
+    starts_on: date = Field(description="the (expected) disbursement date the schedule runs from")
+    currency: str
+    installments: list[StatementInstallment]
+    total_principal: str
+    total_interest: str = Field(description="interest charged, less what a payoff waived")
+    total_due: str = Field(description="every installment's total")
+    total_paid: str
+    total_outstanding: str
+
+
 class LoanView(BaseModel):
     loan_number: str
     workflow_id: str
@@ -357,10 +373,13 @@ class LoanView(BaseModel):
     repayments: int
     purpose: str
     expected_disbursement_on: date
+    disbursed_on: date | None
+    closed_on: date | None
+    overpaid: str = Field(description="cash received beyond the payoff, credited to savings")
     annual_interest_rate: str
     entered_by: str
     guarantors: list[GuarantorView]
     eligibility: list[EligibilityCheck]
-    schedule: ScheduleView | None
+    schedule: LoanScheduleView
     trail: list[TrailEntry]
     created_at: datetime

@@ -167,6 +167,9 @@ class MovementView(BaseModel):
     decided_by: str | None
     decision_reason: str | None
     journal_id: str | None
+    reversed_by_journal_id: str | None = Field(
+        default=None, description="the reversal of the movement's journal, once one is posted"
+    )
     error: str | None
     error_detail: str | None
     expires_at: datetime | None

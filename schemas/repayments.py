@@ -189,6 +189,7 @@ class StatementInstallment(BaseModel):
     fee: str
     penalty: str
     interest_waived: str
+    total: str = Field(description="what it charges: principal, interest less waived, fee, penalty")
     paid: str
     outstanding: str
     completed_on: date | None
