@@ -171,6 +171,14 @@ async def account_view(session: AsyncSession, account: LedgerAccount) -> Account
     )
 
 
+async def account_kind(session: AsyncSession, number: str) -> str:
+    """gl, savings, shares or loan (AccountNotFound if there is no such account)."""
+    kind: str | None = await session.scalar(select(A.kind).where(A.code == number))
+    if kind is None:
+        raise BankflowError(ErrorCode.ACCOUNT_NOT_FOUND, f"no account {number!r}")
+    return kind
+
+
 async def get_account_view(session: AsyncSession, number: str) -> AccountView:
     account = await session.scalar(select(A).where(A.code == number))
     if account is None:

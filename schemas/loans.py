@@ -186,13 +186,18 @@ class Withdrawal(BaseModel):
 
 
 class GuarantorAnswer(BaseModel):
-    """Signal: a guarantor accepted or declined."""
+    """A guarantor accepted or declined, as a staff user recorded it (the `guarantor_consent`
+    Update; runs started before it took the same answer as a Signal)."""
 
     member_number: str
     accept: bool
     note: str = ""
     recorded_by_id: int
     recorded_by: str
+    recorded_by_roles: list[str] = Field(default_factory=list)
+    recorded_by_member_ids: list[int] = Field(
+        default_factory=list, description="members this staff user is (same e-mail address)"
+    )
 
 
 # --- activities ------------------------------------------------------------------------------

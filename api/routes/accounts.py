@@ -13,6 +13,7 @@ from activities.db import in_transaction
 from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
 from api.idempotency import IdempotencyKey
 from schemas.errors import BankflowError, ErrorCode
+from schemas.ledger import LEDGER_READER_ROLES
 from schemas.members import AccountOpen, AccountView, Statement
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
@@ -21,6 +22,16 @@ Opener = Annotated[Principal, Depends(require_roles("teller", "branch_manager"))
 Manager = Annotated[Principal, Depends(require_roles("branch_manager"))]
 Reader = Annotated[Principal, Depends(require_roles(*ANY_STAFF))]
 AccountNumber = Annotated[str, Path(max_length=32, description="e.g. SV00000042")]
+# A GL account is the institution's books: only the trial balance's readers see it. The access
+# matrix (README, Security) reads this from the route's OpenAPI extension.
+LEDGER_READER = require_roles(*LEDGER_READER_ROLES)
+GL_ACCESS = {"x-gl-account-roles": sorted(LEDGER_READER_ROLES)}
+
+
+async def _readable(principal: Principal, session: AsyncSession, number: str) -> None:
+    """Any staff reads a member's account; a GL account needs a ledger reader (403 otherwise)."""
+    if await read_models.account_kind(session, number) == "gl":
+        await LEDGER_READER(principal)
 
 
 @router.post("/members/{member_number}/accounts", status_code=201)
@@ -42,17 +53,21 @@ async def open_account(
     return await in_transaction(sessions, work)
 
 
-@router.get("/accounts/{number}")
-async def get_account(_: Reader, number: AccountNumber, sessions: SessionsDep) -> AccountView:
+@router.get("/accounts/{number}", openapi_extra=GL_ACCESS)
+async def get_account(
+    principal: Reader, number: AccountNumber, sessions: SessionsDep
+) -> AccountView:
     """An account with its posted balance, available balance and pending amounts, as decimal
-    strings in major units of its currency. Any staff role."""
+    strings in major units of its currency. A member's account: any staff role; a GL account:
+    finance, branch managers, ops, admin."""
     async with sessions() as session:
+        await _readable(principal, session, number)
         return await read_models.get_account_view(session, number)
 
 
-@router.get("/accounts/{number}/statement")
+@router.get("/accounts/{number}/statement", openapi_extra=GL_ACCESS)
 async def get_statement(
-    _: Reader,
+    principal: Reader,
     number: AccountNumber,
     sessions: SessionsDep,
     date_from: Annotated[date | None, Query(alias="from", description="first value date")] = None,
@@ -61,10 +76,12 @@ async def get_statement(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Statement:
     """Postings by value date range in posting order, each with the running balance; opening and
-    closing balances of the range. Page with `after`. Any staff role."""
+    closing balances of the range. Page with `after`. A member's account: any staff role; a GL
+    account: finance, branch managers, ops, admin."""
     if date_from and date_to and date_from > date_to:
         raise BankflowError(ErrorCode.VALIDATION, "`from` must not be after `to`")
     async with sessions() as session:
+        await _readable(principal, session, number)
         return await read_models.statement(
             session, number, date_from=date_from, date_to=date_to, after=after, limit=limit
         )

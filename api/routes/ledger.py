@@ -9,12 +9,11 @@ from fastapi import APIRouter, Depends, Path, Query
 from activities import read_models
 from activities.read_models import JournalView, TrialBalance
 from api.deps import Principal, SessionsDep, require_roles
+from schemas.ledger import LEDGER_READER_ROLES
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
 
-TrialBalanceReader = Annotated[
-    Principal, Depends(require_roles("finance", "branch_manager", "ops"))
-]
+TrialBalanceReader = Annotated[Principal, Depends(require_roles(*LEDGER_READER_ROLES))]
 JournalReader = Annotated[
     Principal, Depends(require_roles("finance", "branch_manager", "ops", "compliance_officer"))
 ]
