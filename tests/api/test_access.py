@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 
+from api.access_matrix import markdown
 from api.errors import STATUS
 from schemas.errors import ErrorCode
 from schemas.ledger import LEDGER_READER_ROLES
@@ -144,3 +147,15 @@ async def test_gl_accounts_are_read_by_those_who_read_the_ledger(
         "/v1/ledger/trial-balance", params={"currency": "USD"}, headers=staff["teller"].headers
     )
     assert trial.status_code == 403
+
+
+def test_the_readme_access_matrix_is_the_codes() -> None:
+    """README's access matrix is generated from the routes' role checks: regenerate it with
+    `bankflow access-matrix` when a route or its roles change."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    start, end = "<!-- access-matrix:start -->\n", "<!-- access-matrix:end -->"
+    documented = readme[readme.index(start) + len(start) : readme.index(end)]
+    assert documented == markdown()
+    gl = next(line for line in documented.splitlines() if "(GL accounts)" in line)
+    teller_cell = gl.split("|")[2]
+    assert teller_cell.strip() == "", gl
