@@ -68,6 +68,7 @@ STATUS: dict[ErrorCode, int] = {
     E.INVALID_SCHEDULE: 422,
     E.LOAN_STATE: 409,
     E.PAYOUT_REJECTED: 422,
+    E.KYC_TIER_LIMIT: 422,
 }
 
 # Temporal failures that mean "the process engine is unreachable right now", not a bug.

@@ -15,6 +15,8 @@ from schemas.repayments import StatementInstallment
 # Staff who enter, amend and withdraw applications and record guarantors' answers.
 REQUESTER_ROLES = ("loan_officer", "teller", "branch_manager")
 SYSTEM = "system"
+# The eligibility rule of the basic KYC tier's principal limit (schemas/kyc_tier.py).
+BASIC_TIER_RULE = "kyc_tier_limit"
 
 
 class LoanState(StrEnum):
@@ -227,6 +229,10 @@ class TermsCheckResult(BaseModel):
     @property
     def reasons(self) -> list[str]:
         return [c.detail for c in self.checks if not c.passed]
+
+    @property
+    def over_basic_tier(self) -> bool:
+        return any(c.rule == BASIC_TIER_RULE and not c.passed for c in self.checks)
 
     @property
     def eligible(self) -> bool:

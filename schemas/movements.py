@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.ledger import HoldRequest
+
 MovementKind = Literal["deposit", "withdrawal", "transfer"]
 
 # The workflow, not the API, is the authority on who may decide (DESIGN.md, "API").
@@ -73,6 +75,14 @@ class MovementInput(BaseModel):
     requested_by: str
     approval_threshold_minor: int = Field(ge=0)
     approval_timeout: timedelta
+
+
+class MovementHold(BaseModel):
+    """hold_movement's input: the hold, and what the basic KYC tier counts it as."""
+
+    kind: MovementKind
+    value_date: date
+    hold: HoldRequest
 
 
 class DecisionInput(BaseModel):

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.kyc_tier import DEFAULT_BASIC_TIER_LIMITS, BasicTierLimit
 from schemas.reversals import DEFAULT_TIERS, ReversalTier
 
 INTERACTIVE_TASK_QUEUE = "bankflow-interactive"
@@ -115,6 +116,14 @@ class Settings(BaseSettings):
     )
     finance_email: str = Field(
         default="finance@bankflow.example", description="receives the month-end summary"
+    )
+
+    # --- KYC tier limits (activities/movements.py, activities/loans.py) ------------------------
+    # Enforced by the MoneyMovement and LoanApproval workflows' activities; see schemas/kyc_tier.
+    kyc_basic_tier_limits: dict[str, BasicTierLimit] = Field(
+        default_factory=lambda: dict(DEFAULT_BASIC_TIER_LIMITS),
+        description="Per currency: what a member who is not KYC-verified may take out a day and "
+        'borrow, e.g. {"USD": {"withdrawals_per_day": "1500", "loan_principal": "1000"}}.',
     )
 
     @property

@@ -664,7 +664,10 @@ class LoanApprovalWorkflow:
             a.principal_minor or self._state.principal_minor, guarantor_cover=True
         )
         if not result.eligible:
-            raise refuse(ErrorCode.LOAN_NOT_ELIGIBLE, "; ".join(result.reasons))
+            code = (
+                ErrorCode.KYC_TIER_LIMIT if result.over_basic_tier else ErrorCode.LOAN_NOT_ELIGIBLE
+            )
+            raise refuse(code, "; ".join(result.reasons))
         rules.refuse_amendment(self._inp, self._state, self._amendment, a)
         self._amendment = a
         await workflow.wait_condition(lambda: self._amendment is None and self._idle)

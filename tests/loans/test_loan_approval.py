@@ -347,7 +347,7 @@ async def test_ineligible_application_ends_rejected_with_its_reasons(
     result = await handle.result()
     assert result.stage == Stage.REJECTED and result.state == "rejected"
     failed = {c.rule for c in result.eligibility if not c.passed}
-    assert failed == {"kyc_verified", "savings_multiple", "own_savings"}
+    assert failed == {"kyc_verified", "kyc_tier_limit", "savings_multiple", "own_savings"}
     loan = await kit.loan(inp.loan_id)
     assert loan.state == "rejected" and "KYC is unverified" in loan.current_details
     assert {c["rule"] for c in loan.eligibility if not c["passed"]} == failed
