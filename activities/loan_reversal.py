@@ -20,18 +20,11 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import ledger_engine, loan_book
+from activities import repayments as rp
 from activities.loan_book_models import Disbursement, LoanTransaction
 from activities.loan_models import Loan
 from activities.models import Hold
 from activities.periods import is_closed
-from activities.repayments import (
-    allocation_record,
-    book,
-    closed_state,
-    received,
-    rounding_of,
-    void_liens,
-)
 from activities.setup import (
     INTEREST_INCOME,
     INTEREST_RECEIVABLE,
@@ -227,13 +220,13 @@ async def _reverse_repayment(
         )
         # Re-applied with the money it brought in, never with what was asked and not taken
         # from savings: a re-allocation takes no more from anyone than the repayment did.
-        alloc = allocate(dues, r.amount_minor, r.value_date, rounding_of(loan))
+        alloc = allocate(dues, r.amount_minor, r.value_date, rp.rounding_of(loan))
         dues = settle(dues, alloc)
         await _repost(session, loan, r, alloc, f"{reversal_id}:replay-{r.id}", value_date)
         if alloc.closes:
-            got = received(alloc, r.source or "savings")
-            loan_book.mark_closed(loan, closed_state(got), r.value_date, got.overpaid)
-            await void_liens(session, loan.loan_number)
+            got = rp.received(alloc, r.source or "savings")
+            loan_book.mark_closed(loan, rp.closed_state(got), r.value_date, got.overpaid)
+            await rp.void_liens(session, loan.loan_number)
     await loan_book.save_dues(session, loan.id, before, dues, value_date)
     await loan_book.trail(
         session,
@@ -259,9 +252,9 @@ async def _repost(
 ) -> None:
     """Post a later repayment again with its new split and point its loan transaction at it."""
     source = txn.source or "savings"
-    got = received(alloc, source)
+    got = rp.received(alloc, source)
     requested = int(txn.allocation.get("requested", txn.amount_minor))
-    credits = await book(
+    credits = await rp.book(
         session,
         loan,
         alloc,
@@ -274,7 +267,7 @@ async def _repost(
     )
     txn.allocation = {
         **txn.allocation,
-        **allocation_record(alloc, credits, source),
+        **rp.allocation_record(alloc, credits, source),
         "requested": requested,
         "not_taken": requested - got.taken,
         "replaced": [*txn.allocation.get("replaced", []), txn.journal_id],

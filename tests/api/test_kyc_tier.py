@@ -7,40 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from httpx import AsyncClient, Response
 from sqlalchemy import update
-from temporalio.client import Client
 
 from activities.db import in_transaction
 from activities.ledger_verify import verify_ledger
 from activities.models import LedgerAccount, Member
-from api.app import create_app
 from schemas.settings import Settings
-from tests.api.conftest import Staff, make_client
+from tests.api.conftest import Staff
 from tests.conftest import CURRENCY, Factory, Sessions
 from tests.loans.conftest import LoanKit, product_body
 
 Idem = Callable[[], dict[str, str]]
 DAY_LIMIT = Decimal("1500.00")  # the default basic-tier limit in USD
-
-
-@pytest.fixture
-async def api(
-    settings: Settings, temporal_client: Client, worker: str, chart: dict[str, int]
-) -> AsyncIterator[AsyncClient]:
-    app = create_app(
-        settings.model_copy(
-            update={"interactive_task_queue": worker, "approval_threshold": Decimal("500")}
-        ),
-        temporal_client=temporal_client,
-    )
-    async with app.router.lifespan_context(app), make_client(app) as client:
-        yield client
 
 
 @pytest.fixture
