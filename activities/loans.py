@@ -21,8 +21,8 @@ from temporalio import activity
 from activities.errors import transaction
 from activities.loan_models import Loan, LoanEvent, LoanGuarantor
 from activities.models import LedgerAccount, Member, StaffRole, StaffUser
-from domain.money import to_major, to_minor
-from schemas.kyc_tier import BasicTierLimit
+from domain.money import to_major
+from schemas.kyc_tier import BasicTierLimit, minor_units
 from schemas.loan_products import ProductSnapshot, plain
 from schemas.loans import (
     BASIC_TIER_RULE,
@@ -96,7 +96,7 @@ def basic_tier_check(
     """A member who is not KYC-verified borrows at most the basic tier's principal in the
     product's currency (none, where the institution set no limit for it)."""
     limit = limits.get(p.currency)
-    allowed = to_minor(format(limit.loan_principal, "f"), p.scale) if limit else 0
+    allowed = minor_units(limit.loan_principal, p.scale) if limit else 0
     asked = f"{to_major(principal_minor, p.scale)} {p.currency}"
     return EligibilityCheck(
         rule=BASIC_TIER_RULE,

@@ -25,7 +25,7 @@ from activities.models import Branch, Currency, LedgerAccount, Member
 from activities.setup import CASH, gl_code
 from domain.money import AmountError, to_major, to_minor
 from schemas.errors import BankflowError, ErrorCode
-from schemas.kyc_tier import BasicTierLimit
+from schemas.kyc_tier import BasicTierLimit, minor_units
 from schemas.ledger import HoldResult, JournalRequest, JournalResult
 from schemas.movements import MovementCreate, MovementHold
 from schemas.settings import Settings
@@ -160,7 +160,7 @@ async def check_basic_tier(
             f"the account holder is not KYC-verified and the basic tier has no {cur} limit "
             "(BANKFLOW_KYC_BASIC_TIER_LIMITS): only verified members take money out in it",
         )
-    allowed = to_minor(format(limit.withdrawals_per_day, "f"), scale)
+    allowed = minor_units(limit.withdrawals_per_day, scale)
     taken = int(
         await session.scalar(
             TAKEN_OUT,

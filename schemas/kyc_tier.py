@@ -12,7 +12,7 @@ supervisor count as soon as they are held; a refused, expired or reversed one do
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +23,12 @@ class BasicTierLimit(BaseModel):
         ge=0, description="withdrawals and transfers out, in all, per value date (major units)"
     )
     loan_principal: Decimal = Field(ge=0, description="the largest principal (major units)")
+
+
+def minor_units(limit: Decimal, scale: int) -> int:
+    """A limit in the currency's minor units. Rounded down: a limit set finer than the currency
+    can count never lets more through than it says (it is a threshold, not money posted)."""
+    return int((limit * 10**scale).to_integral_value(ROUND_FLOOR))
 
 
 DEFAULT_BASIC_TIER_LIMITS = {
