@@ -27,6 +27,7 @@ from activities.kyc import KycActivities
 from activities.ledger import LedgerActivities
 from activities.loans import LoanActivities
 from activities.month_end import MonthEndActivities
+from activities.movements import MovementActivities
 from activities.notifications import NotificationActivities
 from activities.repayments import RepaymentActivities
 from activities.reversals import ReversalActivities
@@ -63,12 +64,13 @@ def activities_for(
     notifications = NotificationActivities(settings, sessions)
     reversals = ReversalActivities(sessions)
     month_end = MonthEndActivities(sessions)
-    loans = LoanActivities(sessions)
+    loans = LoanActivities(settings, sessions)
     kyc = KycActivities(sessions)
     daily_loan_job = DailyLoanJobActivities(sessions)
     repayments = RepaymentActivities(sessions)
     return [
         *ledger.all(),
+        *MovementActivities(settings, sessions).all(),
         *notifications.all(),
         *reversals.all(),
         *month_end.all(),

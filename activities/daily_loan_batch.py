@@ -227,8 +227,9 @@ async def _write(
             postings=lines,
             description=f"Loan penalties and interest accrual {d}",
             process_id=req.workflow_id,
-            metadata={"business_date": d.isoformat(), "loans": [req.first_loan_id,
-                                                                 req.last_loan_id]},
+            # The run's tag tells this run's postings from an earlier run's of the same date.
+            metadata={"business_date": d.isoformat(), "run": req.run_id,
+                      "loans": [req.first_loan_id, req.last_loan_id]},
         ),
     )  # fmt: skip
     await session.execute(

@@ -65,10 +65,15 @@ async def loan_ranges(session: AsyncSession, req: RangesRequest) -> RangesResult
     return RangesResult(ranges=ranges[: req.limit], more=len(ranges) > req.limit)
 
 
+# The date's penalties and accruals, all of them and the ones this run's journals carry (every
+# daily row of a date is dated that date, whichever run caught it up).
 TOTALS = text(
     """
-    SELECT l.currency, t.kind, sum(t.amount_minor) AS amount
+    SELECT l.currency, t.kind, sum(t.amount_minor) AS amount,
+           sum(t.amount_minor) FILTER (WHERE j.process_id = :wf AND j.metadata->>'run' = :run)
+               AS run_amount
     FROM loan_transactions t JOIN loans l ON l.id = t.loan_id
+    JOIN journals j ON j.id = t.journal_id
     WHERE t.value_date = :d AND t.kind IN ('penalty', 'accrual')
     GROUP BY l.currency, t.kind
     """
@@ -76,12 +81,16 @@ TOTALS = text(
 
 
 async def finish_daily_job(session: AsyncSession, req: SnapshotRequest) -> DailyJobSummary:
-    """Write the date's PAR snapshot and sum what was posted for the date from
+    """Write the date's PAR snapshot and sum what was posted for the date, and by this run, from
     `loan_transactions` itself (not from counters a retried batch could have missed)."""
     par_rows = await write_par_snapshot(session, req.business_date)
     totals: dict[str, dict[str, int]] = {"penalty": {}, "accrual": {}}
-    for r in await session.execute(TOTALS, {"d": req.business_date}):
+    this_run: dict[str, dict[str, int]] = {"penalty": {}, "accrual": {}}
+    params = {"d": req.business_date, "wf": req.workflow_id, "run": req.run_id}
+    for r in await session.execute(TOTALS, params):
         totals[r.kind][r.currency] = int(r.amount)
+        if r.run_amount:
+            this_run[r.kind][r.currency] = int(r.run_amount)
     loans = await session.scalar(
         text("SELECT count(*) " + daily_loan_batch.ACTIVE), {"d": req.business_date}
     )
@@ -91,6 +100,8 @@ async def finish_daily_job(session: AsyncSession, req: SnapshotRequest) -> Daily
         loans=int(loans or 0),
         penalty_minor=totals["penalty"],
         accrual_minor=totals["accrual"],
+        run_penalty_minor=this_run["penalty"],
+        run_accrual_minor=this_run["accrual"],
         par_rows=par_rows,
         scales={c: int(n) for c, n in scales},
     )

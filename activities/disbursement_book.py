@@ -87,8 +87,7 @@ async def mark_compensated(
     row.status = "compensated"
     row.failure_reason = reason
     row.updated_at = func.now()
-    loan.stage = "approved"
-    loan.current_details = f"{loan.loan_number}: approved: disbursement failed: {reason}"[:1000]
+    loan_book.mark_undisbursed(loan, f"disbursement failed: {reason}")
     await loan_book.trail(
         session,
         loan,

@@ -153,9 +153,7 @@ async def activate(session: AsyncSession, step: Step) -> Activation:
             session, loan, row.workflow_id, "disbursed", "disbursed", to_state="active", data=data
         )
         row.status = "completed"
-        loan.state, loan.stage = "active", "disbursed"
-        loan.disbursed_on = row.disbursed_on
-        loan.current_details = f"{loan.loan_number}: active since {row.disbursed_on}"
+        loan_book.mark_active(loan, row.disbursed_on)
     dues = await loan_book.load_dues(session, loan.id)
     net = row.amount_minor - row.fee_minor if row.destination == "savings" else row.amount_minor
     return Activation(

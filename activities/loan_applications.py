@@ -23,6 +23,7 @@ from activities.loan_products import (
     minor,
     snapshot,
 )
+from activities.loan_statement import loan_schedule
 from activities.models import Branch, Member, StaffUser
 from activities.staff import Principal
 from domain.money import to_major
@@ -38,7 +39,6 @@ from schemas.loans import (
     Stage,
     TrailEntry,
 )
-from schemas.schedule import ScheduleView
 
 WORKFLOW_PREFIX = "loan-"
 
@@ -206,7 +206,8 @@ async def member_ids_of(session: AsyncSession, user_id: int) -> list[int]:
 
 
 async def loan_view(session: AsyncSession, loan_number: str) -> LoanView:
-    """Terms, schedule for the current terms, state and the whole trail."""
+    """Terms, the current schedule (proposed, or the loan book's once disbursed), state and the
+    whole trail."""
     loan = await get_loan(session, loan_number)
     app = await application(session, loan)
     snap, scale = app.product, app.product.scale
@@ -222,20 +223,6 @@ async def loan_view(session: AsyncSession, loan_number: str) -> LoanView:
     entered_by = await session.scalar(
         select(StaffUser.username).where(StaffUser.id == loan.entered_by_id)
     )
-    schedule = None
-    if loan.state in (LoanState.SUBMITTED, LoanState.APPROVED):
-        schedule = ScheduleView.of(
-            build_schedule(
-                schedule_terms(
-                    snap,
-                    principal_minor=loan.principal_minor,
-                    repayments=loan.repayments,
-                    scale=scale,
-                    disbursed_on=loan.expected_disbursement_on,
-                )
-            ),
-            snap.currency,
-        )
     return LoanView(
         loan_number=loan.loan_number,
         workflow_id=loan.workflow_id,
@@ -252,6 +239,9 @@ async def loan_view(session: AsyncSession, loan_number: str) -> LoanView:
         repayments=loan.repayments,
         purpose=loan.purpose,
         expected_disbursement_on=loan.expected_disbursement_on,
+        disbursed_on=loan.disbursed_on,
+        closed_on=loan.closed_on,
+        overpaid=to_major(loan.overpaid_minor, scale),
         annual_interest_rate=str(plain(snap.annual_interest_rate)),
         entered_by=entered_by or "",
         guarantors=[
@@ -265,7 +255,7 @@ async def loan_view(session: AsyncSession, loan_number: str) -> LoanView:
             for g, number in statuses
         ],
         eligibility=[EligibilityCheck.model_validate(c) for c in loan.eligibility],
-        schedule=schedule,
+        schedule=await loan_schedule(session, loan),
         trail=[
             TrailEntry(
                 at=e.at,

@@ -22,6 +22,7 @@ from activities.loan_models import Loan, LoanEvent
 from activities.models import LedgerAccount, Member
 from activities.setup import GlAccount, gl_code
 from domain.allocation import Due
+from domain.money import to_major
 from domain.schedule import Schedule, generate_schedule
 from schemas.errors import BankflowError, ErrorCode
 from schemas.loan_products import ProductSnapshot, schedule_terms
@@ -87,12 +88,43 @@ async def open_loan_book(session: AsyncSession, loan: Loan, disbursed_on: date) 
     return loan.ledger_account_id
 
 
+def mark_active(loan: Loan, since: date) -> None:
+    """Disbursed and owing (on activation, and when a reversal reopens a closed loan)."""
+    loan.state, loan.stage, loan.disbursed_on = "active", "disbursed", since
+    loan.closed_on, loan.overpaid_minor = None, 0
+    loan.current_details = f"{loan.loan_number}: active since {since}"
+
+
+def mark_closed(loan: Loan, state: str, on: date, overpaid_minor: int) -> None:
+    """Paid off on `on`: nothing is overdue any more; `overpaid_minor` is cash received beyond
+    the payoff (credited to the member's savings)."""
+    loan.state, loan.stage = state, "closed"
+    loan.closed_on, loan.overpaid_minor = on, overpaid_minor
+    loan.days_past_due, loan.arrears_bucket, loan.overdue_since = 0, "current", None
+    product = product_of(loan)
+    how = (
+        f"overpaid by {to_major(overpaid_minor, product.scale)} {loan.currency}, "
+        "credited to savings"
+        if overpaid_minor
+        else "obligations met"
+    )
+    loan.current_details = f"{loan.loan_number}: closed on {on}: {how}"
+
+
+def mark_undisbursed(loan: Loan, why: str) -> None:
+    """Approved again, waiting for a disbursement (a compensated attempt or an undone one)."""
+    loan.state, loan.stage = "approved", "approved"
+    loan.disbursed_on = loan.serviced_through = loan.closed_on = None
+    loan.days_past_due, loan.arrears_bucket, loan.overdue_since = 0, "current", None
+    loan.current_details = f"{loan.loan_number}: approved: {why}: waiting for disbursement"[:1000]
+
+
 async def drop_schedule(session: AsyncSession, loan: Loan) -> None:
     """Remove the installments of an undone disbursement (derived rows; the journals stay)."""
     await session.execute(delete(LoanInstallment).where(LoanInstallment.loan_id == loan.id))
 
 
-def _due(row: LoanInstallment) -> Due:
+def due_of(row: LoanInstallment) -> Due:
     return Due(
         number=row.number,
         from_on=row.from_on,
@@ -116,7 +148,7 @@ async def load_dues(session: AsyncSession, loan_id: int) -> list[Due]:
         .where(LoanInstallment.loan_id == loan_id)
         .order_by(LoanInstallment.number)
     )
-    return [_due(r) for r in rows]
+    return [due_of(r) for r in rows]
 
 
 async def save_dues(

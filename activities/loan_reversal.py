@@ -20,11 +20,11 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import ledger_engine, loan_book
+from activities import repayments as rp
 from activities.loan_book_models import Disbursement, LoanTransaction
 from activities.loan_models import Loan
 from activities.models import Hold
 from activities.periods import is_closed
-from activities.repayments import allocation_record, book, rounding_of, void_liens
 from activities.setup import (
     INTEREST_INCOME,
     INTEREST_RECEIVABLE,
@@ -218,13 +218,15 @@ async def _reverse_repayment(
                 process_id=reversal_id,
             ),
         )
-        alloc = allocate(dues, r.amount_minor, r.value_date, rounding_of(loan))
+        # Re-applied with the money it brought in, never with what was asked and not taken
+        # from savings: a re-allocation takes no more from anyone than the repayment did.
+        alloc = allocate(dues, r.amount_minor, r.value_date, rp.rounding_of(loan))
         dues = settle(dues, alloc)
         await _repost(session, loan, r, alloc, f"{reversal_id}:replay-{r.id}", value_date)
         if alloc.closes:
-            loan.state = "overpaid" if alloc.overpayment else "closed_obligations_met"
-            loan.closed_on, loan.overpaid_minor = r.value_date, alloc.overpayment
-            await void_liens(session, loan.loan_number)
+            got = rp.received(alloc, r.source or "savings")
+            loan_book.mark_closed(loan, rp.closed_state(got), r.value_date, got.overpaid)
+            await rp.void_liens(session, loan.loan_number)
     await loan_book.save_dues(session, loan.id, before, dues, value_date)
     await loan_book.trail(
         session,
@@ -249,11 +251,14 @@ async def _repost(
     value_date: date,
 ) -> None:
     """Post a later repayment again with its new split and point its loan transaction at it."""
-    credits = await book(
+    source = txn.source or "savings"
+    got = rp.received(alloc, source)
+    requested = int(txn.allocation.get("requested", txn.amount_minor))
+    credits = await rp.book(
         session,
         loan,
         alloc,
-        txn.source or "savings",
+        source,
         journal_id,
         value_date,
         description=f"Repayment of loan {loan.loan_number} re-applied ({txn.source})",
@@ -262,19 +267,23 @@ async def _repost(
     )
     txn.allocation = {
         **txn.allocation,
-        **allocation_record(alloc, credits),
+        **rp.allocation_record(alloc, credits, source),
+        "requested": requested,
+        "not_taken": requested - got.taken,
         "replaced": [*txn.allocation.get("replaced", []), txn.journal_id],
     }
     txn.journal_id = journal_id
+    txn.amount_minor = got.taken
     txn.principal_minor, txn.interest_minor = alloc.total("principal"), alloc.total("interest")
     txn.fee_minor, txn.penalty_minor = alloc.total("fee"), alloc.total("penalty")
-    txn.overpayment_minor = alloc.overpayment
+    txn.overpayment_minor = got.overpaid
 
 
 async def _reopen(session: AsyncSession, loan: Loan, reversal_id: str, on: date) -> None:
     """A closed loan owes again: active, and its guarantors' liens placed again where the
     guarantor's savings still cover them (a shortfall is put on the trail for staff)."""
-    loan.state, loan.closed_on, loan.overpaid_minor = "active", None, 0
+    assert loan.disbursed_on is not None
+    loan_book.mark_active(loan, loan.disbursed_on)
     voided = await session.scalars(
         select(Hold).where(
             Hold.process_id.like(f"disbursement-{loan.loan_number}-%"),
@@ -354,8 +363,7 @@ async def _undo_disbursement(
         reason=f"disbursement {original.journal_id} reversed",
         data={"reversal_id": reversal_id},
     )
-    loan.state, loan.disbursed_on, loan.serviced_through = "approved", None, None
-    loan.days_past_due, loan.arrears_bucket, loan.overdue_since = 0, "current", None
+    loan_book.mark_undisbursed(loan, f"disbursement undone by {reversal_id}")
 
 
 async def _take_back_accruals(

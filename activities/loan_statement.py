@@ -4,18 +4,21 @@ quote is a snapshot, and the repayment that acts on it recomputes under the loan
 from __future__ import annotations
 
 import decimal
+from collections.abc import Callable
 from datetime import date
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import loan_book
-from activities.loan_book_models import LoanInstallment, LoanTransaction
+from activities.loan_book_models import Disbursement, LoanInstallment, LoanTransaction
 from activities.loan_models import Loan
-from activities.models import Member
+from activities.models import Journal, Member
 from domain.allocation import Due, arrears, payoff
 from domain.money import to_major
+from schemas.disbursements import DisbursementView, ExternalAccount
 from schemas.errors import BankflowError, ErrorCode
+from schemas.loans import LoanScheduleView
 from schemas.repayments import (
     Outstanding,
     PayoffQuoteView,
@@ -69,20 +72,71 @@ async def payoff_quote(session: AsyncSession, loan_number: str, on: date) -> Pay
     )
 
 
-def _installment(row: LoanInstallment, due: Due, scale: int) -> StatementInstallment:
-    paid = due.principal_paid + due.interest_paid + due.fee_paid + due.penalty_paid
+def _charged(due: Due) -> int:
+    return due.principal + due.interest - due.interest_waived + due.fee + due.penalty
+
+
+def _paid(due: Due) -> int:
+    return due.principal_paid + due.interest_paid + due.fee_paid + due.penalty_paid
+
+
+def _installment(due: Due, completed_on: date | None, scale: int) -> StatementInstallment:
     return StatementInstallment(
-        number=row.number,
-        from_on=row.from_on,
-        due_on=row.due_on,
-        principal=to_major(row.principal_minor, scale),
-        interest=to_major(row.interest_minor, scale),
-        fee=to_major(row.fee_minor, scale),
-        penalty=to_major(row.penalty_minor, scale),
-        interest_waived=to_major(row.interest_waived_minor, scale),
-        paid=to_major(paid, scale),
+        number=due.number,
+        from_on=due.from_on,
+        due_on=due.due_on,
+        principal=to_major(due.principal, scale),
+        interest=to_major(due.interest, scale),
+        fee=to_major(due.fee, scale),
+        penalty=to_major(due.penalty, scale),
+        interest_waived=to_major(due.interest_waived, scale),
+        total=to_major(_charged(due), scale),
+        paid=to_major(_paid(due), scale),
         outstanding=to_major(due.total_outstanding, scale),
-        completed_on=row.completed_on,
+        completed_on=completed_on,
+    )
+
+
+async def _book(session: AsyncSession, loan_id: int) -> list[tuple[Due, date | None]]:
+    """The loan book's installments with the day each was paid in full."""
+    rows = await session.scalars(
+        select(LoanInstallment)
+        .where(LoanInstallment.loan_id == loan_id)
+        .order_by(LoanInstallment.number)
+    )
+    return [(loan_book.due_of(r), r.completed_on) for r in rows]
+
+
+def _proposed(loan: Loan) -> list[tuple[Due, date | None]]:
+    """The schedule the loan's current terms make from its expected disbursement date."""
+    schedule = loan_book.loan_schedule(loan, loan.expected_disbursement_on)
+    return [
+        (Due(i.number, i.from_date, i.due_date, i.principal_minor, i.interest_minor), None)
+        for i in schedule.installments
+    ]
+
+
+async def loan_schedule(session: AsyncSession, loan: Loan) -> LoanScheduleView:
+    """The loan's current schedule: the loan book's once disbursed, else the proposed one."""
+    scale = loan_book.product_of(loan).scale
+    rows = await _book(session, loan.id) if loan.disbursed_on is not None else []
+    dues = rows or _proposed(loan)
+
+    def total(amount: Callable[[Due], int]) -> str:
+        return to_major(sum(amount(d) for d, _ in dues), scale)
+
+    return LoanScheduleView(
+        basis="disbursed" if rows else "proposed",
+        starts_on=loan.disbursed_on
+        if rows and loan.disbursed_on
+        else loan.expected_disbursement_on,
+        currency=loan.currency,
+        installments=[_installment(d, on, scale) for d, on in dues],
+        total_principal=total(lambda d: d.principal),
+        total_interest=total(lambda d: d.interest - d.interest_waived),
+        total_due=total(_charged),
+        total_paid=total(_paid),
+        total_outstanding=total(lambda d: d.total_outstanding),
     )
 
 
@@ -121,14 +175,8 @@ async def statement(session: AsyncSession, loan_number: str, as_of: date) -> Sta
     loan = await disbursed_loan(session, loan_number)
     product = loan_book.product_of(loan)
     scale = product.scale
-    rows = list(
-        await session.scalars(
-            select(LoanInstallment)
-            .where(LoanInstallment.loan_id == loan.id)
-            .order_by(LoanInstallment.number)
-        )
-    )
-    dues = await loan_book.load_dues(session, loan.id)
+    book = await _book(session, loan.id)
+    dues = [d for d, _ in book]
     transactions = await session.scalars(
         select(LoanTransaction)
         .where(LoanTransaction.loan_id == loan.id)
@@ -160,6 +208,61 @@ async def statement(session: AsyncSession, loan_number: str, as_of: date) -> Sta
         days_past_due=late.days_past_due if late else 0,
         arrears_bucket=late.bucket if late else "current",
         overpaid=to_major(loan.overpaid_minor, scale),
-        schedule=[_installment(r, d, scale) for r, d in zip(rows, dues, strict=True)],
+        schedule=[_installment(d, on, scale) for d, on in book],
         transactions=_transactions(list(transactions), scale),
+    )
+
+
+async def disbursement_views(session: AsyncSession, loan_number: str) -> list[DisbursementView]:
+    """Every disbursement attempt of the loan, oldest first, with the journal that undid it (its
+    compensation, or a reversal that took the loan back to approved)."""
+    loan = await session.scalar(select(Loan).where(Loan.loan_number == loan_number))
+    if loan is None:
+        raise BankflowError(ErrorCode.NOT_FOUND, f"no loan {loan_number!r}")
+    scale = loan_book.product_of(loan).scale
+    rows = list(
+        await session.scalars(
+            select(Disbursement)
+            .where(Disbursement.loan_id == loan.id)
+            .order_by(Disbursement.attempt)
+        )
+    )
+    posted = [r.journal_id for r in rows if r.journal_id]
+    found = await session.execute(
+        select(Journal.reverses_journal_id, Journal.id).where(
+            Journal.reverses_journal_id.in_(posted)
+        )
+    )
+    undone = {original: reversal for original, reversal in found}
+    return [
+        _disbursement(row, loan.currency, scale, undone.get(row.journal_id or "")) for row in rows
+    ]
+
+
+def _disbursement(
+    row: Disbursement, currency: str, scale: int, undone_by: str | None
+) -> DisbursementView:
+    paid_out = row.payout_reference is not None
+    return DisbursementView(
+        workflow_id=row.workflow_id,
+        attempt=row.attempt,
+        status=row.status,
+        destination=row.destination,
+        external_account=ExternalAccount.model_validate(row.external_account)
+        if row.external_account
+        else None,
+        amount=to_major(row.amount_minor, scale),
+        fee=to_major(row.fee_minor, scale),
+        currency=currency,
+        disbursed_on=row.disbursed_on,
+        journal_id=row.journal_id,
+        payout_journal_id=f"{row.workflow_id}:payout" if paid_out else None,
+        compensation_journal_id=f"{row.workflow_id}:compensate"
+        if row.status == "compensated" and row.journal_id
+        else None,
+        payout_reference=row.payout_reference,
+        failure_reason=row.failure_reason,
+        requested_by=row.requested_by,
+        reversal_journal_id=undone_by,
+        created_at=row.created_at,
     )

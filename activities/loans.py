@@ -22,8 +22,10 @@ from activities.errors import transaction
 from activities.loan_models import Loan, LoanEvent, LoanGuarantor
 from activities.models import LedgerAccount, Member, StaffRole, StaffUser
 from domain.money import percent_of, times, to_major
+from schemas.kyc_tier import BasicTierLimit, minor_units
 from schemas.loan_products import ProductSnapshot, plain
 from schemas.loans import (
+    BASIC_TIER_RULE,
     CoverRequest,
     CoverResult,
     EligibilityCheck,
@@ -34,6 +36,7 @@ from schemas.loans import (
     TermsCheckRequest,
     TermsCheckResult,
 )
+from schemas.settings import Settings
 
 # Loans whose guarantees bind the guarantor's savings as a pledge. Once a loan is disbursed the
 # guarantee is a lien (a pending hold), which `savings` already takes off: counting the active
@@ -87,7 +90,28 @@ async def free_savings(session: AsyncSession, member_id: int, currency: str, loa
     return available - await pledged(session, member_id, currency, loan_id)
 
 
-async def check_terms(session: AsyncSession, req: TermsCheckRequest) -> TermsCheckResult:
+def basic_tier_check(
+    limits: dict[str, BasicTierLimit], p: ProductSnapshot, principal_minor: int
+) -> EligibilityCheck:
+    """A member who is not KYC-verified borrows at most the basic tier's principal in the
+    product's currency (none, where the institution set no limit for it)."""
+    limit = limits.get(p.currency)
+    allowed = minor_units(limit.loan_principal, p.scale) if limit else 0
+    asked = f"{to_major(principal_minor, p.scale)} {p.currency}"
+    return EligibilityCheck(
+        rule=BASIC_TIER_RULE,
+        passed=principal_minor <= allowed,
+        detail=f"not KYC-verified: principal {asked} against the basic tier's at most "
+        f"{to_major(allowed, p.scale)} {p.currency}"
+        if limit
+        else f"not KYC-verified: the basic tier has no {p.currency} limit; only verified "
+        "members borrow in it",
+    )
+
+
+async def check_terms(
+    session: AsyncSession, req: TermsCheckRequest, limits: dict[str, BasicTierLimit]
+) -> TermsCheckResult:
     """Every eligibility and guarantee rule of the product, each with its reason."""
     p, rules = req.product, req.product.eligibility
     member = await session.get(Member, req.member_id)
@@ -103,6 +127,8 @@ async def check_terms(session: AsyncSession, req: TermsCheckRequest) -> TermsChe
     add("member_active", member.status == "active", f"membership is {member.status}")
     if rules.require_kyc_verified:
         add("kyc_verified", member.kyc_status == "verified", f"KYC is {member.kyc_status}")
+    if member.kyc_status != "verified":
+        checks.append(basic_tier_check(limits, p, req.principal_minor))
     age = (datetime.now(UTC).date() - member.created_at.date()).days
     if rules.min_membership_days:
         add(
@@ -236,12 +262,13 @@ async def record_event(session: AsyncSession, rec: LoanEventRecord) -> None:
 
 
 class LoanActivities:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self.limits = settings.kyc_basic_tier_limits
         self.sessions = sessions
 
     @activity.defn(name="check_loan_terms")
     async def check_loan_terms(self, req: TermsCheckRequest) -> TermsCheckResult:
-        return await transaction(self.sessions, lambda s: check_terms(s, req))
+        return await transaction(self.sessions, lambda s: check_terms(s, req, self.limits))
 
     @activity.defn(name="check_guarantor_cover")
     async def check_guarantor_cover(self, req: CoverRequest) -> CoverResult:

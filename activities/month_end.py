@@ -421,8 +421,13 @@ async def _insert_journal(
         "value_date": value_date,
         "hash": journal_hash(JOURNAL_KIND, value_date, lines),
         "process_id": req.workflow_id,
+        # The run's tag tells this run's postings from an earlier, interrupted run's.
         "metadata": json.dumps(
-            {"period": req.period, "accounts": [req.first_account_id, req.last_account_id]}
+            {
+                "period": req.period,
+                "run": req.run_id,
+                "accounts": [req.first_account_id, req.last_account_id],
+            }
         ),
     }
     try:
@@ -505,6 +510,16 @@ TOTALS = text(
     FROM interest_postings WHERE period = :period GROUP BY currency ORDER BY currency
     """
 )
+# What one run's journals posted (an account earning nothing has no journal: not counted).
+RUN_TOTALS = text(
+    """
+    SELECT i.currency, count(*) AS accounts, sum(i.posted_minor) AS interest,
+           sum(i.tax_minor) AS tax
+    FROM interest_postings i JOIN journals j ON j.id = i.journal_id
+    WHERE i.period = :period AND j.process_id = :wf AND j.metadata->>'run' = :run
+    GROUP BY i.currency ORDER BY i.currency
+    """
+)
 
 
 async def finish_month_end(session: AsyncSession, req: FinishRequest) -> MonthEndSummary:
@@ -528,7 +543,17 @@ async def finish_month_end(session: AsyncSession, req: FinishRequest) -> MonthEn
         run.finished_at = now
         run.duration_s = Decimal(str(round((now - req.started_at).total_seconds(), 3)))
         await session.flush()
-    return await summary(session, req.period)
+    scales = {c: int(n) for c, n in await session.execute(select(Currency.code, Currency.scale))}
+    params = {"period": req.period, "wf": req.workflow_id, "run": req.run_id}
+    this_run = [
+        _currency_totals(
+            {"currency": r.currency, "accounts": r.accounts, "interest_minor": r.interest,
+             "tax_minor": r.tax},
+            scales[r.currency],
+        )
+        for r in await session.execute(RUN_TOTALS, params)
+    ]  # fmt: skip
+    return (await summary(session, req.period)).model_copy(update={"this_run": this_run})
 
 
 async def summary(session: AsyncSession, period: str) -> MonthEndSummary:

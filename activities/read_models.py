@@ -171,6 +171,14 @@ async def account_view(session: AsyncSession, account: LedgerAccount) -> Account
     )
 
 
+async def account_kind(session: AsyncSession, number: str) -> str:
+    """gl, savings, shares or loan (AccountNotFound if there is no such account)."""
+    kind: str | None = await session.scalar(select(A.kind).where(A.code == number))
+    if kind is None:
+        raise BankflowError(ErrorCode.ACCOUNT_NOT_FOUND, f"no account {number!r}")
+    return kind
+
+
 async def get_account_view(session: AsyncSession, number: str) -> AccountView:
     account = await session.scalar(select(A).where(A.code == number))
     if account is None:
@@ -322,6 +330,14 @@ async def trial_balance(session: AsyncSession, currency: str) -> TrialBalance:
         total_credit=to_major(total_credit, scale),
         balanced=total_debit == total_credit,
     )
+
+
+async def reversed_by(session: AsyncSession, journal_id: str) -> str | None:
+    """The journal that reversed `journal_id`, if one did (an original is reversed once)."""
+    found: str | None = await session.scalar(
+        select(Journal.id).where(Journal.reverses_journal_id == journal_id)
+    )
+    return found
 
 
 async def journal_view(session: AsyncSession, journal_id: str) -> JournalView:

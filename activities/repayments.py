@@ -54,6 +54,29 @@ class Credits:
             self.lines.append((account_id, amount))
 
 
+@dataclass(frozen=True)
+class Received:
+    """What a repayment brought in, by its source. From savings the bank takes only what the
+    loan owes: the rest of the amount asked for is `not_taken` (never debited, so never
+    overpaid). In cash the whole amount was handed over: what the loan did not need is
+    `overpaid` (credited to the member's savings, and the loan is `overpaid`)."""
+
+    taken: int
+    overpaid: int
+    not_taken: int
+
+
+def received(alloc: Allocation, source: str) -> Received:
+    if source == "cash":
+        return Received(taken=alloc.amount, overpaid=alloc.overpayment, not_taken=0)
+    return Received(taken=alloc.amount - alloc.overpayment, overpaid=0, not_taken=alloc.overpayment)
+
+
+def closed_state(got: Received) -> str:
+    """The state a paid-off loan closes in: only cash received beyond the payoff overpays it."""
+    return "overpaid" if got.overpaid else "closed_obligations_met"
+
+
 def rounding_of(loan: Loan) -> str:
     return str(getattr(decimal, f"ROUND_{loan_book.product_of(loan).rounding_mode}"))
 
@@ -131,7 +154,9 @@ def result_of(loan: Loan, row: LoanTransaction, scale: int, outstanding: int) ->
         currency=loan.currency,
         scale=scale,
         value_date=row.value_date,
+        requested_minor=int(stored.get("requested", row.amount_minor)),
         amount_minor=row.amount_minor,
+        not_taken_minor=int(stored.get("not_taken", 0)),
         principal_minor=row.principal_minor,
         interest_minor=row.interest_minor,
         fee_minor=row.fee_minor,
@@ -181,15 +206,9 @@ async def book(
             lines.append(_line(income, gl[INTEREST_RECEIVABLE.number], credits.written_back, loan))
             loan.interest_recognized_minor -= credits.written_back
             loan.interest_receivable_minor = 0
-    if source == "cash" and alloc.overpayment:  # the excess paid in cash is the member's money
-        lines.append(
-            PostingLine(
-                debit_account_id=gl[CASH.number],
-                credit_account_id=savings,
-                amount_minor=alloc.overpayment,
-                currency=loan.currency,
-            )
-        )
+    overpaid = received(alloc, source).overpaid
+    if overpaid:  # the excess paid in cash is the member's money
+        lines.append(_line(gl[CASH.number], savings, overpaid, loan))
     await ledger_engine.post_journal(
         session,
         JournalRequest(
@@ -240,9 +259,10 @@ def _debited(
     return lines
 
 
-def allocation_record(alloc: Allocation, credits: Credits) -> dict[str, Any]:
+def allocation_record(alloc: Allocation, credits: Credits, source: str) -> dict[str, Any]:
     """What a loan transaction keeps of its allocation: enough to take it off and re-apply it."""
     return {
+        "not_taken": received(alloc, source).not_taken,
         "portions": [
             InstallmentPortion(
                 number=p.number,
@@ -279,9 +299,9 @@ async def post_repayment(session: AsyncSession, req: RepaymentRequest) -> Repaym
     dues = await loan_book.load_dues(session, loan.id)
     alloc = allocate(dues, req.amount_minor, req.value_date, rounding_of(loan))
     after = settle(dues, alloc)
-    applied = req.amount_minor - alloc.overpayment
-    if applied == 0:
+    if alloc.amount == alloc.overpayment:
         raise BankflowError(ErrorCode.LOAN_STATE, f"loan {loan.loan_number} owes nothing")
+    got = received(alloc, req.source)
     journal_id = f"{req.workflow_id}:repayment"
     credits = await book(
         session,
@@ -305,52 +325,58 @@ async def post_repayment(session: AsyncSession, req: RepaymentRequest) -> Repaym
         actor_id=req.actor_id,
         at=req.at,
         reason=f"{req.source} repayment",
-        data={"journal_id": journal_id, "amount_minor": req.amount_minor},
+        data={
+            "journal_id": journal_id,
+            "amount_minor": got.taken,
+            "not_taken_minor": got.not_taken,
+        },
     )
     voided: list[str] = []
     if alloc.closes:
-        voided = await close(session, loan, req, alloc.overpayment)
+        voided = await close(session, loan, req, got)
     row = LoanTransaction(
         loan_id=loan.id,
         kind="repayment",
         value_date=req.value_date,
-        amount_minor=req.amount_minor,
+        amount_minor=got.taken,
         principal_minor=alloc.total("principal"),
         interest_minor=alloc.total("interest"),
         fee_minor=alloc.total("fee"),
         penalty_minor=alloc.total("penalty"),
-        overpayment_minor=alloc.overpayment,
+        overpayment_minor=got.overpaid,
         source=req.source,
         journal_id=journal_id,
         workflow_id=req.workflow_id,
-        allocation={**allocation_record(alloc, credits), "voided_holds": voided},
+        allocation={
+            **allocation_record(alloc, credits, req.source),
+            "requested": req.amount_minor,
+            "voided_holds": voided,
+        },
     )
     session.add(row)
     await session.flush()
     return result_of(loan, row, scale, sum(d.total_outstanding for d in after))
 
 
-async def close(session: AsyncSession, loan: Loan, req: RepaymentRequest, excess: int) -> list[str]:
-    """Paid off: closed (or overpaid, with the excess recorded), liens released, on the trail."""
-    state = "overpaid" if excess else "closed_obligations_met"
+async def close(
+    session: AsyncSession, loan: Loan, req: RepaymentRequest, got: Received
+) -> list[str]:
+    """Paid off: closed (or overpaid by cash received beyond the payoff), liens released, on
+    the trail."""
+    state = closed_state(got)
     await loan_book.trail(
         session,
         loan,
         req.workflow_id,
         "closed",
-        "overpaid" if excess else "closed",
+        "overpaid" if got.overpaid else "closed",
         actor=req.actor,
         actor_id=req.actor_id,
         at=req.at,
         to_state=state,
         reason="repaid in full",
     )
-    loan.state = state
-    loan.closed_on = req.value_date
-    loan.overpaid_minor = excess
-    loan.days_past_due = 0
-    loan.arrears_bucket = "current"
-    loan.overdue_since = None
+    loan_book.mark_closed(loan, state, req.value_date, got.overpaid)
     return await void_liens(session, loan.loan_number)
 
 

@@ -25,6 +25,7 @@ from activities.seed import demo_user, seed_demo, seed_kyc_applicant
 from activities.setup import ensure_chart, ensure_currency
 from activities.staff import create_staff_user
 from activities.watchlist import parse_csv, replace_watchlist
+from api import access_matrix
 from api.auth import issue_token
 from api.daily_loan_job import daily_job
 from api.processes import connect_short_lived
@@ -231,6 +232,12 @@ def seed_kyc_case() -> None:
 
     asyncio.run(start())
     console.print(f"demo KYC case {inp.case_number} started: it waits for a kyc_reviewer")
+
+
+@app.command("access-matrix")
+def print_access_matrix() -> None:
+    """Print the access matrix (roles x route groups) as README's Security section shows it."""
+    typer.echo(access_matrix.markdown(), nl=False)
 
 
 def main() -> None:

@@ -132,7 +132,25 @@ def daily_job(
     except WorkflowFailureError as exc:
         typer.echo(f"daily loan job failed: {exc.cause}", err=True)
         raise typer.Exit(1) from exc
-    console.print(f"{summary.business_date}: {summary.loans} active loans")
-    for kind, totals in (("penalties", summary.penalty_minor), ("accrued", summary.accrual_minor)):
-        for currency, amount in sorted(totals.items()):
-            console.print(f"{kind} {to_major(amount, summary.scales.get(currency, 2))} {currency}")
+    for line in report(summary):
+        console.print(line)
+
+
+def report(summary: DailyJobSummary) -> list[str]:
+    """What this run posted, then the date's totals over every run of it (a re-run posts
+    nothing, and says so)."""
+
+    def amounts(penalty: dict[str, int], accrual: dict[str, int]) -> str:
+        parts = [
+            f"{kind} {to_major(amount, summary.scales.get(currency, 2))} {currency}"
+            for kind, totals in (("penalties", penalty), ("accrued", accrual))
+            for currency, amount in sorted(totals.items())
+        ]
+        return ", ".join(parts) or "nothing"
+
+    day = summary.business_date
+    return [
+        f"{day}: {summary.loans} active loans",
+        f"posted by this run: {amounts(summary.run_penalty_minor, summary.run_accrual_minor)}",
+        f"{day} totals: {amounts(summary.penalty_minor, summary.accrual_minor)}",
+    ]

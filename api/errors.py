@@ -79,6 +79,7 @@ STATUS: dict[ErrorCode, int] = {
     E.INVALID_SCHEDULE: 422,
     E.LOAN_STATE: 409,
     E.PAYOUT_REJECTED: 422,
+    E.KYC_TIER_LIMIT: 422,
 }
 
 

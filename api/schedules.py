@@ -47,6 +47,7 @@ from schemas.daily_loan_job import SCHEDULE_ID as DAILY_SCHEDULE_ID
 from schemas.month_end import (
     SCHEDULE_ID,
     WORKFLOW_PREFIX,
+    CurrencyTotals,
     MonthEndInput,
     MonthEndProgress,
     MonthEndSummary,
@@ -186,17 +187,32 @@ def _run_with_bar(periods: list[str]) -> None:
 
                 summary = await run_period(client, settings, period, show)
                 bar.update(task, total=summary.accounts, completed=summary.accounts)
-                for t in summary.totals:
-                    bar.console.print(
-                        f"{period} {t.currency}: {t.accounts} accounts, interest {t.interest}, "
-                        f"tax {t.tax}, net {t.net} ({summary.status}, {summary.duration_s} s)"
-                    )
+                for line in report(summary):
+                    bar.console.print(line)
 
     try:
         asyncio.run(run())
     except WorkflowFailureError as exc:
         typer.echo(f"month-end failed: {exc.cause}", err=True)
         raise typer.Exit(1) from exc
+
+
+def report(summary: MonthEndSummary) -> list[str]:
+    """What this run posted, then the period's totals over every run of it (a re-run of a
+    completed period posts nothing, and says so)."""
+
+    def amounts(totals: list[CurrencyTotals]) -> str:
+        parts = [
+            f"{t.currency} {t.accounts} accounts, interest {t.interest}, tax {t.tax}, net {t.net}"
+            for t in totals
+        ]
+        return "; ".join(parts) or "nothing"
+
+    p = summary.period
+    return [
+        f"{p} posted by this run: {amounts(summary.this_run or [])}",
+        f"{p} totals: {amounts(summary.totals)} ({summary.status} in {summary.duration_s} s)",
+    ]
 
 
 @schedules_app.command("sync")

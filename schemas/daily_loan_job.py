@@ -75,6 +75,9 @@ class BatchRequest(BaseModel):
     workflow_id: str
     first_loan_id: int
     last_loan_id: int
+    run_id: str = Field(
+        default="", description="the run (its first execution), tagged on the batch's journal"
+    )
 
 
 class BatchResult(BaseModel):
@@ -87,13 +90,21 @@ class BatchResult(BaseModel):
 
 class SnapshotRequest(BaseModel):
     business_date: date
+    workflow_id: str = ""
+    run_id: str = Field(default="", description="the run whose postings to sum apart")
 
 
 class DailyJobSummary(BaseModel):
     business_date: date
     loans: int
-    penalty_minor: dict[str, int] = Field(description="charged by this run (not by earlier ones)")
-    accrual_minor: dict[str, int]
+    penalty_minor: dict[str, int] = Field(
+        description="penalties posted for the date, by every run of it, per currency"
+    )
+    accrual_minor: dict[str, int] = Field(description="interest accrued for the date, ditto")
+    run_penalty_minor: dict[str, int] = Field(
+        default_factory=dict, description="what the run that returned this summary posted"
+    )
+    run_accrual_minor: dict[str, int] = Field(default_factory=dict)
     par_rows: int = Field(description="par_snapshots rows written for the date")
     scales: dict[str, int] = Field(default_factory=dict, description="currency -> decimals")
 

@@ -187,6 +187,10 @@ class DisbursementView(BaseModel):
     journal_id: str | None
     payout_journal_id: str | None
     compensation_journal_id: str | None
+    reversal_journal_id: str | None = Field(
+        description="the journal that undid the disbursement journal: its compensation, or the "
+        "reversal that took the loan back to approved"
+    )
     payout_reference: str | None
     failure_reason: str
     requested_by: str

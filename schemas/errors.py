@@ -48,6 +48,8 @@ class ErrorCode(StrEnum):
     DOCUMENT_REJECTED = "DocumentRejected"
     DOCUMENT_TOO_LARGE = "DocumentTooLarge"
     NOTIFICATION_REJECTED = "NotificationRejected"
+    # KYC tiers: a member not KYC-verified asked for more than the basic tier allows
+    KYC_TIER_LIMIT = "KycTierLimit"
     # loans
     ALREADY_VOTED = "AlreadyVoted"
     LOAN_NOT_ELIGIBLE = "LoanNotEligible"

@@ -9,6 +9,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# Who reads the institution's own books: the trial balance, and a GL account's view and
+# statement (a member's account is read by any staff).
+LEDGER_READER_ROLES = ("finance", "branch_manager", "ops")
+
 
 class PostingLine(BaseModel):
     model_config = ConfigDict(frozen=True)

@@ -10,12 +10,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.loan_products import ProductSnapshot
-from schemas.schedule import ScheduleView
+from schemas.repayments import StatementInstallment
 from schemas.types import Amount, Day, MemberNumber, ProductCode, Reason
 
 # Staff who enter, amend and withdraw applications and record guarantors' answers.
 REQUESTER_ROLES = ("loan_officer", "teller", "branch_manager")
 SYSTEM = "system"
+# The eligibility rule of the basic KYC tier's principal limit (schemas/kyc_tier.py).
+BASIC_TIER_RULE = "kyc_tier_limit"
 
 
 class LoanState(StrEnum):
@@ -187,13 +189,18 @@ class Withdrawal(BaseModel):
 
 
 class GuarantorAnswer(BaseModel):
-    """Signal: a guarantor accepted or declined."""
+    """A guarantor accepted or declined, as a staff user recorded it (the `guarantor_consent`
+    Update; runs started before it took the same answer as a Signal)."""
 
     member_number: MemberNumber
     accept: bool
     note: Reason = ""
     recorded_by_id: int
     recorded_by: str
+    recorded_by_roles: list[str] = Field(default_factory=list)
+    recorded_by_member_ids: list[int] = Field(
+        default_factory=list, description="members this staff user is (same e-mail address)"
+    )
 
 
 # --- activities ------------------------------------------------------------------------------
@@ -223,6 +230,10 @@ class TermsCheckResult(BaseModel):
     @property
     def reasons(self) -> list[str]:
         return [c.detail for c in self.checks if not c.passed]
+
+    @property
+    def over_basic_tier(self) -> bool:
+        return any(c.rule == BASIC_TIER_RULE and not c.passed for c in self.checks)
 
     @property
     def eligible(self) -> bool:
@@ -342,6 +353,22 @@ class TrailEntry(BaseModel):
     data: dict[str, Any]
 
 
+class LoanScheduleView(BaseModel):
+    """A loan's current schedule. Until it is disbursed: the one its current terms propose, from
+    the expected disbursement date. Once disbursed: the loan book's, due dates from
+    `disbursed_on`, with penalties charged, interest waived and what is paid of each."""
+
+    basis: Literal["proposed", "disbursed"]
+    starts_on: date = Field(description="the (expected) disbursement date the schedule runs from")
+    currency: str
+    installments: list[StatementInstallment]
+    total_principal: str
+    total_interest: str = Field(description="interest charged, less what a payoff waived")
+    total_due: str = Field(description="every installment's total")
+    total_paid: str
+    total_outstanding: str
+
+
 class LoanView(BaseModel):
     loan_number: str
     workflow_id: str
@@ -358,10 +385,13 @@ class LoanView(BaseModel):
     repayments: int
     purpose: str
     expected_disbursement_on: date
+    disbursed_on: date | None
+    closed_on: date | None
+    overpaid: str = Field(description="cash received beyond the payoff, credited to savings")
     annual_interest_rate: str
     entered_by: str
     guarantors: list[GuarantorView]
     eligibility: list[EligibilityCheck]
-    schedule: ScheduleView | None
+    schedule: LoanScheduleView
     trail: list[TrailEntry]
     created_at: datetime

@@ -105,6 +105,9 @@ class BatchRequest(BaseModel):
     workflow_id: str
     first_account_id: int
     last_account_id: int
+    run_id: str = Field(
+        default="", description="the run (its first execution), tagged on the batch's journal"
+    )
 
 
 class BatchResult(BaseModel):
@@ -119,6 +122,7 @@ class FinishRequest(BaseModel):
     period: str
     workflow_id: str
     started_at: datetime
+    run_id: str = Field(default="", description="the run whose postings to sum apart")
 
 
 class CurrencyTotals(BaseModel):
@@ -141,6 +145,11 @@ class MonthEndSummary(BaseModel):
     started_at: datetime
     finished_at: datetime | None
     duration_s: float | None
+    this_run: list[CurrencyTotals] | None = Field(
+        default=None,
+        description="what the run that returned this summary posted (empty: nothing, the "
+        "period was done); absent from the stored report",
+    )
 
 
 class MonthEndProgress(BaseModel):

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from schemas.ledger import HoldRequest
 from schemas.types import AccountNumber, Amount, CurrencyCode, Reason
 
 MovementKind = Literal["deposit", "withdrawal", "transfer"]
@@ -75,6 +76,14 @@ class MovementInput(BaseModel):
     requested_by: str
     approval_threshold_minor: int = Field(ge=0)
     approval_timeout: timedelta
+
+
+class MovementHold(BaseModel):
+    """hold_movement's input: the hold, and what the basic KYC tier counts it as."""
+
+    kind: MovementKind
+    value_date: date
+    hold: HoldRequest
 
 
 class DecisionInput(BaseModel):
@@ -169,6 +178,9 @@ class MovementView(BaseModel):
     decided_by: str | None
     decision_reason: str | None
     journal_id: str | None
+    reversed_by_journal_id: str | None = Field(
+        default=None, description="the reversal of the movement's journal, once one is posted"
+    )
     error: str | None
     error_detail: str | None
     expires_at: datetime | None

@@ -80,12 +80,16 @@ class RepaymentResult(BaseModel):
     currency: str
     scale: int
     value_date: date
-    amount_minor: int
+    requested_minor: int = Field(default=0, description="the amount asked for")
+    amount_minor: int = Field(description="what the repayment took from its source")
+    not_taken_minor: int = Field(
+        default=0, description="from savings: the amount asked for beyond what the loan owed"
+    )
     principal_minor: int
     interest_minor: int
     fee_minor: int
     penalty_minor: int
-    overpayment_minor: int
+    overpayment_minor: int = Field(description="cash received beyond the payoff, to savings")
     portions: list[InstallmentPortion]
     waived: list[tuple[int, int]] = Field(description="(installment, interest waived)")
     refunded: list[tuple[int, int]] = Field(
@@ -139,12 +143,18 @@ class RepaymentView(BaseModel):
     journal_id: str
     value_date: date
     currency: str
-    amount: str
+    requested: str = Field(description="the amount asked for")
+    amount: str = Field(description="what was taken from savings, or received in cash")
+    not_taken: str = Field(
+        description="from savings, what was asked for beyond the payoff: left in savings"
+    )
     penalty: str
     fee: str
     interest: str
     principal: str
-    overpayment: str
+    overpayment: str = Field(
+        description="cash received beyond the payoff: credited to savings, the loan is overpaid"
+    )
     interest_waived: str
     interest_refunded: str = Field(
         description="interest paid in advance that this payoff gave back"
@@ -181,6 +191,7 @@ class StatementInstallment(BaseModel):
     fee: str
     penalty: str
     interest_waived: str
+    total: str = Field(description="what it charges: principal, interest less waived, fee, penalty")
     paid: str
     outstanding: str
     completed_on: date | None

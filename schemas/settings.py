@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from schemas.keyring import DEV_KEY_PREFIX, Key, KeyRing
+from schemas.kyc_tier import DEFAULT_BASIC_TIER_LIMITS, BasicTierLimit
 from schemas.reversals import DEFAULT_TIERS, ReversalTier
 
 INTERACTIVE_TASK_QUEUE = "bankflow-interactive"
@@ -203,6 +204,14 @@ class Settings(BaseSettings):
     audit_spool_dir: Path = Field(
         default=Path(".data/audit-spool"),
         description="audit entries that Postgres could not take wait here, durably, until it can",
+    )
+
+    # --- KYC tier limits (activities/movements.py, activities/loans.py) ------------------------
+    # Enforced by the MoneyMovement and LoanApproval workflows' activities; see schemas/kyc_tier.
+    kyc_basic_tier_limits: dict[str, BasicTierLimit] = Field(
+        default_factory=lambda: dict(DEFAULT_BASIC_TIER_LIMITS),
+        description="Per currency: what a member who is not KYC-verified may take out a day and "
+        'borrow, e.g. {"USD": {"withdrawals_per_day": "1500", "loan_principal": "1000"}}.',
     )
 
     @field_validator("trusted_proxies", mode="before")

@@ -6,8 +6,9 @@ products. Active loans are split into id ranges; each range is one batch activit
 idempotent per loan through `serviced_through`, heartbeating), at most `concurrency` in flight.
 After `batches_per_run` batches the workflow continues as new with its cursor, so its history
 stays small at any number of loans. Then it writes the date's portfolio-at-risk snapshot and
-returns the day's totals, read from the database. A re-run of D posts nothing; a run for a later
-date catches up the days a missed run left.
+returns the day's totals and, apart, what this run posted (its journals carry the run's first
+execution id), both read from the database. A re-run of D posts nothing; a run for a later date
+catches up the days a missed run left.
 """
 
 from __future__ import annotations
@@ -112,7 +113,13 @@ class DailyLoanJobWorkflow:
             )
         self._enter(Stage.SNAPSHOT)
         summary: DailyJobSummary = await workflow.execute_activity_method(
-            DailyLoanJobActivities.finish, SnapshotRequest(business_date=day), **SHORT
+            DailyLoanJobActivities.finish,
+            SnapshotRequest(
+                business_date=day,
+                workflow_id=wf_id,
+                run_id=workflow.info().first_execution_run_id,
+            ),
+            **SHORT,
         )
         self._progress.summary = summary
         self._enter(Stage.COMPLETED)
@@ -134,6 +141,7 @@ class DailyLoanJobWorkflow:
                         workflow_id=wf_id,
                         first_loan_id=r.first_loan_id,
                         last_loan_id=r.last_loan_id,
+                        run_id=workflow.info().first_execution_run_id,
                     ),
                     start_to_close_timeout=timedelta(minutes=10),
                     heartbeat_timeout=timedelta(seconds=inp.heartbeat_s),

@@ -2,9 +2,10 @@
 
 1. Eligibility: the product's rules (KYC, membership age, savings multiple, arrears, own savings,
    guarantee share), each recorded with its reason; an ineligible application ends rejected.
-2. Guarantor consent: each guarantor accepts or declines (Signal); an acceptance counts only if
-   the guarantor's free savings cover the guarantee; a decline, or no answer from everyone within
-   the consent time, ends the application.
+2. Guarantor consent: each guarantor accepts or declines, as staff record it (an Update whose
+   validator refuses the staff user who entered the application and the applicant); an
+   acceptance counts only if the guarantor's free savings cover the guarantee; a decline, or no
+   answer from everyone within the consent time, ends the application.
 3. Approval routing by the product's amount tiers: levels in order, each needing `quorum`
    distinct approvers of its role. Decisions are Updates whose validator refuses, before
    anything is written, a role not allowed at this level, the staff user who entered the
@@ -23,7 +24,7 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 from workflows import loan_approval_rules as rules
@@ -72,7 +73,10 @@ DECIDE = "decide"
 AMEND = "amend"
 WITHDRAW = "withdraw"
 DISBURSE = "disburse"
-GUARANTOR_ANSWER = "guarantor_answer"
+GUARANTOR_CONSENT = "guarantor_consent"
+GUARANTOR_ANSWER = "guarantor_answer"  # the Signal runs started before the Update use
+# Runs from here on apply the consent rules to every answer, also one sent as the old Signal.
+CONSENT_RULES_PATCH = "guarantor-consent-rules"
 
 
 @workflow.defn(name="LoanApproval")
@@ -91,6 +95,7 @@ class LoanApprovalWorkflow:
             guarantors={g.member_number: "pending" for g in inp.guarantors},
         )
         self._answers: list[GuarantorAnswer] = []
+        self._answered = 0  # answers taken off the queue so far
         # Decisions wait here, tagged with the (round, level) they were validated for.
         self._queue: list[tuple[int, tuple[int, int], Decision]] = []
         self._tickets = 0
@@ -154,8 +159,11 @@ class LoanApprovalWorkflow:
                 await self._withdraw()
                 return False
             answer = self._answers.pop(0)
+            self._answered += 1
             if self._state.guarantors.get(answer.member_number) != "pending":
                 continue  # unknown or already answered: the first answer stands
+            if workflow.patched(CONSENT_RULES_PATCH) and not self._may_record(answer):
+                continue  # a Signal from someone the Update would have refused
             g = by_number[answer.member_number]
             reason, accepted = answer.note, answer.accept
             if accepted:
@@ -440,6 +448,16 @@ class LoanApprovalWorkflow:
 
     # --- helpers -------------------------------------------------------------------------------
 
+    def _may_record(self, answer: GuarantorAnswer) -> bool:
+        try:
+            rules.refuse_consent(self._inp, self._state, self._answers, answer)
+        except ApplicationError as refusal:
+            workflow.logger.warning(
+                "guarantor answer by staff user %s ignored: %s", answer.recorded_by_id, refusal
+            )
+            return False
+        return True
+
     async def _wait(self, ready: Callable[[], bool], limit: timedelta | None) -> None:
         """Wait for input; while waiting the workflow is `idle`, which is when handlers answer."""
         self._settle()
@@ -588,8 +606,25 @@ class LoanApprovalWorkflow:
         await workflow.wait_condition(lambda: self._idle)
         return self._state
 
+    @workflow.update(name=GUARANTOR_CONSENT)
+    async def guarantor_consent(self, answer: GuarantorAnswer) -> LoanApprovalState:
+        """A guarantor's answer as staff recorded it; returns once the workflow has acted on it
+        (checked the guarantor's free savings, recorded it, moved on)."""
+        rules.refuse_consent(self._inp, self._state, self._answers, answer)  # again
+        self._answers.append(answer)
+        ticket = self._answered + len(self._answers)
+        await workflow.wait_condition(
+            lambda: (self._answered >= ticket and self._idle) or self._finished
+        )
+        return self._state
+
+    @guarantor_consent.validator
+    def _validate_consent(self, answer: GuarantorAnswer) -> None:
+        rules.refuse_consent(self._inp, self._state, self._answers, answer)
+
     @workflow.signal(name=GUARANTOR_ANSWER)
     def guarantor_answer(self, answer: GuarantorAnswer) -> None:
+        """Runs started before the consent Update took answers this way; kept for them."""
         self._answers.append(answer)
 
     @workflow.update(name=DECIDE)
@@ -629,7 +664,10 @@ class LoanApprovalWorkflow:
             a.principal_minor or self._state.principal_minor, guarantor_cover=True
         )
         if not result.eligible:
-            raise refuse(ErrorCode.LOAN_NOT_ELIGIBLE, "; ".join(result.reasons))
+            code = (
+                ErrorCode.KYC_TIER_LIMIT if result.over_basic_tier else ErrorCode.LOAN_NOT_ELIGIBLE
+            )
+            raise refuse(code, "; ".join(result.reasons))
         rules.refuse_amendment(self._inp, self._state, self._amendment, a)
         self._amendment = a
         await workflow.wait_condition(lambda: self._amendment is None and self._idle)

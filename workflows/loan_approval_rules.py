@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         REQUESTER_ROLES,
         Amendment,
         Decision,
+        GuarantorAnswer,
         LoanApprovalState,
         LoanInput,
         Stage,
@@ -111,6 +112,30 @@ def refuse_decision(inp: LoanInput, s: LoanApprovalState, voters: set[int], d: D
     if d.action != "approve" and not d.reason:
         raise refuse(ErrorCode.VALIDATION, f"a reason is required to {d.action}")
     refuse_terms(inp, s, d.principal_minor, d.repayments, lower_only=True)
+
+
+def refuse_consent(
+    inp: LoanInput, s: LoanApprovalState, queued: list[GuarantorAnswer], a: GuarantorAnswer
+) -> None:
+    """Recording a guarantor's answer is a decision: never by the staff user who entered the
+    application nor by the applicant (four-eyes), only by a requesting role, once per guarantor
+    and only while the application waits for guarantors."""
+    if s.stage != Stage.AWAITING_GUARANTORS:
+        raise refuse(ErrorCode.NOT_AWAITING_DECISION, f"loan is {s.stage.value}")
+    status = s.guarantors.get(a.member_number)
+    if status is None:
+        raise refuse(ErrorCode.NOT_FOUND, f"{a.member_number} does not guarantee this loan")
+    if status != "pending" or any(q.member_number == a.member_number for q in queued):
+        raise refuse(
+            ErrorCode.NOT_AWAITING_DECISION,
+            f"guarantor {a.member_number} has answered already ({status})",
+        )
+    if not set(REQUESTER_ROLES) & set(a.recorded_by_roles):
+        raise refuse(ErrorCode.FORBIDDEN, f"recording consent needs one of {list(REQUESTER_ROLES)}")
+    if a.recorded_by_id == inp.entered_by_id:
+        raise refuse(ErrorCode.FOUR_EYES, "four-eyes: you entered this application")
+    if inp.member_id in a.recorded_by_member_ids:
+        raise refuse(ErrorCode.FOUR_EYES, "four-eyes: you are the applicant")
 
 
 def refuse_terms(

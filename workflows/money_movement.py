@@ -3,14 +3,16 @@
 Small amounts post at once. A withdrawal or transfer above the institution's threshold first
 places a hold on the funds, then waits for a supervisor's decision (a Workflow Update whose
 validator enforces four-eyes: the requester never approves). Approval posts the hold, rejection
-or the approval timeout voids it. Every ledger write is idempotent on an id derived from the
-workflow id and the step, so a retry, a reset or a worker crash never posts twice.
+or the approval timeout voids it. Posting and holding check, in the ledger's transaction, that a
+member who is not KYC-verified stays within the basic tier's daily limit (KycTierLimit). Every
+ledger write is idempotent on an id derived from the workflow id and the step, so a retry, a
+reset or a worker crash never posts twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -19,6 +21,7 @@ from workflows.common import DB_ACTIVITY, BusinessFailure, business_failure
 
 with workflow.unsafe.imports_passed_through():
     from activities.ledger import LedgerActivities
+    from activities.movements import MovementActivities
     from domain.money import to_major
     from schemas import search_attributes as sa
     from schemas.errors import ErrorCode
@@ -34,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         TERMINAL_STAGES,
         DecisionInput,
         HistoryEntry,
+        MovementHold,
         MovementInput,
         MovementState,
         Stage,
@@ -45,6 +49,9 @@ R = TypeVar("R")
 # Update names, shared with the API (which calls them by name: see api/routes/movements.py).
 INITIAL_OUTCOME = "initial_outcome"
 DECIDE = "decide"
+# Runs from here on post and hold through MovementActivities (the basic KYC tier's check in the
+# ledger's transaction); runs started before replay with the plain ledger activities.
+KYC_TIER_PATCH = "kyc-basic-tier"
 
 
 @workflow.defn(name="MoneyMovement")
@@ -57,12 +64,16 @@ class MoneyMovementWorkflow:
 
     @workflow.run
     async def run(self, inp: MovementInput) -> MovementState:
+        tier_checked = workflow.patched(KYC_TIER_PATCH)
         try:
             if self._state.needs_approval:
-                await self._with_approval()
+                await self._with_approval(tier_checked)
             else:
                 self._enter(Stage.POSTING)
-                journal = await self._ledger(LedgerActivities.post_journal, self._journal())
+                if tier_checked:
+                    journal = await self._ledger(MovementActivities.post_movement, self._journal())
+                else:
+                    journal = await self._ledger(LedgerActivities.post_journal, self._journal())
                 self._state.journal_id = journal.journal_id
                 self._enter(Stage.COMPLETED)
         except BusinessFailure as failure:
@@ -71,22 +82,26 @@ class MoneyMovementWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._state
 
-    async def _with_approval(self) -> None:
+    async def _with_approval(self, tier_checked: bool) -> None:
         inp = self._inp
         hold_id = f"{workflow.info().workflow_id}:hold"
         self._enter(Stage.PLACING_HOLD)
-        await self._ledger(
-            LedgerActivities.place_hold,
-            HoldRequest(
-                hold_id=hold_id,
-                debit_account_id=inp.debit_account_id,
-                credit_account_id=inp.credit_account_id,
-                amount_minor=inp.amount_minor,
-                currency=inp.currency,
-                description=self._description(),
-                process_id=workflow.info().workflow_id,
-            ),
+        hold = HoldRequest(
+            hold_id=hold_id,
+            debit_account_id=inp.debit_account_id,
+            credit_account_id=inp.credit_account_id,
+            amount_minor=inp.amount_minor,
+            currency=inp.currency,
+            description=self._description(),
+            process_id=workflow.info().workflow_id,
         )
+        if tier_checked:
+            await self._ledger(
+                MovementActivities.hold_movement,
+                MovementHold(kind=inp.kind, value_date=inp.value_date, hold=hold),
+            )
+        else:
+            await self._ledger(LedgerActivities.place_hold, hold)
         self._state.hold_id = hold_id
         self._state.expires_at = workflow.now() + inp.approval_timeout
         self._enter(Stage.AWAITING_APPROVAL, role=sorted(APPROVER_ROLES)[0])
@@ -149,7 +164,7 @@ class MoneyMovementWorkflow:
         inp = self._inp
         return inp.narrative or f"{inp.kind} {inp.debit_account} -> {inp.credit_account}"
 
-    async def _ledger(self, activity: Callable[[LedgerActivities, A], Awaitable[R]], arg: A) -> R:
+    async def _ledger(self, activity: Callable[[Any, A], Awaitable[R]], arg: A) -> R:
         """Run a ledger activity; its typed business failure ends the movement as declined."""
         try:
             return await workflow.execute_activity_method(activity, arg, **DB_ACTIVITY)

@@ -4,8 +4,9 @@ The period's accounts are split into id ranges; each range is one batch activity
 idempotent per account and period, heartbeating), at most `concurrency` in flight. After
 `batches_per_run` batches the workflow continues as new, carrying its cursor and counters, so
 its history stays small at any number of accounts. When every range is done it stores the
-summary (from the database, not from counters), e-mails it to finance, and completes. A period
-already completed returns its stored summary and posts nothing. Started by a Temporal Schedule
+summary (from the database, not from counters), e-mails it to finance, and completes; the
+result also says what this run posted (its journals carry the run's first execution id). A
+period already completed returns its stored summary, posting nothing, and says so. Started by a Temporal Schedule
 it takes the month before the scheduled time, in the institution's time zone.
 """
 
@@ -92,10 +93,11 @@ class MonthEndInterestWorkflow:
                 **SHORT,
             )
             if plan.completed is not None:
-                self._progress.summary = plan.completed
+                done = plan.completed.model_copy(update={"this_run": []})  # posted nothing
+                self._progress.summary = done
                 self._progress.accounts_total = self._progress.accounts_done = plan.accounts_total
                 self._enter(Stage.ALREADY_DONE)
-                return plan.completed
+                return done
             self._progress.accounts_total = plan.accounts_total
             self._progress.scales = plan.scales
         self._enter(Stage.POSTING)
@@ -128,7 +130,12 @@ class MonthEndInterestWorkflow:
         self._enter(Stage.SUMMARISING)
         summary: MonthEndSummary = await workflow.execute_activity_method(
             MonthEndActivities.finish,
-            FinishRequest(period=period, workflow_id=wf_id, started_at=started_at),
+            FinishRequest(
+                period=period,
+                workflow_id=wf_id,
+                started_at=started_at,
+                run_id=workflow.info().first_execution_run_id,
+            ),
             **SHORT,
         )
         self._progress.summary = summary
@@ -155,6 +162,7 @@ class MonthEndInterestWorkflow:
                         workflow_id=wf_id,
                         first_account_id=r.first_account_id,
                         last_account_id=r.last_account_id,
+                        run_id=workflow.info().first_execution_run_id,
                     ),
                     start_to_close_timeout=timedelta(minutes=10),
                     heartbeat_timeout=timedelta(seconds=heartbeat_s),

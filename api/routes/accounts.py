@@ -15,6 +15,7 @@ from api.errors import errors
 from api.idempotency import IdempotencyKey
 from schemas import types
 from schemas.errors import BankflowError, ErrorCode
+from schemas.ledger import LEDGER_READER_ROLES
 from schemas.members import AccountOpen, AccountView, Statement
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
@@ -23,6 +24,16 @@ Opener = Annotated[Principal, Depends(require_roles("teller", "branch_manager"))
 Manager = Annotated[Principal, Depends(require_roles("branch_manager"))]
 Reader = Annotated[Principal, Depends(require_roles(*ANY_STAFF))]
 AccountNumber = Annotated[types.AccountNumber, Path(description="e.g. SV00000042")]
+# A GL account is the institution's books: only the trial balance's readers see it. The access
+# matrix (README, Security) reads this from the route's OpenAPI extension.
+LEDGER_READER = require_roles(*LEDGER_READER_ROLES)
+GL_ACCESS = {"x-gl-account-roles": sorted(LEDGER_READER_ROLES)}
+
+
+async def _readable(principal: Principal, session: AsyncSession, number: str) -> None:
+    """Any staff reads a member's account; a GL account needs a ledger reader (403 otherwise)."""
+    if await read_models.account_kind(session, number) == "gl":
+        await LEDGER_READER(principal)
 
 
 @router.post(
@@ -53,21 +64,27 @@ async def open_account(
     return await in_transaction(sessions, work)
 
 
-@router.get("/accounts/{number}", responses=errors(s404="AccountNotFound"))
+@router.get("/accounts/{number}", responses=errors(s404="AccountNotFound"), openapi_extra=GL_ACCESS)
 async def get_account(
-    _: Reader, number: AccountNumber, sessions: SessionsDep, shown: ShownMembers
+    principal: Reader, number: AccountNumber, sessions: SessionsDep, shown: ShownMembers
 ) -> AccountView:
     """An account with its posted balance, available balance and pending amounts, as decimal
-    strings in major units of its currency. Any staff role; audited."""
+    strings in major units of its currency. A member's account: any staff role; a GL account:
+    finance, branch managers, ops, admin. Audited."""
     async with sessions() as session:
+        await _readable(principal, session, number)
         view = await read_models.get_account_view(session, number)
     shown.show(view.member_number)
     return view
 
 
-@router.get("/accounts/{number}/statement", responses=errors(s404="AccountNotFound"))
+@router.get(
+    "/accounts/{number}/statement",
+    responses=errors(s404="AccountNotFound"),
+    openapi_extra=GL_ACCESS,
+)
 async def get_statement(
-    _: Reader,
+    principal: Reader,
     number: AccountNumber,
     sessions: SessionsDep,
     shown: ShownMembers,
@@ -79,10 +96,12 @@ async def get_statement(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> Statement:
     """Postings by value date range in posting order, each with the running balance; opening and
-    closing balances of the range. Page with `after`. Any staff role; audited."""
+    closing balances of the range. Page with `after`. A member's account: any staff role; a GL
+    account: finance, branch managers, ops, admin. Audited."""
     if date_from and date_to and date_from > date_to:
         raise BankflowError(ErrorCode.VALIDATION, "`from` must not be after `to`")
     async with sessions() as session:
+        await _readable(principal, session, number)
         page = await read_models.statement(
             session, number, date_from=date_from, date_to=date_to, after=after, limit=limit
         )

@@ -23,12 +23,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.loan_applications import application, get_loan
 from activities.loan_book_models import HOLDING_STATUSES, Disbursement
 from activities.loan_models import LoanEvent
+from activities.loan_statement import disbursement_views
 from api.audit import ShownMembers
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import errors
 from api.idempotency import IdempotencyKey
 from api.routes.loans import LoanNumber, Reader
-from domain.money import to_major
 from schemas.disbursements import (
     DISBURSER_ROLES,
     DisbursementAccepted,
@@ -36,7 +36,6 @@ from schemas.disbursements import (
     DisbursementInput,
     DisbursementView,
     DisburseRequest,
-    ExternalAccount,
     disbursement_workflow_id,
 )
 from schemas.errors import BankflowError, ErrorCode, known_code
@@ -175,42 +174,9 @@ async def list_disbursements(
 ) -> list[DisbursementView]:
     """Every disbursement attempt of the loan, oldest first: status (in_progress, completed,
     compensated, reversed), amounts, destination, the journals it posted (disbursement, payout,
-    compensation), the rail's reference and why a compensated attempt failed. Audited (an
-    external account names its holder)."""
+    compensation) and the one that undid it, the rail's reference and why a compensated attempt
+    failed. Audited (an external account names its holder)."""
     async with sessions() as session:
-        loan = await get_loan(session, loan_number)
-        app = await application(session, loan)
-        shown.show(app.member_number)
-        scale = app.product.scale
-        rows = await session.scalars(
-            select(Disbursement)
-            .where(Disbursement.loan_id == loan.id)
-            .order_by(Disbursement.attempt)
-        )
-        return [_view(row, loan.currency, scale) for row in rows]
-
-
-def _view(row: Disbursement, currency: str, scale: int) -> DisbursementView:
-    paid_out = row.payout_reference is not None
-    return DisbursementView(
-        workflow_id=row.workflow_id,
-        attempt=row.attempt,
-        status=row.status,
-        destination=row.destination,
-        external_account=ExternalAccount.model_validate(row.external_account)
-        if row.external_account
-        else None,
-        amount=to_major(row.amount_minor, scale),
-        fee=to_major(row.fee_minor, scale),
-        currency=currency,
-        disbursed_on=row.disbursed_on,
-        journal_id=row.journal_id,
-        payout_journal_id=f"{row.workflow_id}:payout" if paid_out else None,
-        compensation_journal_id=f"{row.workflow_id}:compensate"
-        if row.status == "compensated" and row.journal_id
-        else None,
-        payout_reference=row.payout_reference,
-        failure_reason=row.failure_reason,
-        requested_by=row.requested_by,
-        created_at=row.created_at,
-    )
+        views = await disbursement_views(session, loan_number)
+        shown.show((await application(session, await get_loan(session, loan_number))).member_number)
+        return views

@@ -11,12 +11,11 @@ from activities.read_models import JournalView, TrialBalance
 from api.deps import Principal, SessionsDep, require_roles
 from api.errors import errors
 from schemas import types
+from schemas.ledger import LEDGER_READER_ROLES
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
 
-TrialBalanceReader = Annotated[
-    Principal, Depends(require_roles("finance", "branch_manager", "ops"))
-]
+TrialBalanceReader = Annotated[Principal, Depends(require_roles(*LEDGER_READER_ROLES))]
 JournalReader = Annotated[
     Principal, Depends(require_roles("finance", "branch_manager", "ops", "compliance_officer"))
 ]

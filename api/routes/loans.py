@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
-from sqlalchemy import select
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -35,9 +34,7 @@ from activities.loan_applications import (
     member_ids_of,
     register_application,
 )
-from activities.loan_models import LoanGuarantor
 from activities.loan_products import minor
-from activities.models import Member
 from api.audit import ShownMembers
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import errors
@@ -46,7 +43,6 @@ from api.processes import execute_decision
 from domain.money import to_major
 from schemas import search_attributes as sa
 from schemas import types
-from schemas.errors import BankflowError, ErrorCode
 from schemas.loans import (
     REQUESTER_ROLES,
     Actor,
@@ -68,7 +64,7 @@ from schemas.settings import Settings
 from workflows.loan_approval import (
     AMEND,
     DECIDE,
-    GUARANTOR_ANSWER,
+    GUARANTOR_CONSENT,
     INITIAL_OUTCOME,
     WITHDRAW,
     LoanApprovalWorkflow,
@@ -286,7 +282,6 @@ async def withdraw_loan(
 
 @router.post(
     "/{loan_number}/guarantors/{member_number}/consent",
-    status_code=202,
     responses=errors(s409="NotAwaitingDecision: not waiting for this guarantor"),
 )
 async def record_guarantor_consent(
@@ -297,31 +292,23 @@ async def record_guarantor_consent(
     sessions: SessionsDep,
     client: TemporalDep,
 ) -> LoanView:
-    """Record a guarantor's answer (staff who saw the guarantor). 202: the workflow takes it up
-    at once; an acceptance counts only if the guarantor's free savings cover the guarantee.
-    404 if this member does not guarantee the loan, 409 if the loan is not waiting for them."""
+    """Record a guarantor's answer (staff who saw the guarantor); answers once the workflow has
+    acted on it. An acceptance counts only if the guarantor's free savings cover the guarantee.
+    The workflow refuses the staff user who entered the application and the applicant (403
+    FourEyesViolation), a member who does not guarantee the loan (404), and a loan not waiting
+    for this guarantor (409 NotAwaitingDecision)."""
     async with sessions() as session:
-        loan = await get_loan(session, loan_number)
-        status = await session.scalar(
-            select(LoanGuarantor.status)
-            .join(Member, Member.id == LoanGuarantor.member_id)
-            .where(LoanGuarantor.loan_id == loan.id, Member.member_number == member_number)
-        )
-    if status is None:
-        raise BankflowError(
-            ErrorCode.NOT_FOUND, f"{member_number} does not guarantee {loan_number}"
-        )
-    if loan.stage != Stage.AWAITING_GUARANTORS or status != "pending":
-        raise BankflowError(
-            ErrorCode.NOT_AWAITING_DECISION,
-            f"{loan_number} is {loan.stage}; guarantor {member_number} is {status}",
-        )
+        await get_loan(session, loan_number)
+    actor = await _actor(sessions, principal)
     answer = GuarantorAnswer(
         member_number=member_number,
         accept=body.accept,
         note=body.note,
-        recorded_by_id=principal.id,
-        recorded_by=principal.username,
+        recorded_by_id=actor.user_id,
+        recorded_by=actor.username,
+        recorded_by_roles=actor.roles,
+        recorded_by_member_ids=actor.member_ids,
     )
-    await _handle(client, loan_number).signal(GUARANTOR_ANSWER, answer)
+    handle = _handle(client, loan_number)
+    await execute_decision(handle, GUARANTOR_CONSENT, answer, LoanApprovalState)
     return await _view(sessions, loan_number)

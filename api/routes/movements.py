@@ -28,6 +28,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.movements import resolve_movement
+from activities.read_models import reversed_by
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import error_response, errors
 from api.idempotency import IdempotencyKey
@@ -191,9 +192,17 @@ async def create_movement(
 
 
 @router.get("/{movement_id}")
-async def get_movement(_: Reader, movement_id: MovementId, client: TemporalDep) -> MovementView:
-    """A movement's stage, decision and history, straight from its workflow."""
-    return view(await process_state(_handle(client, movement_id), MovementState))
+async def get_movement(
+    _: Reader, movement_id: MovementId, client: TemporalDep, sessions: SessionsDep
+) -> MovementView:
+    """A movement's stage, decision and history from its workflow, and the reversal of its
+    journal from the ledger (a reversal is a process of its own, after the movement ended)."""
+    state = await process_state(_handle(client, movement_id), MovementState)
+    if state.journal_id is None:
+        return view(state)
+    async with sessions() as session:
+        reversal = await reversed_by(session, state.journal_id)
+    return view(state).model_copy(update={"reversed_by_journal_id": reversal})
 
 
 @router.get("")

@@ -123,7 +123,9 @@ def view(state: RepaymentState) -> RepaymentView:
         journal_id=r.journal_id,
         value_date=r.value_date,
         currency=r.currency,
+        requested=m(r.requested_minor or r.amount_minor),
         amount=m(r.amount_minor),
+        not_taken=m(r.not_taken_minor),
         penalty=m(r.penalty_minor),
         fee=m(r.fee_minor),
         interest=m(r.interest_minor),
@@ -184,8 +186,9 @@ async def repay_loan(
 
     The amount pays penalties, fees, interest, then principal: overdue installments oldest
     first, then the current one, then in advance. An amount reaching the payoff quote closes
-    the loan (`closed_obligations_met`) and releases the guarantors' liens; an excess makes it
-    `overpaid` (from savings the excess is simply not taken; in cash it is credited to savings).
+    the loan (`closed_obligations_met`) and releases the guarantors' liens. From savings only
+    the payoff is taken and the answer's `not_taken` says how much of the amount was left; only
+    cash received beyond the payoff makes the loan `overpaid` (the excess goes to savings).
     Answers 201 with the split per component and per installment. `value_date` may not be in
     the future, nor before the disbursement or the loan's latest repayment (422)."""
     inp = await repayment_input(sessions, loan_number, body, principal)

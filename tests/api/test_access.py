@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 
+from api.access_matrix import markdown
 from api.errors import STATUS
 from schemas.errors import ErrorCode
+from schemas.ledger import LEDGER_READER_ROLES
 from tests.api.conftest import Staff
+from tests.conftest import Factory
 
 # (method, path, a role that must be refused). `none` is a user with no role at all.
 PROTECTED = [
@@ -122,3 +127,36 @@ def test_every_error_code_has_a_status() -> None:
         ErrorCode.JOURNAL_NOT_FOUND,
         ErrorCode.HOLD_NOT_FOUND,
     }
+
+
+async def test_gl_accounts_are_read_by_those_who_read_the_ledger(
+    client: AsyncClient, staff: dict[str, Staff], factory: Factory
+) -> None:
+    """Issue 11.5: a GL account's view and statement are the institution's books, readable by the
+    roles that read the trial balance; a member's account stays readable by tellers."""
+    member = (await factory.savings_account(10_00)).code
+    for path in ("/v1/accounts/4000-USD", "/v1/accounts/4000-USD/statement"):
+        for role in ("teller", "compliance_officer", "none"):
+            r = await client.get(path, headers=staff[role].headers)
+            assert r.status_code == 403 and r.json()["error"] == "Forbidden", (path, role)
+        for role in (*LEDGER_READER_ROLES, "admin"):
+            r = await client.get(path, headers=staff[role].headers)
+            assert r.status_code == 200, (path, role, r.text)
+        mine = path.replace("4000-USD", member)
+        assert (await client.get(mine, headers=staff["teller"].headers)).status_code == 200
+    trial = await client.get(
+        "/v1/ledger/trial-balance", params={"currency": "USD"}, headers=staff["teller"].headers
+    )
+    assert trial.status_code == 403
+
+
+def test_the_readme_access_matrix_is_the_codes() -> None:
+    """README's access matrix is generated from the routes' role checks: regenerate it with
+    `bankflow access-matrix` when a route or its roles change."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    start, end = "<!-- access-matrix:start -->\n", "<!-- access-matrix:end -->"
+    documented = readme[readme.index(start) + len(start) : readme.index(end)]
+    assert documented == markdown()
+    gl = next(line for line in documented.splitlines() if "(GL accounts)" in line)
+    teller_cell = gl.split("|")[2]
+    assert teller_cell.strip() == "", gl

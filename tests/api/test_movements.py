@@ -291,3 +291,33 @@ async def test_temporal_down_is_503_and_nothing_moves(
     )
     assert response.status_code == 503 and response.json()["error"] == "ProcessUnavailable"
     assert (await account_json(client, staff["teller"], acc.code))["balance"] == "0.00"
+
+
+async def test_a_reversed_movement_names_its_reversal(
+    api: AsyncClient, staff: dict[str, Staff], factory: Factory, idem: Idem
+) -> None:
+    """The movement's view reads its workflow; a later reversal of its journal must show too."""
+    acc = await factory.savings_account()
+    posted = await movement(
+        api, staff["teller"], idem, kind="deposit", amount="40.00", to_account=acc.code
+    )
+    assert posted.status_code == 201, posted.text
+    mid, journal = posted.json()["movement_id"], posted.json()["journal_id"]
+    before = (await api.get(f"/v1/movements/{mid}", headers=staff["teller"].headers)).json()
+    assert before["reversed_by_journal_id"] is None
+    asked = await api.post(
+        f"/v1/journals/{journal}/reversals",
+        json={"reason_code": "duplicate", "reason": "keyed twice"},
+        headers={**staff["teller"].headers, **idem()},
+    )
+    assert asked.status_code == 202, asked.text
+    done = await api.post(
+        f"/v1/journals/{journal}/reversals/decisions",
+        json={"approve": True, "reason": "confirmed"},
+        headers={**staff["branch_manager"].headers, **idem()},
+    )
+    assert done.status_code == 200, done.text
+    reversal = done.json()["reversal_journal_id"]
+    assert reversal is not None
+    after = (await api.get(f"/v1/movements/{mid}", headers=staff["teller"].headers)).json()
+    assert (after["stage"], after["reversed_by_journal_id"]) == ("completed", reversal)

@@ -22,6 +22,7 @@ from schemas.daily_loan_job import SCHEDULE_ID, DailyJobProgress, DailyJobSummar
 from schemas.month_end import SCHEDULE_ID as MONTH_END_SCHEDULE_ID
 from schemas.settings import Settings
 from tests.daily_loan_job.conftest import Stack
+from tests.month_end.conftest import run_cli
 from tests.workflows.conftest import record_history
 
 ZONE = "Pacific/Kiritimati"  # UTC+14: "yesterday" there is often today in UTC
@@ -88,10 +89,32 @@ async def test_run_day_reports_progress_and_reruns_as_a_no_op(stack: Stack) -> N
     first = await run_day(stack.client, settings, day, seen.append, poll=timedelta(milliseconds=5))
     assert first.accrual_minor == {"USD": 1279} and first.penalty_minor == {"USD": 21}
     assert seen and all(p.business_date in (None, day) for p in seen)
+    assert first.run_accrual_minor == first.accrual_minor
     journals = await stack.journals()
-    assert await run_day(stack.client, settings, day) == first
+    again = await run_day(stack.client, settings, day)
+    assert again == first.model_copy(update={"run_accrual_minor": {}, "run_penalty_minor": {}})
     assert await stack.journals() == journals == 1
     await stack.verify()
+
+
+async def test_the_cli_prints_what_this_run_posted_apart_from_the_dates_totals(
+    stack: Stack,
+) -> None:
+    """Issue 12.5: a re-run posts nothing and must say so, beside the date's totals."""
+    product = await stack.product(penalty_rate="36.5", accounting="accrual")
+    await stack.active_loan(product, date(2026, 1, 1))
+    args = ("loans", "daily-job", "--date", "2026-02-03")
+    first = await run_cli(stack.client, stack.batch_queue, *args)
+    assert first.exit_code == 0, first.output
+    totals = "2026-02-03 totals: penalties 0.21 USD, accrued 12.79 USD"
+    assert "posted by this run: penalties 0.21 USD, accrued 12.79 USD" in first.output
+    assert totals in first.output
+    journals = await stack.journals()
+    again = await run_cli(stack.client, stack.batch_queue, *args)
+    assert again.exit_code == 0, again.output
+    assert "posted by this run: nothing" in again.output and totals in again.output
+    assert "posted by this run: penalties" not in again.output
+    assert await stack.journals() == journals == 1
 
 
 def test_cli_refuses_a_bad_date() -> None:

@@ -20,7 +20,15 @@ from activities.loan_products import create_product
 from activities.models import LedgerAccount, Member
 from activities.staff import Principal
 from schemas.loan_products import LoanProductCreate
-from schemas.loans import Actor, Decision, GuarantorIn, LoanApprovalState, LoanCreate, LoanInput
+from schemas.loans import (
+    Actor,
+    Decision,
+    GuarantorAnswer,
+    GuarantorIn,
+    LoanApprovalState,
+    LoanCreate,
+    LoanInput,
+)
 from schemas.settings import Settings
 from tests.api.conftest import Staff, api_settings, idem, new_staff, staff
 from tests.conftest import CURRENCY, Factory
@@ -185,6 +193,27 @@ async def send(handle: Handle, name: str, arg: object = None) -> LoanApprovalSta
 async def query_state(handle: Handle) -> LoanApprovalState:
     state: LoanApprovalState = await handle.query("state", result_type=LoanApprovalState)
     return state
+
+
+def consent(
+    who: Staff,
+    guarantor: str,
+    accept: bool = True,
+    *,
+    role: str = "teller",
+    member_ids: list[int] | None = None,
+    note: str = "",
+) -> GuarantorAnswer:
+    """A guarantor's answer as staff user `who` records it (LoanApproval's consent Update)."""
+    return GuarantorAnswer(
+        member_number=guarantor,
+        accept=accept,
+        note=note,
+        recorded_by_id=who.id,
+        recorded_by=who.username,
+        recorded_by_roles=[role],
+        recorded_by_member_ids=member_ids or [],
+    )
 
 
 def vote(

@@ -24,10 +24,10 @@ from schemas.disbursements import (
     ExternalAccount,
     disbursement_workflow_id,
 )
-from schemas.loans import GuarantorAnswer, LoanInput, Stage
+from schemas.loans import LoanInput, Stage
 from schemas.settings import Settings
 from tests.conftest import CURRENCY
-from tests.loans.conftest import Handle, LoanKit, query_state, send, start, vote
+from tests.loans.conftest import Handle, LoanKit, consent, send, start, vote
 from worker import build_workers
 
 FEE = {"kind": "flat", "value": "10.00"}
@@ -68,14 +68,9 @@ async def approved_loan(
     )
     handle = await start(client, queue, inp)
     assert (await send(handle, "initial_outcome")).stage == Stage.AWAITING_GUARANTORS
-    await handle.signal(
-        "guarantor_answer",
-        GuarantorAnswer(
-            member_number=guarantor, accept=True, recorded_by_id=officer.id, recorded_by="o"
-        ),
-    )
-    while (await query_state(handle)).stage != Stage.AWAITING_APPROVAL:
-        await send(handle, "initial_outcome")  # returns whenever the workflow is idle again
+    teller = await kit.staff("teller")  # not the officer who entered it: four-eyes
+    consented = await send(handle, "guarantor_consent", consent(teller, guarantor))
+    assert consented.stage == Stage.AWAITING_APPROVAL, consented
     state = await send(handle, "decide", vote(approver, "loan_officer"))
     assert state.stage == Stage.APPROVED, state
     return Approved(

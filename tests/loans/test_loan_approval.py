@@ -18,11 +18,10 @@ from activities.notification_models import Notification
 from activities.setup import CASH
 from schemas.errors import ErrorCode
 from schemas.ledger import JournalRequest, PostingLine
-from schemas.loans import Actor, Amendment, Decision, GuarantorAnswer, Stage, Withdrawal
+from schemas.loans import Actor, Amendment, Decision, Stage, Withdrawal
 from tests.conftest import CURRENCY
-from tests.loans.conftest import Handle, LoanKit, query_state, send, start, vote
+from tests.loans.conftest import Handle, LoanKit, consent, query_state, send, start, vote
 from tests.workflows.conftest import record_history
-from workflows.loan_approval import LoanApprovalWorkflow
 
 
 async def refused(handle: Handle, update: str, arg: object) -> str:
@@ -146,12 +145,7 @@ async def test_every_forbidden_decision_is_refused_inside_the_workflow(
     handle = await start(temporal_client, worker, inp)
     assert await ready(handle) == Stage.AWAITING_GUARANTORS
     who = await kit.staff("teller")
-    await handle.signal(
-        LoanApprovalWorkflow.guarantor_answer,
-        GuarantorAnswer(
-            member_number=guarantor, accept=True, recorded_by_id=who.id, recorded_by=who.username
-        ),
-    )
+    await send(handle, "guarantor_consent", consent(who, guarantor))
     other = await kit.staff("loan_officer")
     # not awaiting approval yet, or already: either way nobody decides out of turn
     state = await query_state(handle)
@@ -353,7 +347,7 @@ async def test_ineligible_application_ends_rejected_with_its_reasons(
     result = await handle.result()
     assert result.stage == Stage.REJECTED and result.state == "rejected"
     failed = {c.rule for c in result.eligibility if not c.passed}
-    assert failed == {"kyc_verified", "savings_multiple", "own_savings"}
+    assert failed == {"kyc_verified", "kyc_tier_limit", "savings_multiple", "own_savings"}
     loan = await kit.loan(inp.loan_id)
     assert loan.state == "rejected" and "KYC is unverified" in loan.current_details
     assert {c["rule"] for c in loan.eligibility if not c["passed"]} == failed
@@ -372,16 +366,8 @@ async def test_guarantor_decline_ends_the_application(
     handle = await start(temporal_client, worker, inp)
     assert await ready(handle) == Stage.AWAITING_GUARANTORS
     for number, accept in ((g1, True), (g2, False)):
-        await handle.signal(
-            LoanApprovalWorkflow.guarantor_answer,
-            GuarantorAnswer(
-                member_number=number,
-                accept=accept,
-                note="" if accept else "cannot commit",
-                recorded_by_id=teller.id,
-                recorded_by=teller.username,
-            ),
-        )
+        note = "" if accept else "cannot commit"
+        await send(handle, "guarantor_consent", consent(teller, number, accept, note=note))
     result = await handle.result()
     assert result.stage == Stage.REJECTED and result.guarantors == {g1: "accepted", g2: "declined"}
     assert f"guarantor {g2} declined: cannot commit" in result.reason
@@ -399,12 +385,46 @@ async def test_a_guarantor_without_free_savings_cannot_accept(
     )
     handle = await start(temporal_client, worker, inp)
     await ready(handle)
-    await handle.signal(
-        LoanApprovalWorkflow.guarantor_answer,
-        GuarantorAnswer(
-            member_number=poor, accept=True, recorded_by_id=teller.id, recorded_by=teller.username
-        ),
-    )
+    await send(handle, "guarantor_consent", consent(teller, poor))
     result = await handle.result()
     assert result.stage == Stage.REJECTED
     assert "free savings 50.00 USD do not cover the guarantee of 300.00 USD" in result.reason
+
+
+async def test_the_maker_and_the_applicant_cannot_record_a_guarantors_consent(
+    temporal_client: Client, worker: str, kit: LoanKit
+) -> None:
+    """Issue 11.5: recording a guarantor's consent is a decision like the others. The workflow's
+    validator refuses the staff user who entered the application and the applicant, before
+    anything is written; then a colleague records it."""
+    product = await kit.product(guarantee={"min_guaranteed_by_others_pct": "10"})
+    officer = await kit.staff("loan_officer")
+    guarantor, stranger = await kit.member(2_000_00), await kit.member()
+    inp = await kit.register(
+        officer, product, await kit.member(), "900.00", guarantors=[(guarantor, "100.00")]
+    )
+    handle = await start(temporal_client, worker, inp)
+    assert await ready(handle) == Stage.AWAITING_GUARANTORS
+    teller, finance = await kit.staff("teller"), await kit.staff("finance")
+    cases = [
+        (consent(officer, guarantor, role="loan_officer"), ErrorCode.FOUR_EYES),  # the maker
+        (consent(teller, guarantor, member_ids=[inp.member_id]), ErrorCode.FOUR_EYES),
+        (consent(finance, guarantor, role="finance"), ErrorCode.FORBIDDEN),
+        (consent(teller, stranger), ErrorCode.NOT_FOUND),
+    ]
+    for answer, code in cases:
+        assert await refused(handle, "guarantor_consent", answer) == code, answer
+    state = await query_state(handle)
+    assert (state.stage, state.guarantors) == (Stage.AWAITING_GUARANTORS, {guarantor: "pending"})
+    assert [e.event for e in await kit.events(inp.loan_id)][-1] == "awaiting_guarantors"
+
+    done = await send(handle, "guarantor_consent", consent(teller, guarantor, note="signed"))
+    assert done.stage == Stage.AWAITING_APPROVAL and done.guarantors == {guarantor: "accepted"}
+    again = consent(teller, guarantor, accept=False)
+    assert await refused(handle, "guarantor_consent", again) == ErrorCode.NOT_AWAITING_DECISION
+    last = (await kit.events(inp.loan_id))[-2]
+    assert (last.event, last.actor) == ("guarantor_accepted", teller.username)
+    teller_actor = Actor(user_id=teller.id, username=teller.username, roles=["teller"])
+    await send(handle, "withdraw", withdrawal(teller_actor))
+    assert (await handle.result()).stage == Stage.WITHDRAWN
+    await record_history(handle, "loan_approval_consent_refused")

@@ -267,13 +267,14 @@ async def test_guarantor_consent_through_the_api(
     base = f"/v1/loans/{loan['loan_number']}/guarantors"
     nobody = await post(api, f"{base}/{stranger}/consent", staff["teller"], {"accept": True})
     assert nobody.status_code == 404
+    # Issue 11.5: the loan officer who entered the application may not record the consent.
+    maker = await post(api, f"{base}/{guarantor}/consent", officer, {"accept": True})
+    assert maker.status_code == 403 and maker.json()["error"] == "FourEyesViolation", maker.text
+    pending = (await api.get(f"/v1/loans/{loan['loan_number']}", headers=officer.headers)).json()
+    assert pending["guarantors"][0]["status"] == "pending"
     ok = await post(api, f"{base}/{guarantor}/consent", staff["teller"], {"accept": True})
-    assert ok.status_code == 202, ok.text
-    for _ in range(200):
-        view = (await api.get(f"/v1/loans/{loan['loan_number']}", headers=officer.headers)).json()
-        if view["stage"] != "awaiting_guarantors":
-            break
-        await asyncio.sleep(0.05)
+    assert ok.status_code == 200, ok.text
+    view = ok.json()
     assert view["stage"] == "awaiting_approval"
     assert view["guarantors"][0]["status"] == "accepted"
     assert view["guarantors"][0]["recorded_by"] == staff["teller"].username

@@ -129,6 +129,47 @@ async def test_an_overpayment_in_cash_goes_to_savings_and_leaves_the_loan_overpa
     await ledger_ok(kit)
 
 
+async def test_more_than_the_payoff_from_savings_takes_the_payoff_and_overpays_nothing(
+    api: AsyncClient, kit: LoanKit, staff: dict[str, Staff], temporal_client: Client
+) -> None:
+    """Issue 12.3: 5,000.00 from savings holding 2,980.00 on a loan whose payoff is 2,000.00
+    takes 2,000.00, closes the loan `closed_obligations_met`, and says 3,000.00 was not taken:
+    nothing was paid beyond the payoff, so nothing is overpaid."""
+    loan = await active_loan(
+        kit, await kit.staff("loan_officer"), principal="2000.00", disbursed_on=TODAY,
+        savings_minor=980_00,
+    )  # fmt: skip
+    teller = staff["teller"]
+    assert await balance(kit, loan.savings_id) == 2_980_00
+    quote = (
+        await api.get(f"/v1/loans/{loan.loan_number}/payoff-quote", headers=teller.headers)
+    ).json()
+    assert quote["amount"] == "2000.00"
+    r = await repay(api, teller, loan, "5000.00")
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert (body["loan_state"], body["closed"]) == ("closed_obligations_met", True)
+    assert (body["requested"], body["amount"], body["not_taken"], body["overpayment"]) == (
+        "5000.00",
+        "2000.00",
+        "3000.00",
+        "0.00",
+    )
+    assert await balance(kit, loan.savings_id) == 980_00
+    assert await balance(kit, loan.loan_account_id) == 0
+    state = await kit.loan(loan.loan_id)
+    assert (state.state, state.overpaid_minor) == ("closed_obligations_met", 0)
+    assert (await trail(kit, loan.loan_id))[-1] == ("closed", "closed_obligations_met")
+    statement = (
+        await api.get(f"/v1/loans/{loan.loan_number}/statement", headers=teller.headers)
+    ).json()
+    assert (statement["state"], statement["overpaid"]) == ("closed_obligations_met", "0.00")
+    last = statement["transactions"][-1]
+    assert (last["amount"], last["overpayment"]) == ("2000.00", "0.00")
+    await finished(temporal_client, body["workflow_id"])
+    await ledger_ok(kit)
+
+
 async def test_insufficient_savings_is_refused_and_nothing_changes(
     api: AsyncClient, kit: LoanKit, staff: dict[str, Staff], temporal_client: Client
 ) -> None:

@@ -4,6 +4,7 @@ create products and accounts with dated history through the real code paths."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -16,6 +17,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowHandle
+from typer.testing import CliRunner, Result
 
 from activities import ledger_engine
 from activities.accounts import create_member, open_account
@@ -24,11 +26,12 @@ from activities.ledger_verify import verify_ledger
 from activities.migrate import upgrade
 from activities.savings import create_product, enroll_account
 from activities.setup import CASH, ensure_branch, ensure_chart
+from api.cli import app
 from schemas.ledger import JournalRequest, PostingLine, VerifyReport
 from schemas.members import AccountOpen, MemberCreate
 from schemas.month_end import MonthEndInput, MonthEndSummary
 from schemas.savings import ProductCreate
-from schemas.settings import Settings
+from schemas.settings import Settings, get_settings
 from scripts.local_postgres import drop_app_database, provision
 from tests.api.conftest import api_app, api_settings, client, staff  # noqa: F401  (API tests)
 from worker import build_workers
@@ -129,6 +132,26 @@ class Stack:
         return await (await self.start(period, **options)).result()
 
 
+async def run_cli(temporal: Client, batch_queue: str, *args: str) -> Result:
+    """`bankflow ARGS` as an operator runs it, against this test's Temporal server and batch
+    queue. In a thread: the command runs an event loop of its own, while the test's loop keeps
+    the workers going."""
+    env = {
+        "BANKFLOW_TEMPORAL_ADDRESS": temporal.service_client.config.target_host,
+        "BANKFLOW_TEMPORAL_NAMESPACE": temporal.namespace,
+        "BANKFLOW_BATCH_TASK_QUEUE": batch_queue,
+    }
+
+    def invoke() -> Result:
+        get_settings.cache_clear()  # the command reads its settings from this environment
+        try:
+            return CliRunner().invoke(app, list(args), env=env)
+        finally:
+            get_settings.cache_clear()
+
+    return await asyncio.to_thread(invoke)
+
+
 async def fresh_database(pg_server: str) -> tuple[str, str]:
     """A migrated database of its own; the URL is its runtime role's, as the services use."""
     database = provision(pg_server, f"bankflow_me_{uuid.uuid4().hex[:10]}")
@@ -194,4 +217,4 @@ class _stack(Generic[S]):
         drop_app_database(self.pg_server, self.name)
 
 
-__all__ = ["FINANCE", "Decimal", "Stack", "_stack"]
+__all__ = ["FINANCE", "Decimal", "Stack", "_stack", "run_cli"]

@@ -16,7 +16,7 @@ from api.schedules import run_period, sync_schedules
 from schemas.daily_loan_job import SCHEDULE_ID as DAILY_SCHEDULE_ID
 from schemas.month_end import SCHEDULE_ID, MonthEndProgress, MonthEndSummary, Stage
 from schemas.settings import Settings
-from tests.month_end.conftest import Stack
+from tests.month_end.conftest import Stack, run_cli
 
 
 def settings_for(stack: Stack) -> Settings:
@@ -79,5 +79,30 @@ async def test_run_period_reports_progress_and_reruns_as_a_no_op(stack: Stack) -
     assert seen[-1].accounts_total in (0, 1)
     again: list[MonthEndProgress] = []
     second = await run_period(stack.client, settings, "2026-08", again.append)
-    assert second == first
+    assert (first.this_run, second.this_run) == (first.totals, [])
+    assert second.model_copy(update={"this_run": None}) == first.model_copy(
+        update={"this_run": None}
+    )
     assert all(p.stage in (Stage.PLANNING, Stage.ALREADY_DONE) for p in again)
+
+
+async def test_the_cli_prints_what_this_run_posted_apart_from_the_periods_totals(
+    stack: Stack,
+) -> None:
+    """A re-run of a completed period posts nothing and must say so, beside its totals."""
+    product = await stack.product(annual_rate="0.0365")
+    await stack.account(product, date(2026, 8, 1), [(date(2026, 8, 1), 100000)])
+    first = await run_cli(
+        stack.client, stack.batch_queue, "month-end", "run", "--period", "2026-08"
+    )
+    assert first.exit_code == 0, first.output
+    totals = "2026-08 totals: USD 1 accounts, interest 3.10"
+    assert "2026-08 posted by this run: USD 1 accounts, interest 3.10" in first.output
+    assert totals in first.output
+    postings = await stack.scalar("SELECT count(*) FROM postings")
+    again = await run_cli(
+        stack.client, stack.batch_queue, "month-end", "run", "--period", "2026-08"
+    )
+    assert again.exit_code == 0, again.output
+    assert "2026-08 posted by this run: nothing" in again.output and totals in again.output
+    assert await stack.scalar("SELECT count(*) FROM postings") == postings

@@ -140,7 +140,7 @@ async def test_reversing_the_closing_repayment_reopens_the_loan_and_its_lien(
     )
     await repay(kit, loan, 50_00, date(2026, 2, 1))
     closing = await repay(kit, loan, 400_00, date(2026, 2, 20))  # beyond the payoff: closes
-    assert (await book(kit, loan.loan_id))[1] == "overpaid"
+    assert (await book(kit, loan.loan_id))[1] == "closed_obligations_met"  # the rest not taken
     assert loan.lien_id is not None and await hold_status(kit, loan.lien_id) == "voided"
 
     await reverse(temporal_client, worker, closing)
@@ -162,6 +162,39 @@ async def test_reversing_the_closing_repayment_reopens_the_loan_and_its_lien(
             )
         ).all()
     assert len(pending) == 1  # the guarantor's lien binds again
+    await ledger_ok(kit)
+
+
+async def test_a_later_payoff_from_savings_is_re_applied_with_what_it_took(
+    temporal_client: Client, worker: str, kit: LoanKit
+) -> None:
+    """More than the payoff from savings took only the payoff. Reversing an earlier repayment
+    re-applies that payoff with the money it took, never with what was asked and not taken: the
+    loan owes what the reversed repayment had paid, and nothing is overpaid."""
+    officer = await kit.staff("loan_officer")
+    loan = await active_loan(kit, officer, principal="300.00", repayments=3, disbursed_on=DISBURSED)
+    savings_before = await balance(kit, loan.savings_id)
+    early = await repay(kit, loan, 50_00, date(2026, 2, 1))
+    on = date(2026, 2, 20)
+    async with kit.sessions() as s:
+        payoff = int((await payoff_quote(s, loan.loan_number, on)).amount.replace(".", ""))
+    await repay(kit, loan, 400_00, on)
+    state = await kit.loan(loan.loan_id)
+    assert (state.state, state.overpaid_minor) == ("closed_obligations_met", 0)
+    [_, later] = await repayments_of(kit, loan.loan_id)
+    assert (later.amount_minor, later.overpayment_minor) == (payoff, 0)
+
+    await reverse(temporal_client, worker, early)
+
+    state = await kit.loan(loan.loan_id)
+    assert (state.state, state.overpaid_minor, state.closed_on) == ("active", 0, None)
+    [_, later] = await repayments_of(kit, loan.loan_id)
+    assert (later.amount_minor, later.overpayment_minor) == (payoff, 0)
+    # Savings gave the payoff and got the reversed 50.00 back; nothing else moved.
+    assert await balance(kit, loan.savings_id) == savings_before - payoff
+    async with kit.sessions() as s:
+        owed = await payoff_quote(s, loan.loan_number, on)
+    assert owed.principal != "0.00"
     await ledger_ok(kit)
 
 

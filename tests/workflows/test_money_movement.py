@@ -172,3 +172,20 @@ async def test_unknown_account_declines(
     result = await handle.result()
     assert result.stage == Stage.DECLINED and result.error == ErrorCode.ACCOUNT_NOT_FOUND
     assert not isinstance(result, WorkflowFailureError)
+
+
+async def test_the_basic_kyc_tier_is_checked_by_the_workflow_itself(
+    temporal_client: Client, worker: str, factory: Factory
+) -> None:
+    """Started straight on Temporal, bypassing the API: the workflow's own posting and holding
+    steps refuse a member who is not KYC-verified past the basic tier's 1,500.00 a day."""
+    acc = await factory.savings_account(3_000_00)  # the factory's members are not verified
+    small = await start(temporal_client, worker, movement(acc.id, factory.gl(CASH.number), 400_00))
+    assert (await small.result()).stage == Stage.COMPLETED
+    await record_history(small, "money_movement_tier_checked")
+    big = await start(temporal_client, worker, movement(acc.id, factory.gl(CASH.number), 1_200_00))
+    result: MovementState = await big.result()
+    assert result.stage == Stage.DECLINED and result.error == ErrorCode.KYC_TIER_LIMIT
+    assert result.hold_id is None and "1500.00 USD a day" in (result.error_detail or "")
+    assert await balance(factory, acc.id) == (2_600_00, 0)  # nothing held for the refused one
+    await record_history(big, "money_movement_tier_limit")
