@@ -117,6 +117,17 @@ DESCRIPTIONS: dict[int, str] = {
 
 # Temporal failures that mean "the process engine is unreachable right now", not a bug.
 _UNAVAILABLE_RPC = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
+
+
+def engine_unreachable(exc: RPCError) -> bool:
+    """True when a call to Temporal failed on the way, not at the server: nothing is known to be
+    done. A connection broken mid-call (the server killed under an update-with-start) comes back
+    from the SDK's transport as UNKNOWN "transport error", not as UNAVAILABLE."""
+    if exc.status in _UNAVAILABLE_RPC:
+        return True
+    return exc.status == RPCStatusCode.UNKNOWN and "transport error" in exc.message
+
+
 # A 503 is worth retrying soon: Postgres restarts in seconds, Temporal reconnects as fast.
 RETRY_AFTER_SECONDS = "1"
 
@@ -200,7 +211,7 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
 
 async def _rpc(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RPCError)
-    if exc.status in _UNAVAILABLE_RPC:
+    if engine_unreachable(exc):
         return bankflow_error_response(
             BankflowError(E.PROCESS_UNAVAILABLE, "the process engine is unavailable")
         )

@@ -57,6 +57,10 @@ RESUBMIT = "resubmit"
 INSTITUTION = "bankflow savings and credit"
 
 
+# The checks screen the whole watch list (fuzzy matching in Python): more than a posting's 10 s.
+CHECK_ACTIVITY: dict[str, Any] = {**DB_ACTIVITY, "start_to_close_timeout": timedelta(seconds=60)}
+
+
 @workflow.defn(name="KycReview")
 class KycReviewWorkflow:
     @workflow.init
@@ -254,7 +258,7 @@ class KycReviewWorkflow:
         return result
 
     async def _activity(self, fn: Any, arg: Any) -> Any:
-        return await workflow.execute_activity_method(fn, arg, **DB_ACTIVITY)
+        return await workflow.execute_activity_method(fn, arg, **CHECK_ACTIVITY)
 
     def _enter(self, stage: Stage, note: str = "", role: str | None = None) -> None:
         self._entered += 1

@@ -206,9 +206,10 @@ class Client:
                     await self.reverse_repayment(loan)
             await self.apply()
         elif loan.stage == "awaiting_guarantors":
+            # Not the teller who entered it: the workflow refuses the maker (separation of duties).
             await self.loan_command(
                 "guarantor consent",
-                self.teller,
+                OFFICER,
                 f"/v1/loans/{loan.number}/guarantors/{self.guarantor.number}/consent",
                 {"accept": True, "note": "chaos: signed the form"},
                 "awaiting_guarantors",
@@ -246,8 +247,7 @@ class Client:
         await self.follow(loan, answer.body)
 
     async def follow(self, loan: LoanBook, view: dict[str, Any], *passing: str) -> None:
-        """Wait out the workflow's own steps: eligibility, and the stages in `passing` (a
-        guarantor's answer is a signal, taken up after the 202)."""
+        """Wait out the workflow's own steps: eligibility, and the stages in `passing`."""
         waiting = ("checking_eligibility", *passing)
         path = f"/v1/loans/{loan.number}"
         view = await self.api.poll(self.teller, path, lambda v: v["stage"] not in waiting, view)
