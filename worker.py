@@ -16,7 +16,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 
 from activities.daily_loan_job import DailyLoanJobActivities
@@ -31,6 +30,7 @@ from activities.movements import MovementActivities
 from activities.notifications import NotificationActivities
 from activities.repayments import RepaymentActivities
 from activities.reversals import ReversalActivities
+from schemas import temporal
 from schemas.settings import Settings, service_settings
 from workflows.daily_loan_job import DailyLoanJobWorkflow
 from workflows.disbursement import DisbursementWorkflow
@@ -115,11 +115,7 @@ def build_workers(
 
 async def main(settings: Settings) -> None:
     engine = make_engine(settings)
-    client = await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
-    )
+    client = await temporal.connect(settings)
     workers = build_workers(client, settings, make_sessionmaker(engine))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

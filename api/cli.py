@@ -28,11 +28,11 @@ from activities.watchlist import parse_csv, replace_watchlist
 from api import access_matrix
 from api.auth import issue_token
 from api.daily_loan_job import daily_job
-from api.processes import connect_short_lived
 from api.routes.kyc import policy as kyc_policy
 from api.routes.kyc import start_options as kyc_start_options
 from api.schedule_cli import loans_app
 from api.schedules import month_end_app, schedules_app
+from schemas import temporal
 from schemas.errors import BankflowError
 from schemas.kyc import KycInput
 from schemas.settings import InsecureSettingsError, get_settings
@@ -224,7 +224,7 @@ def seed_kyc_case() -> None:
     )
 
     async def start() -> None:
-        client = await connect_short_lived(settings)
+        client = await temporal.connect(settings, short_lived=True)
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await client.start_workflow(
                 KycReviewWorkflow.run, inp, **kyc_start_options(inp, settings)

@@ -32,8 +32,8 @@ from temporalio.client import (
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
-from api.processes import connect_short_lived
 from domain.money import to_major
+from schemas import temporal
 from schemas.daily_loan_job import (
     WORKFLOW_PREFIX,
     DailyJobInput,
@@ -116,7 +116,7 @@ def daily_job(
             when = datetime.now(UTC).astimezone(zone).date() - timedelta(days=1)
         else:
             when = day
-        client = await connect_short_lived(settings)
+        client = await temporal.connect(settings, short_lived=True)
         seen: set[str] = set()
 
         def show(p: DailyJobProgress) -> None:

@@ -17,13 +17,13 @@ from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
 from activities import staff
 from activities.models import ROLES
 from activities.staff import Principal
 from api.auth import decode_token
+from schemas import temporal
 from schemas.errors import BankflowError, ErrorCode
 from schemas.settings import Settings
 
@@ -79,11 +79,7 @@ class TemporalConnector:
             raise BankflowError(ErrorCode.PROCESS_UNAVAILABLE, "the process engine is unavailable")
         try:
             client = await asyncio.wait_for(
-                Client.connect(
-                    self._settings.temporal_address,
-                    namespace=self._settings.temporal_namespace,
-                    data_converter=pydantic_data_converter,
-                ),
+                temporal.connect(self._settings),
                 self._timeout,
             )
         except (RuntimeError, OSError, TimeoutError, RPCError) as exc:

@@ -6,19 +6,15 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from temporalio.client import (
-    Client,
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
-from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
 from schemas.errors import BankflowError, ErrorCode, known_code
-from schemas.settings import Settings
 
 T = TypeVar("T")
 
@@ -50,22 +46,6 @@ async def execute_decision(
         raise BankflowError(
             ErrorCode.NOT_AWAITING_DECISION, f"{handle.id} is {status}, not awaiting a decision"
         ) from exc
-
-
-async def connect_short_lived(settings: Settings) -> Client:
-    """A client for a command that exits when done (the CLI).
-
-    It gets a Runtime of its own instead of the process-wide default: the default one lives in a
-    module global and is torn down during interpreter finalization, when its Rust threads can
-    still be releasing the GIL (a "Fatal Python error: PyGILState_Release" at exit). A private
-    runtime is dropped with the client, before the interpreter finalizes.
-    """
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
-        runtime=Runtime(telemetry=TelemetryConfig()),
-    )
 
 
 STATE_QUERY = "state"  # every interactive workflow answers its state under this query name

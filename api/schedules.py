@@ -41,8 +41,8 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
 from api.daily_loan_job import daily_loan_job_schedule
-from api.processes import connect_short_lived
 from domain.money import to_major
+from schemas import temporal
 from schemas.daily_loan_job import SCHEDULE_ID as DAILY_SCHEDULE_ID
 from schemas.month_end import (
     SCHEDULE_ID,
@@ -155,7 +155,7 @@ def _period(value: str) -> str:
 
 
 async def _client(settings: Settings) -> Client:
-    return await connect_short_lived(settings)
+    return await temporal.connect(settings, short_lived=True)
 
 
 def _run_with_bar(periods: list[str]) -> None:

@@ -33,14 +33,13 @@ if _root not in sys.path:
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker  # noqa: E402
 from temporalio.client import Client  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.db import in_transaction, make_engine, make_sessionmaker  # noqa: E402
 from activities.ledger_verify import verify_ledger  # noqa: E402
 from activities.migrate import upgrade  # noqa: E402
 from activities.setup import ensure_branch, ensure_chart  # noqa: E402
-from schemas import search_attributes  # noqa: E402
+from schemas import search_attributes, temporal  # noqa: E402
 from schemas.daily_loan_job import DailyJobInput, DailyJobSummary  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 from scripts.local_postgres import DEFAULT_URL, create_database, drop_database  # noqa: E402
@@ -131,7 +130,7 @@ async def main() -> None:
     engine = make_engine(settings, pool_size=10)
     sessions = make_sessionmaker(engine)
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=temporal.data_converter(),
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",

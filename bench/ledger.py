@@ -51,7 +51,6 @@ with workflow.unsafe.imports_passed_through():
     from sqlalchemy import func, select
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
     from temporalio.client import Client
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
     from temporalio.worker import Worker
 
@@ -62,7 +61,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.migrate import upgrade
     from activities.models import LedgerAccount
     from activities.setup import CASH, ensure_branch, ensure_chart
-    from schemas import search_attributes
+    from schemas import search_attributes, temporal
     from schemas.ledger import JournalRequest, PostingLine
     from schemas.members import AccountOpen, MemberCreate
     from schemas.movements import MovementInput, Stage
@@ -269,7 +268,7 @@ async def bench(url: str, n: int, m: int, c: int) -> int:
     hot_rate = await closed_loop("b. postings into one hot account", n, c, contended)
     print(f"   deadlock/serialization retries so far: {retries.count}")
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=temporal.data_converter(),
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         search_attributes=search_attributes.ALL,
         ui=False,

@@ -36,7 +36,6 @@ if _root not in sys.path:
 
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.db import in_transaction, make_engine, make_sessionmaker  # noqa: E402
@@ -48,7 +47,7 @@ from activities.setup import (  # noqa: E402
     ensure_branch,
     ensure_chart,
 )
-from schemas import search_attributes  # noqa: E402
+from schemas import search_attributes, temporal  # noqa: E402
 from schemas.month_end import MonthEndInput, previous_period  # noqa: E402
 from schemas.savings import ProductCreate  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
@@ -256,7 +255,7 @@ async def measure_workflow(
     concurrency: int,
 ) -> tuple[float, float, tuple[int, int]]:
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=temporal.data_converter(),
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",

@@ -27,7 +27,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities import ledger_engine
@@ -37,7 +36,7 @@ from activities.migrate import upgrade
 from activities.models import LedgerAccount
 from activities.setup import CASH, EQUITY, ensure_branch, ensure_chart, gl_code
 from api.app import create_app
-from schemas import search_attributes
+from schemas import search_attributes, temporal
 from schemas.keyring import KeyRing
 from schemas.ledger import JournalRequest, PostingLine
 from schemas.members import AccountOpen, MemberCreate
@@ -217,7 +216,7 @@ def temporal_binary() -> str:
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=temporal.data_converter(),
         dev_server_existing_path=temporal_binary(),
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",
@@ -265,7 +264,7 @@ __all__ = ["CURRENCY", "EQUITY", "Factory", "gl_code"]
 async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server: a week of SLA timers passes in moments."""
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=temporal.data_converter(),
         test_server_existing_path=str(Path(sys.executable).parent / "temporal-test-server"),
     )
     # The test server knows no custom search attributes until told; LoanApproval upserts ours.

@@ -36,7 +36,6 @@ from schemathesis.specs.openapi.checks import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.db import in_transaction, make_engine, make_sessionmaker
@@ -46,6 +45,7 @@ from api.app import create_app
 from api.auth import issue_token
 from api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from api.idempotency import MAX_KEY_LENGTH
+from schemas import temporal
 from schemas.settings import Settings
 from tests.api.conftest import PASSWORD, make_client
 from tests.conftest import BRANCH, CURRENCY, app_database
@@ -98,7 +98,7 @@ class Stack:
         self._exit.push_async_callback(engine.dispose)
         sessions = make_sessionmaker(engine)
         await in_transaction(sessions, self._seed)
-        client = await Client.connect(self._target, data_converter=pydantic_data_converter)
+        client = await Client.connect(self._target, data_converter=temporal.data_converter())
         for worker in build_workers(
             client, settings, sessions, interactive_queue=queue, batch_queue=f"{queue}-b"
         ):

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 from httpx import AsyncClient
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.app import create_app
 from api.errors import engine_unreachable
+from schemas import temporal
 from schemas.settings import Settings
 from scripts.temporal_dev import register_search_attributes, temporal_command, temporal_healthy
 from tests.api.conftest import Staff, make_client
@@ -67,7 +67,7 @@ async def app_client(
     settings: Settings, temporal_server: tuple[str, subprocess.Popen[bytes]], chart: dict[str, int]
 ) -> AsyncIterator[AsyncClient]:
     address, _ = temporal_server
-    client = await Client.connect(address, data_converter=pydantic_data_converter)
+    client = await Client.connect(address, data_converter=temporal.data_converter())
     # No worker polls this queue: the movement's update waits until the server is killed.
     app = create_app(
         settings.model_copy(

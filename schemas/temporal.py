@@ -1,0 +1,39 @@
+"""The one way to reach Temporal: every client (worker, API, CLI, tests, benches) connects here.
+
+What travels in a payload is decided by `data_converter`; a connection's extras (a private
+runtime for short-lived commands) by `connect`. Keep both here so worker, API, CLI and replayer
+can never disagree on how a payload is encoded.
+"""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
+from temporalio.runtime import Runtime, TelemetryConfig
+
+from schemas.settings import Settings
+
+
+def data_converter(settings: Settings | None = None) -> DataConverter:
+    """The converter every client, worker and replayer uses (pydantic models as JSON)."""
+    del settings  # the payload codec will read its keys from settings
+    return pydantic_data_converter
+
+
+async def connect(
+    settings: Settings, *, target: str | None = None, short_lived: bool = False
+) -> Client:
+    """Connect to `target` (default: the configured address) in the configured namespace.
+
+    `short_lived` is for a command that exits when done (the CLI): it gets a Runtime of its own
+    instead of the process-wide default, which lives in a module global and is torn down during
+    interpreter finalization while its Rust threads can still be releasing the GIL (a "Fatal
+    Python error: PyGILState_Release" at exit). A private runtime is dropped with the client.
+    """
+    return await Client.connect(
+        target or settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=data_converter(settings),
+        runtime=Runtime(telemetry=TelemetryConfig()) if short_lived else None,
+    )
