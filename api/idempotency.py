@@ -38,7 +38,7 @@ import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import Depends, Header
+from fastapi import Depends, Header, Request
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -83,6 +83,36 @@ async def _idempotency_key(
 
 # The marker a process-starting route declares: `key: IdempotencyKey`.
 IdempotencyKey = Annotated[str, Depends(_idempotency_key)]
+
+
+def update_id(user_id: int, route: str, key: str) -> str:
+    """The id of the Update a request sends to a workflow, from its caller, route and key."""
+    return "upd-" + hashlib.sha256(f"{user_id}:{route}:{key}".encode()).hexdigest()[:32]
+
+
+async def _update_id(
+    request: Request,
+    key: Annotated[
+        IdempotencyKeyValue | None,
+        Header(
+            alias=HEADER,
+            description="Optional client-chosen key (1 to 200 characters); a retry with the same "
+            "key and body returns the first answer, even after the API died mid-request.",
+        ),
+    ] = None,
+) -> str | None:
+    """A decision's Update id. With a key, a retry whose first attempt died after the workflow
+    accepted the Update (the answer never stored) asks for the same Update, and Temporal answers
+    with its outcome instead of deciding again; without one, each request is a new Update."""
+    if key is None:
+        return None
+    principal: Principal = getattr(request.state, PRINCIPAL)
+    info: RouteInfo = getattr(request.state, ROUTE)
+    return update_id(principal.id, info.template, key)
+
+
+# A decision route's Update id: `update: UpdateId`.
+UpdateId = Annotated[str | None, Depends(_update_id)]
 
 
 def request_hash(method: str, path: str, query: bytes, body: bytes) -> str:

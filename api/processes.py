@@ -20,12 +20,17 @@ T = TypeVar("T")
 
 
 async def execute_decision(
-    handle: WorkflowHandle[Any, Any], update: str, arg: Any, result_type: type[T]
+    handle: WorkflowHandle[Any, Any],
+    update: str,
+    arg: Any,
+    result_type: type[T],
+    update_id: str | None = None,
 ) -> T:
     """Run a decision Update. The validator's typed refusal (FourEyesViolation, Forbidden, ...)
-    becomes that error; a process that has finished is NotAwaitingDecision; none is NotFound."""
+    becomes that error; a process that has finished is NotAwaitingDecision; none is NotFound.
+    An `update_id` already used on this workflow answers that Update's outcome (a retry)."""
     try:
-        result: T = await handle.execute_update(update, arg, result_type=result_type)
+        result: T = await handle.execute_update(update, arg, id=update_id, result_type=result_type)
         return result
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause

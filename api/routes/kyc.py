@@ -25,6 +25,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.accounts import get_member
 from activities.db import in_transaction
@@ -33,7 +34,7 @@ from activities.kyc_models import KycCase
 from api.audit import ShownMembers
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import describe_validation, errors
-from api.idempotency import IdempotencyKey
+from api.idempotency import IdempotencyKey, UpdateId
 from api.processes import execute_decision, process_state
 from schemas import search_attributes as sa
 from schemas import types
@@ -175,6 +176,7 @@ async def submit_case(
     sessions: SessionsDep,
     settings: SettingsDep,
     client: TemporalDep,
+    update: UpdateId,
 ) -> KycState:
     """Open a KYC case for a member and run the automated checks. Needs an `Idempotency-Key`.
 
@@ -197,11 +199,13 @@ async def submit_case(
         )
 
     inp = await in_transaction(sessions, prepare)
-    start = WithStartWorkflowOperation(KycReviewWorkflow.run, inp, **start_options(inp, settings))
+    options = start_options(inp, settings)
+    start = WithStartWorkflowOperation(KycReviewWorkflow.run, inp, **options)
     try:
         state: KycState = await client.execute_update_with_start_workflow(
             INITIAL_OUTCOME,
             start_workflow_operation=start,
+            id=update,
             result_type=KycState,
             rpc_timeout=settings.api_wait_timeout,
         )
@@ -209,11 +213,31 @@ async def submit_case(
         # The start operation holds the same error; read it so it is not logged as unretrieved.
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await start.workflow_handle()
-        raise BankflowError(
-            ErrorCode.DUPLICATE, f"member {member_number} already has an open KYC case"
-        ) from exc
-    response.headers["Location"] = f"/v1/kyc/{inp.case_number}"
+        earlier = await _earlier_outcome(client, options["id"], update, settings)
+        if earlier is None:
+            raise BankflowError(
+                ErrorCode.DUPLICATE, f"member {member_number} already has an open KYC case"
+            ) from exc
+        state = earlier
+    response.headers["Location"] = f"/v1/kyc/{state.case_number}"
     response.status_code = 201 if state.stage in (Stage.APPROVED, Stage.REJECTED) else 202
+    return state
+
+
+async def _earlier_outcome(
+    client: Client, workflow_id: str, update: str | None, settings: Settings
+) -> KycState | None:
+    """The answer of this request's own first attempt, when it opened the open case (it died
+    before its answer was kept, and this is its retry); None when another request opened it."""
+    if update is None:
+        return None
+    handle = client.get_workflow_handle(workflow_id).get_update_handle(update, result_type=KycState)
+    try:
+        state: KycState = await handle.result(rpc_timeout=settings.api_wait_timeout)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
     return state
 
 
@@ -251,6 +275,7 @@ async def decide_case(
     body: DecisionRequest,
     sessions: SessionsDep,
     client: TemporalDep,
+    update: UpdateId,
 ) -> KycState:
     """Approve, reject (with a `reason_code`) or `request_information` (with `documents`).
 
@@ -265,7 +290,7 @@ async def decide_case(
         decided_by_roles=sorted(principal.roles),
     )
     handle = await _case_handle(sessions, client, case_number)
-    return await execute_decision(handle, DECIDE, decision, KycState)
+    return await execute_decision(handle, DECIDE, decision, KycState, update)
 
 
 @router.post(

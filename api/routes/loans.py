@@ -38,7 +38,7 @@ from activities.loan_products import minor
 from api.audit import ShownMembers
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import errors
-from api.idempotency import IdempotencyKey
+from api.idempotency import IdempotencyKey, UpdateId
 from api.processes import execute_decision
 from domain.money import to_major
 from schemas import search_attributes as sa
@@ -223,6 +223,7 @@ async def decide_loan(
     body: DecisionRequest,
     sessions: SessionsDep,
     client: TemporalDep,
+    update: UpdateId,
 ) -> LoanView:
     """Approve (optionally with a lower `principal` or another number of `repayments`), reject
     or return for changes. The workflow refuses a role not allowed at the current level
@@ -238,7 +239,9 @@ async def decide_loan(
         repayments=body.repayments,
         actor=await _actor(sessions, principal),
     )
-    await execute_decision(_handle(client, loan_number), DECIDE, decision, LoanApprovalState)
+    await execute_decision(
+        _handle(client, loan_number), DECIDE, decision, LoanApprovalState, update
+    )
     return await _view(sessions, loan_number)
 
 
@@ -249,6 +252,7 @@ async def amend_loan(
     body: AmendRequest,
     sessions: SessionsDep,
     client: TemporalDep,
+    update: UpdateId,
 ) -> LoanView:
     """The applicant's changes to an application returned for changes; approval restarts."""
     async with sessions() as session:
@@ -260,7 +264,9 @@ async def amend_loan(
         reason=body.reason,
         actor=await _actor(sessions, principal),
     )
-    await execute_decision(_handle(client, loan_number), AMEND, amendment, LoanApprovalState)
+    await execute_decision(
+        _handle(client, loan_number), AMEND, amendment, LoanApprovalState, update
+    )
     return await _view(sessions, loan_number)
 
 
@@ -271,12 +277,15 @@ async def withdraw_loan(
     body: WithdrawRequest,
     sessions: SessionsDep,
     client: TemporalDep,
+    update: UpdateId,
 ) -> LoanView:
     """The applicant withdraws the application (any time before disbursement)."""
     async with sessions() as session:
         await get_loan(session, loan_number)
     withdrawal = Withdrawal(reason=body.reason, actor=await _actor(sessions, principal))
-    await execute_decision(_handle(client, loan_number), WITHDRAW, withdrawal, LoanApprovalState)
+    await execute_decision(
+        _handle(client, loan_number), WITHDRAW, withdrawal, LoanApprovalState, update
+    )
     return await _view(sessions, loan_number)
 
 
@@ -291,6 +300,7 @@ async def record_guarantor_consent(
     body: ConsentRequest,
     sessions: SessionsDep,
     client: TemporalDep,
+    update: UpdateId,
 ) -> LoanView:
     """Record a guarantor's answer (staff who saw the guarantor); answers once the workflow has
     acted on it. An acceptance counts only if the guarantor's free savings cover the guarantee.
@@ -310,5 +320,5 @@ async def record_guarantor_consent(
         recorded_by_member_ids=actor.member_ids,
     )
     handle = _handle(client, loan_number)
-    await execute_decision(handle, GUARANTOR_CONSENT, answer, LoanApprovalState)
+    await execute_decision(handle, GUARANTOR_CONSENT, answer, LoanApprovalState, update)
     return await _view(sessions, loan_number)

@@ -31,7 +31,7 @@ from activities.movements import resolve_movement
 from activities.read_models import reversed_by
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import error_response, errors
-from api.idempotency import IdempotencyKey
+from api.idempotency import IdempotencyKey, UpdateId
 from api.processes import describe, execute_decision, process_state
 from domain.money import floor_minor, to_major
 from schemas import search_attributes as sa
@@ -240,7 +240,11 @@ async def list_movements(
 
 @router.post("/{movement_id}/decisions", responses=errors(s409="NotAwaitingDecision"))
 async def decide_movement(
-    principal: Supervisor, movement_id: MovementId, body: DecisionRequest, client: TemporalDep
+    principal: Supervisor,
+    movement_id: MovementId,
+    body: DecisionRequest,
+    client: TemporalDep,
+    update: UpdateId,
 ) -> MovementView:
     """Approve or reject a movement awaiting approval. Branch managers only; never the requester.
 
@@ -255,5 +259,5 @@ async def decide_movement(
         approver=principal.username,
         approver_roles=sorted(principal.roles),
     )
-    state = await execute_decision(handle, DECIDE, decision, MovementState)
+    state = await execute_decision(handle, DECIDE, decision, MovementState, update)
     return view(state)

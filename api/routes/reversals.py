@@ -28,7 +28,7 @@ from temporalio.common import (
 from activities.reversal_checks import check_reversible
 from api.deps import ANY_STAFF, Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import errors
-from api.idempotency import IdempotencyKey
+from api.idempotency import IdempotencyKey, UpdateId
 from api.processes import execute_decision, process_state
 from domain.money import to_major
 from schemas import search_attributes as sa
@@ -186,7 +186,11 @@ async def get_reversal(_: Reader, journal_id: JournalId, client: TemporalDep) ->
     responses=errors(s409="Duplicate (a second decision by one person) or NotAwaitingDecision"),
 )
 async def decide_reversal(
-    principal: Staff, journal_id: JournalId, body: DecisionRequest, client: TemporalDep
+    principal: Staff,
+    journal_id: JournalId,
+    body: DecisionRequest,
+    client: TemporalDep,
+    update: UpdateId,
 ) -> ReversalView:
     """Approve or reject a reversal awaiting approval. Never the requester, once per approver.
 
@@ -201,7 +205,9 @@ async def decide_reversal(
         approver=principal.username,
         approver_roles=sorted(principal.roles),
     )
-    state = await execute_decision(_handle(client, journal_id), DECIDE, decision, ReversalState)
+    state = await execute_decision(
+        _handle(client, journal_id), DECIDE, decision, ReversalState, update
+    )
     return view(state)
 
 

@@ -321,3 +321,37 @@ async def test_a_reversed_movement_names_its_reversal(
     assert reversal is not None
     after = (await api.get(f"/v1/movements/{mid}", headers=staff["teller"].headers)).json()
     assert (after["stage"], after["reversed_by_journal_id"]) == ("completed", reversal)
+
+
+async def test_a_decision_retried_after_a_crash_answers_the_first_decision(
+    api: AsyncClient,
+    staff: dict[str, Staff],
+    factory: Factory,
+    idem: Idem,
+    sessions: Sessions,
+    api_settings: Settings,
+) -> None:
+    """The API died after the approval ran, before keeping its answer: the retry with the same
+    Idempotency-Key gets the first decision's answer (the Update's id comes from the key), not
+    409 NotAwaitingDecision; money moved once."""
+    from tests.api.test_idempotency import leave_as_crashed
+
+    acc = await factory.savings_account(2_000_00)
+    requested = await movement(
+        api, staff["teller"], idem, kind="withdrawal", amount="700.00", from_account=acc.code
+    )
+    assert requested.status_code == 202, requested.text
+    decide = f"/v1/movements/{requested.json()['movement_id']}/decisions"
+    manager = staff["branch_manager"]
+    headers = {**manager.headers, **idem()}
+    first = await api.post(decide, json={"approve": True}, headers=headers)
+    assert first.status_code == 200, first.text
+    assert await leave_as_crashed(sessions, manager.id, headers["Idempotency-Key"], 0) == 1
+
+    again = await api.post(decide, json={"approve": True}, headers=headers)
+    assert again.status_code == 200, again.text
+    assert "Idempotent-Replayed" not in again.headers  # it ran again and found the decision
+    assert again.json() == first.json()
+    other = await api.post(decide, json={"approve": True}, headers={**manager.headers, **idem()})
+    assert other.status_code == 409 and other.json()["error"] == "NotAwaitingDecision"
+    assert (await account_json(api, manager, acc.code))["balance"] == "1300.00"

@@ -232,3 +232,29 @@ async def test_member_resubmits_through_the_api(
     assert state["stage"] == "approved" and state["round"] == 2
     late = await api.post(f"{url}/resubmit", headers=teller.headers)
     assert late.status_code == 409
+
+
+async def test_a_submission_retried_after_a_crash_answers_the_case_it_opened(
+    api: AsyncClient, sessions: Sessions, settings: Settings, idem: Idem
+) -> None:
+    """The API died after opening the case, before keeping its answer: the retry with the same
+    Idempotency-Key answers the case it opened (the Update's id comes from the key), not 409
+    Duplicate; another key still finds the case open."""
+    from tests.api.test_idempotency import leave_as_crashed
+
+    member = await new_member(sessions)
+    number = member.member_number
+    submitter = await new_staff(sessions, settings, "teller")
+    await full_set(api, submitter, number, date.today() + timedelta(days=45))
+    headers = {**submitter.headers, **idem()}
+    path = f"/v1/members/{number}/kyc/submit"
+    first = await api.post(path, headers=headers)
+    assert first.status_code == 202, first.text
+    assert await leave_as_crashed(sessions, submitter.id, headers["Idempotency-Key"], 0) == 1
+
+    again = await api.post(path, headers=headers)
+    assert again.status_code == 202, again.text
+    assert again.json()["case_number"] == first.json()["case_number"]
+    assert again.headers["Location"] == first.headers["Location"]
+    other = await api.post(path, headers={**submitter.headers, **idem()})
+    assert other.status_code == 409 and other.json()["error"] == "Duplicate"

@@ -313,3 +313,32 @@ async def test_the_inbox_lists_what_my_roles_may_decide(
     theirs = await api.get("/v1/approvals?process=LoanApproval", headers=committee.headers)
     assert number not in {i["business_id"] for i in theirs.json()}
     assert (await api.get("/v1/approvals")).status_code == 401
+
+
+async def test_a_vote_retried_after_a_crash_answers_the_first_vote(
+    api: AsyncClient, staff: dict[str, Staff], kit: LoanKit, idem: Idem
+) -> None:
+    """The API died after the level-1 vote ran, before keeping its answer: the retry with the
+    same Idempotency-Key answers that vote (the Update's id comes from the key) while the loan
+    still waits for level 2, instead of 409 AlreadyVoted; the vote counts once."""
+    from tests.api.test_idempotency import leave_as_crashed
+
+    officer, officer2 = await kit.staff("loan_officer"), await kit.staff("loan_officer")
+    product = await new_product(api, staff["admin"])
+    applied = await api.post(
+        "/v1/loans",
+        json=apply_body(await kit.member(5_000_00), product, "5000.00"),
+        headers={**officer.headers, **idem()},
+    )
+    assert applied.status_code == 201, applied.text
+    decide = f"/v1/loans/{applied.json()['loan_number']}/decisions"
+    headers = {**officer2.headers, **idem()}
+    first = await api.post(decide, json={"action": "approve"}, headers=headers)
+    assert first.status_code == 200 and first.json()["assigned_role"] == "branch_manager"
+    assert await leave_as_crashed(kit.sessions, officer2.id, headers["Idempotency-Key"], 0) == 1
+
+    again = await api.post(decide, json={"action": "approve"}, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    votes = [t for t in again.json()["trail"] if t["event"] == "approval_vote"]
+    assert [v["actor"] for v in votes] == [officer2.username]
