@@ -10,9 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import ledger_engine, loan_book
-from activities.loan_book_models import Disbursement, LoanTransaction
-from activities.loan_models import Loan
-from activities.models import Hold
+from activities.tables import Disbursement, Hold, Loan, LoanTransaction
 from domain.money import percent_of
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import ReversalRequest, VoidHoldRequest

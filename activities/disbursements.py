@@ -20,9 +20,9 @@ from activities.disbursement_book import (
 )
 from activities.disbursement_claim import claim, liens_of
 from activities.errors import transaction
-from activities.loan_book_models import LoanTransaction
 from activities.payment_rail import PaymentRailActivities
 from activities.setup import FEE_INCOME, PAYMENT_CLEARING, SETTLEMENT_BANK, SUSPENSE
+from activities.tables import LoanTransaction
 from domain.money import to_major
 from schemas.disbursements import (
     Activation,

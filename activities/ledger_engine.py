@@ -24,8 +24,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.db import sqlstate
-from activities.models import Hold, Journal, LedgerAccount, Posting
-from activities.reversal_models import PERIOD_CLOSED_SQLSTATE
+from activities.tables import PERIOD_CLOSED_SQLSTATE, Hold, Journal, LedgerAccount, Posting
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import (
     HoldRequest,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.models import Journal, Posting
+from activities.tables import Journal, Posting
 from schemas.ledger import CheckResult, PostingLine, VerifyReport, content_hash
 
 SAMPLE = 5

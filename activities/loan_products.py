@@ -15,8 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.loan_models import LoanProduct
-from activities.models import Currency
+from activities.tables import Currency, LoanProduct
 from domain.money import AmountError, to_major, to_minor
 from domain.schedule import Schedule, ScheduleError, ScheduleTerms, generate_schedule
 from schemas.errors import BankflowError, ErrorCode

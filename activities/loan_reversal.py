@@ -21,9 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import ledger_engine, loan_book
 from activities import repayments as rp
-from activities.loan_book_models import Disbursement, LoanTransaction
-from activities.loan_models import Loan
-from activities.models import Hold
 from activities.periods import is_closed
 from activities.setup import (
     INTEREST_INCOME,
@@ -31,6 +28,7 @@ from activities.setup import (
     PENALTIES_RECEIVABLE,
     PENALTY_INCOME,
 )
+from activities.tables import Disbursement, Hold, Loan, LoanTransaction
 from domain.allocation import Allocation, Due, Portion, allocate, settle
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import (

@@ -11,9 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import loan_book
-from activities.loan_book_models import Disbursement, LoanInstallment, LoanTransaction
-from activities.loan_models import Loan
-from activities.models import Journal, Member
+from activities.tables import Disbursement, Journal, Loan, LoanInstallment, LoanTransaction, Member
 from domain.allocation import Due, arrears, payoff
 from domain.money import to_major
 from schemas.disbursements import DisbursementView, ExternalAccount

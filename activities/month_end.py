@@ -36,10 +36,9 @@ from temporalio import activity
 
 from activities.db import sqlstate
 from activities.errors import transaction
-from activities.models import Currency, LedgerAccount
 from activities.savings import terms_of
-from activities.savings_models import MonthEndRun, SavingsProduct
 from activities.setup import INTEREST_EXPENSE, WITHHOLDING_TAX, gl_code
+from activities.tables import Currency, LedgerAccount, MonthEndRun, SavingsProduct
 from domain.interest import Carry, MonthInterest, Terms, month_bounds, month_interest
 from domain.money import to_major
 from schemas.errors import BankflowError, ErrorCode

@@ -21,8 +21,8 @@ from temporalio import activity
 from activities import ledger_engine
 from activities.accounts import get_account
 from activities.errors import transaction
-from activities.models import Branch, Currency, LedgerAccount, Member
 from activities.setup import CASH, gl_code
+from activities.tables import Branch, Currency, LedgerAccount, Member
 from domain.money import AmountError, to_major, to_minor
 from schemas.errors import BankflowError, ErrorCode
 from schemas.kyc_tier import BasicTierLimit, minor_units

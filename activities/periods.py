@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.reversal_models import PERIOD_LOCK_CLASS, LedgerPeriod
+from activities.tables import PERIOD_LOCK_CLASS, LedgerPeriod
 from schemas.errors import BankflowError, ErrorCode
 from schemas.reversals import PeriodView
 

@@ -13,7 +13,7 @@ from sqlalchemy import Select, and_, case, func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import ledger_engine
-from activities.models import Branch, Currency, Journal, LedgerAccount, Member, Posting
+from activities.tables import Branch, Currency, Journal, LedgerAccount, Member, Posting
 from domain.money import to_major
 from schemas.errors import BankflowError, ErrorCode
 from schemas.members import AccountView, MemberView, Statement, StatementLine

@@ -21,9 +21,6 @@ from temporalio import activity
 
 from activities import ledger_engine, loan_book
 from activities.errors import transaction
-from activities.loan_book_models import LoanTransaction
-from activities.loan_models import Loan
-from activities.models import Hold
 from activities.setup import (
     CASH,
     FEE_INCOME,
@@ -32,6 +29,7 @@ from activities.setup import (
     PENALTIES_RECEIVABLE,
     PENALTY_INCOME,
 )
+from activities.tables import Hold, Loan, LoanTransaction
 from domain.allocation import Allocation, allocate, settle
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import JournalRequest, PostingLine, VoidHoldRequest

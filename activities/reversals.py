@@ -20,11 +20,10 @@ from temporalio import activity
 
 from activities import ledger_engine, loan_reversal
 from activities.errors import transaction
-from activities.models import Branch, Currency, Hold, Journal, LedgerAccount, Member
 from activities.periods import is_closed
 from activities.reversal_checks import check_reversible
-from activities.reversal_models import ReversalEvent
 from activities.setup import MEMBER_OVERDRAFTS, gl_code
+from activities.tables import Branch, Currency, Hold, Journal, LedgerAccount, Member, ReversalEvent
 from domain.money import to_major
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import (

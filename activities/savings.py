@@ -16,9 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import ledger_engine
 from activities.accounts import get_account
-from activities.models import Branch, Currency, LedgerAccount
-from activities.savings_models import SavingsAccount, SavingsProduct
 from activities.setup import CASH, MEMBER_SAVINGS, gl_code
+from activities.tables import Branch, Currency, LedgerAccount, SavingsAccount, SavingsProduct
 from domain.interest import Terms, Tier
 from domain.money import AmountError, to_major, to_minor
 from schemas.errors import BankflowError, ErrorCode

@@ -14,13 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from activities import ledger_engine
 from activities.accounts import create_member, open_account
 from activities.kyc import store_document
-from activities.kyc_models import KycCase, KycDocument
 from activities.loan_products import seed_products
-from activities.models import LedgerAccount, Member, StaffUser
 from activities.savings import seed_demo_savings
 from activities.seed_loans import seed_demo_loan
 from activities.setup import CASH, EQUITY, ensure_branch, ensure_chart
 from activities.staff import create_staff_user, user_roles
+from activities.tables import KycCase, KycDocument, LedgerAccount, Member, StaffUser
 from domain.money import to_minor
 from schemas.errors import BankflowError, ErrorCode
 from schemas.kyc import DocumentMeta

@@ -19,9 +19,8 @@ from activities import loan_book
 from activities.disbursement_claim import claim
 from activities.disbursements import activate, open_account, post_disbursement
 from activities.loan_applications import register_application
-from activities.loan_models import Loan
-from activities.models import Member, StaffUser
 from activities.staff import Principal
+from activities.tables import Loan, Member, StaffUser
 from schemas.disbursements import ClaimRequest, DisbursementInput, Step
 from schemas.loans import LoanCreate
 

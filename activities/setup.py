@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.models import Branch, Currency, LedgerAccount
+from activities.tables import Branch, Currency, LedgerAccount
 
 # ISO 4217 minor-unit exponents for the currencies the demo and tests use.
 ISO_CURRENCIES: dict[str, tuple[str, int]] = {

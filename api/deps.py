@@ -20,8 +20,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities import staff
-from activities.models import ROLES
 from activities.staff import Principal
+from activities.tables import ROLES
 from api.auth import decode_token
 from schemas import temporal
 from schemas.errors import BankflowError, ErrorCode

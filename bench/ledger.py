@@ -59,8 +59,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.db import in_transaction, make_engine, make_sessionmaker
     from activities.ledger_verify import verify_ledger
     from activities.migrate import upgrade
-    from activities.models import LedgerAccount
     from activities.setup import CASH, ensure_branch, ensure_chart
+    from activities.tables import LedgerAccount
     from schemas import search_attributes, temporal
     from schemas.ledger import JournalRequest, PostingLine
     from schemas.members import AccountOpen, MemberCreate

@@ -33,8 +33,8 @@ from activities import ledger_engine
 from activities.accounts import create_member, open_account
 from activities.db import in_transaction, make_engine, make_sessionmaker
 from activities.migrate import upgrade
-from activities.models import LedgerAccount
 from activities.setup import CASH, EQUITY, ensure_branch, ensure_chart, gl_code
+from activities.tables import LedgerAccount
 from api.app import create_app
 from schemas import search_attributes, temporal
 from schemas.keyring import KeyRing

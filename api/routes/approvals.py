@@ -14,8 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 
-from activities.loan_models import Loan
-from activities.models import Currency
+from activities.tables import Currency, Loan
 from api.deps import ANY_STAFF, Principal, SessionsDep, TemporalDep, require_roles
 from domain.money import to_major
 from schemas import search_attributes as sa

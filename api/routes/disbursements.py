@@ -21,9 +21,8 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.loan_applications import application, get_loan
-from activities.loan_book_models import HOLDING_STATUSES, Disbursement
-from activities.loan_models import LoanEvent
 from activities.loan_statement import disbursement_views
+from activities.tables import HOLDING_STATUSES, Disbursement, LoanEvent
 from api.audit import ShownMembers
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import errors

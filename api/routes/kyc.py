@@ -29,7 +29,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from activities.accounts import get_member
 from activities.db import in_transaction
 from activities.kyc import member_branch, next_case_number, store_document
-from activities.kyc_models import KycCase
+from activities.tables import KycCase
 from api.audit import ShownMembers
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import describe_validation, errors

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
 
-from activities.notification_models import Notification
+from activities.tables import Notification
 from api.audit import ShownMembers
 from api.deps import Principal, SessionsDep, require_roles
 from schemas import types

@@ -30,9 +30,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities import loan_book
 from activities.audit_trail import loan_member
-from activities.loan_models import Loan
 from activities.loan_statement import payoff_quote, statement
-from activities.models import Branch, Member
+from activities.tables import Branch, Loan, Member
 from api.audit import ShownMembers
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import STATUS, error_response, errors

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from activities.models import Currency
+from activities.tables import Currency
 from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
 from api.errors import errors
 from domain.schedule import ScheduleError, generate_schedule

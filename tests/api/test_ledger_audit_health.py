@@ -14,8 +14,8 @@ from temporalio.client import Client
 
 from activities import ledger_engine
 from activities.db import in_transaction
-from activities.models import AuditEntry
 from activities.setup import CASH, MEMBER_SAVINGS
+from activities.tables import AuditEntry
 from api.app import create_app
 from schemas.ledger import JournalRequest, PostingLine, ReversalRequest
 from schemas.settings import Settings

@@ -17,13 +17,13 @@ from temporalio.client import Client, WorkflowHandle
 
 from activities.db import in_transaction
 from activities.ledger_verify import verify_ledger
-from activities.loan_book_models import LoanInstallment, LoanTransaction
 from activities.setup import (
     INTEREST_INCOME,
     INTEREST_RECEIVABLE,
     PENALTIES_RECEIVABLE,
     PENALTY_INCOME,
 )
+from activities.tables import LoanInstallment, LoanTransaction
 from schemas.daily_loan_job import DailyJobInput, DailyJobSummary
 from schemas.settings import Settings
 from tests.api.conftest import api_app, api_settings, client, staff  # noqa: F401  (API tests)

@@ -17,8 +17,8 @@ from activities import ledger_engine as engine
 from activities.accounts import close_account
 from activities.db import in_transaction
 from activities.ledger_verify import verify_ledger
-from activities.models import Journal, Posting
 from activities.setup import CASH
+from activities.tables import Journal, Posting
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import (
     HoldRequest,

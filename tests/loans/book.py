@@ -9,7 +9,7 @@ from datetime import date
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import ledger_engine, loan_book
-from activities.loan_book_models import LoanTransaction
+from activities.tables import LoanTransaction
 from schemas.ledger import JournalRequest, PostingLine
 
 

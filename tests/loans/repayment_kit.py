@@ -17,11 +17,17 @@ from temporalio.client import Client
 from activities import ledger_engine, loan_book
 from activities.db import in_transaction
 from activities.ledger_verify import verify_ledger
-from activities.loan_book_models import LoanInstallment, LoanTransaction
-from activities.loan_models import Loan, LoanEvent
-from activities.models import Hold, LedgerAccount, Member
-from activities.notification_models import Notification
 from activities.setup import SUSPENSE
+from activities.tables import (
+    Hold,
+    LedgerAccount,
+    Loan,
+    LoanEvent,
+    LoanInstallment,
+    LoanTransaction,
+    Member,
+    Notification,
+)
 from schemas.ledger import HoldRequest
 from tests.api.conftest import Staff
 from tests.conftest import CURRENCY

@@ -10,9 +10,8 @@ from sqlalchemy import select
 from temporalio.client import Client
 
 from activities.loan_book import loan_schedule
-from activities.loan_models import Loan
-from activities.notification_models import Notification
 from activities.setup import PAYMENT_CLEARING, SETTLEMENT_BANK
+from activities.tables import Loan, Notification
 from schemas.disbursements import DisbursementState, Stage
 from schemas.settings import Settings
 from tests.loans.conftest import LoanKit

@@ -15,8 +15,8 @@ from activities import ledger_engine
 from activities.db import in_transaction
 from activities.ledger_verify import verify_ledger
 from activities.periods import close_period, is_closed
-from activities.reversal_models import PERIOD_LOCK_CLASS
 from activities.setup import CASH
+from activities.tables import PERIOD_LOCK_CLASS
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import (
     HoldRequest,

@@ -15,9 +15,9 @@ from temporalio.service import RPCError
 from activities import ledger_engine
 from activities.db import in_transaction
 from activities.ledger_verify import verify_ledger
-from activities.reversal_models import ReversalEvent
 from activities.reversals import OVERDRAFT_RECEIVABLE, execute
 from activities.setup import CASH, FEE_INCOME, INTEREST_EXPENSE, gl_code
+from activities.tables import ReversalEvent
 from schemas.errors import BankflowError, ErrorCode
 from schemas.reversals import DecisionInput, ExecuteRequest, ReversalState, Stage
 from tests.conftest import CURRENCY, Factory, Sessions

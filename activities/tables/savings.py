@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from activities.models import Base, _in
+from activities.tables.base import Base, _in
 
 RATE = Numeric(12, 9)
 AMOUNT_9DP = Numeric(30, 9)

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from activities.models import Base
+from activities.tables.base import Base
 
 # SQLSTATE raised by the `journals_period_open` trigger; the ledger engine maps it to PeriodClosed.
 PERIOD_CLOSED_SQLSTATE = "BFP01"

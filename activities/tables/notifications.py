@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, Integer, String, Text, UniqueConstraint, func
 from sqlalchemy.orm import Mapped, mapped_column
 
-from activities.models import Base
+from activities.tables.base import Base
 
 NOTIFICATION_STATUSES = ("pending", "stored", "sent")
 

@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
     Date,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     SmallInteger,
     String,
     Text,
@@ -28,41 +26,12 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+from activities.tables.base import Base, _in
 
-ROLES = (
-    "teller",
-    "loan_officer",
-    "branch_manager",
-    "credit_committee",
-    "kyc_reviewer",
-    "compliance_officer",
-    "finance",
-    "ops",
-    "admin",
-)
 GL_TYPES = ("asset", "liability", "equity", "income", "expense")
 ACCOUNT_KINDS = ("gl", "savings", "shares", "loan")
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map: ClassVar[dict[Any, Any]] = {
-        datetime: DateTime(timezone=True),
-        dict[str, Any]: JSONB,
-    }
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class Branch(Base):
@@ -72,27 +41,6 @@ class Branch(Base):
     name: Mapped[str] = mapped_column(String(200))
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
-
-
-class StaffUser(Base):
-    __tablename__ = "staff_users"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    username: Mapped[str] = mapped_column(String(64), unique=True)
-    full_name: Mapped[str] = mapped_column(String(200))
-    email: Mapped[str | None] = mapped_column(String(320))
-    password_hash: Mapped[str] = mapped_column(Text, doc="argon2id hash; never the password")
-    branch_id: Mapped[int | None] = mapped_column(ForeignKey("branches.id"))
-    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
-    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
-
-
-class StaffRole(Base):
-    __tablename__ = "staff_roles"
-    __table_args__ = (CheckConstraint(_in("role", ROLES), name="role_known"),)
-    user_id: Mapped[int] = mapped_column(
-        ForeignKey("staff_users.id", ondelete="CASCADE"), primary_key=True
-    )
-    role: Mapped[str] = mapped_column(String(32), primary_key=True)
 
 
 class Member(Base):

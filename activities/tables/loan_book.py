@@ -28,17 +28,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from activities.models import Base
+from activities.tables.base import Base, _in
 
 DISBURSEMENT_STATUSES = ("in_progress", "completed", "compensated", "reversed")
 # Attempts that hold the loan: at most one per loan (a partial unique index), so two disbursements
 # of one loan cannot both run, whatever the API or Temporal do.
 HOLDING_STATUSES = ("in_progress", "completed")
 TRANSACTION_KINDS = ("disbursement", "repayment", "penalty", "accrual")
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class Disbursement(Base):

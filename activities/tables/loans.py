@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from activities.models import Base
+from activities.tables.base import Base, _in
 
 LOAN_STATES = (
     "submitted_and_pending_approval",
@@ -44,10 +44,6 @@ LOAN_STATES = (
     "written_off",
 )
 GUARANTOR_STATUSES = ("pending", "accepted", "declined")
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class LoanProduct(Base):

@@ -19,14 +19,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from activities.models import Base
+from activities.tables.base import Base, _in
 
 DOC_TYPES = ("national_id", "passport", "drivers_licence", "proof_of_address", "photo", "bvn")
 CASE_STATUSES = ("open", "approved", "rejected", "expired")
-
-
-def _in(column: str, values: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
 
 class KycDocument(Base):
