@@ -16,7 +16,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.setup import LOAN_PORTFOLIO
+from activities.ledger.chart import LOAN_PORTFOLIO
 from activities.tables import Currency, ParSnapshot
 from domain.allocation import BUCKETS
 from domain.money import to_major

@@ -19,15 +19,17 @@ from decimal import Decimal
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities import ledger_engine, loan_book
+from activities import loan_book
 from activities import repayments as rp
-from activities.periods import is_closed
-from activities.setup import (
+from activities.ledger import engine as ledger_engine
+from activities.ledger import holds as ledger_holds
+from activities.ledger.chart import (
     INTEREST_INCOME,
     INTEREST_RECEIVABLE,
     PENALTIES_RECEIVABLE,
     PENALTY_INCOME,
 )
+from activities.ledger.periods import is_closed
 from activities.tables import Disbursement, Hold, Loan, LoanTransaction
 from domain.allocation import Allocation, Due, Portion, allocate, settle
 from schemas.errors import BankflowError, ErrorCode
@@ -292,7 +294,7 @@ async def _reopen(session: AsyncSession, loan: Loan, reversal_id: str, on: date)
     for n, hold in enumerate(voided.all(), start=1):
         try:
             async with session.begin_nested():
-                await ledger_engine.place_hold(
+                await ledger_holds.place_hold(
                     session,
                     HoldRequest(
                         hold_id=f"{reversal_id}:lien-{n}",
@@ -335,7 +337,7 @@ async def _undo_disbursement(
         select(Hold.id).where(Hold.process_id == txn.workflow_id, Hold.status == "pending")
     )
     for hold_id in holds.all():
-        await ledger_engine.void_hold(
+        await ledger_holds.void_hold(
             session, VoidHoldRequest(hold_id=hold_id, reason="disbursement undone")
         )
     await _take_back_accruals(session, loan, reversal_id, value_date)

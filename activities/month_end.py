@@ -13,31 +13,29 @@ One batch = one account-id range = one transaction:
 Exactly once per (account, period): the `interest_postings` primary key, written in the same
 transaction as the journal; a retried or re-run batch finds its accounts there and posts
 nothing. An advisory lock per (period, range) makes two attempts of one batch queue instead of
-racing. The journal's content hash is computed here exactly as `schemas.ledger.content_hash`
-does, so `ledger verify` recomputes it from the stored postings.
+racing. The journal, its postings and the GL side are written by `activities.ledger.batch`, the
+ledger's own batch-posting primitives, so `ledger verify` recomputes the same content hash.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.db import sqlstate
 from activities.errors import transaction
+from activities.ledger import batch
+from activities.ledger.batch import Line
+from activities.ledger.chart import INTEREST_EXPENSE, WITHHOLDING_TAX, gl_code
 from activities.savings import terms_of
-from activities.setup import INTEREST_EXPENSE, WITHHOLDING_TAX, gl_code
 from activities.tables import Currency, LedgerAccount, MonthEndRun, SavingsProduct
 from domain.interest import Carry, MonthInterest, Terms, month_bounds, month_interest
 from domain.money import to_major
@@ -57,8 +55,6 @@ from schemas.month_end import (
 )
 
 JOURNAL_KIND = "interest"
-# Raised by the journals_period_open trigger (migration 0004) for a value date in a closed month.
-PERIOD_CLOSED_SQLSTATE = "BFP01"
 # postings.line is SMALLINT: two lines per account keeps a batch under 32767 lines.
 MAX_BATCH_ACCOUNTS = 15000
 
@@ -66,21 +62,6 @@ MAX_BATCH_ACCOUNTS = 15000
 def period_bounds(period: str) -> tuple[date, date]:
     year, month = (int(p) for p in period.split("-"))
     return month_bounds(year, month)
-
-
-def journal_hash(kind: str, value_date: date, lines: Sequence[tuple[int, int, int, str]]) -> str:
-    """`schemas.ledger.content_hash` for a journal of plain tuples, byte for byte: building
-    twenty thousand PostingLine models per batch would cost more than the SQL."""
-    canonical = json.dumps(
-        {
-            "kind": kind,
-            "value_date": value_date.isoformat(),
-            "reverses": None,
-            "postings": [list(line) for line in lines],
-        },
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 ELIGIBLE = """
@@ -127,22 +108,6 @@ DAILY_CHANGES = text(
     GROUP BY x.account_id, j.value_date
     """
 )
-INSERT_JOURNAL = text(
-    """
-    INSERT INTO journals (id, kind, description, value_date, content_hash, process_id, metadata)
-    VALUES (:id, :kind, :description, :value_date, :hash, :process_id, CAST(:metadata AS jsonb))
-    """
-)
-INSERT_POSTINGS = text(
-    """
-    INSERT INTO postings (journal_id, line, debit_account_id, credit_account_id, amount_minor,
-                          currency)
-    SELECT :journal_id, l.line, l.debit, l.credit, l.amount, l.currency
-    FROM unnest(CAST(:lines AS int[]), CAST(:debits AS bigint[]), CAST(:credits AS bigint[]),
-                CAST(:amounts AS bigint[]), CAST(:currencies AS text[]))
-         AS l(line, debit, credit, amount, currency)
-    """
-)
 INSERT_INTEREST = text(
     """
     INSERT INTO interest_postings (account_id, period, journal_id, currency, earned,
@@ -154,24 +119,6 @@ INSERT_INTEREST = text(
                 CAST(CAST(:accrued AS text[]) AS numeric[]),
                 CAST(CAST(:residue AS text[]) AS numeric[]))
          AS r(account_id, currency, earned, posted, tax, accrued, residue)
-    """
-)
-UPDATE_MEMBERS = text(
-    """
-    UPDATE ledger_accounts a
-    SET credits_posted_minor = a.credits_posted_minor + u.credit,
-        debits_posted_minor = a.debits_posted_minor + u.debit
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:credits AS bigint[]), CAST(:debits AS bigint[]))
-         AS u(id, credit, debit)
-    WHERE a.id = u.id
-    """
-)
-UPDATE_GL = text(
-    """
-    UPDATE ledger_accounts
-    SET debits_posted_minor = debits_posted_minor + :debit,
-        credits_posted_minor = credits_posted_minor + :credit
-    WHERE id = :id
     """
 )
 
@@ -356,7 +303,7 @@ async def _write(
     priced: list[_Priced],
 ) -> tuple[dict[str, int], dict[str, int]]:
     gl = await _gl_ids(session, {p.account.currency for p in priced})
-    lines: list[tuple[int, int, int, str]] = []
+    lines: list[Line] = []
     gross: dict[str, int] = defaultdict(int)
     tax: dict[str, int] = defaultdict(int)
     for p in priced:
@@ -386,23 +333,21 @@ async def _write(
     )
     moved = [p for p in priced if p.posted_minor]
     if moved:
-        await session.execute(
-            UPDATE_MEMBERS,
-            {
-                "ids": [p.account.account_id for p in moved],
-                "credits": [p.posted_minor for p in moved],
-                "debits": [p.tax_minor for p in moved],
-            },
+        await batch.add_to_balances(
+            session,
+            ids=[p.account.account_id for p in moved],
+            credits=[p.posted_minor for p in moved],
+            debits=[p.tax_minor for p in moved],
         )
-    # Last, and in ascending id order: the GL rows every batch shares are locked only for the
-    # moment between here and commit.
-    gl_moves: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    # Last: the GL rows every batch shares are locked only for the moment before commit.
+    gl_moves: dict[int, tuple[int, int]] = defaultdict(lambda: (0, 0))
     for cur, amount in gross.items():
-        gl_moves[gl[(INTEREST_EXPENSE.number, cur)]][0] += amount
+        debit, credit = gl_moves[gl[(INTEREST_EXPENSE.number, cur)]]
+        gl_moves[gl[(INTEREST_EXPENSE.number, cur)]] = (debit + amount, credit)
     for cur, amount in tax.items():
-        gl_moves[gl[(WITHHOLDING_TAX.number, cur)]][1] += amount
-    for account_id, (debit, credit) in sorted(gl_moves.items()):
-        await session.execute(UPDATE_GL, {"id": account_id, "debit": debit, "credit": credit})
+        debit, credit = gl_moves[gl[(WITHHOLDING_TAX.number, cur)]]
+        gl_moves[gl[(WITHHOLDING_TAX.number, cur)]] = (debit, credit + amount)
+    await batch.update_gl(session, gl_moves)
     return dict(gross), dict(tax)
 
 
@@ -411,43 +356,23 @@ async def _insert_journal(
     req: BatchRequest,
     journal_id: str,
     value_date: date,
-    lines: list[tuple[int, int, int, str]],
+    lines: list[Line],
 ) -> None:
-    params = {
-        "id": journal_id,
-        "kind": JOURNAL_KIND,
-        "description": f"Savings interest {req.period}",
-        "value_date": value_date,
-        "hash": journal_hash(JOURNAL_KIND, value_date, lines),
-        "process_id": req.workflow_id,
+    await batch.insert_journal(
+        session,
+        journal_id=journal_id,
+        kind=JOURNAL_KIND,
+        description=f"Savings interest {req.period}",
+        value_date=value_date,
+        lines=lines,
+        process_id=req.workflow_id,
         # The run's tag tells this run's postings from an earlier, interrupted run's.
-        "metadata": json.dumps(
-            {
-                "period": req.period,
-                "run": req.run_id,
-                "accounts": [req.first_account_id, req.last_account_id],
-            }
-        ),
-    }
-    try:
-        async with session.begin_nested():
-            await session.execute(INSERT_JOURNAL, params)
-    except DBAPIError as exc:
-        if sqlstate(exc) == PERIOD_CLOSED_SQLSTATE:
-            raise BankflowError(
-                ErrorCode.PERIOD_CLOSED, f"the period {req.period} is closed for postings"
-            ) from exc
-        raise
-    await session.execute(
-        INSERT_POSTINGS,
-        {
-            "journal_id": journal_id,
-            "lines": list(range(1, len(lines) + 1)),
-            "debits": [line[0] for line in lines],
-            "credits": [line[1] for line in lines],
-            "amounts": [line[2] for line in lines],
-            "currencies": [line[3] for line in lines],
+        metadata={
+            "period": req.period,
+            "run": req.run_id,
+            "accounts": [req.first_account_id, req.last_account_id],
         },
+        period=req.period,
     )
 
 

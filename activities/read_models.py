@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Select, and_, case, func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities import ledger_engine
+from activities.ledger import engine as ledger_engine
 from activities.tables import Branch, Currency, Journal, LedgerAccount, Member, Posting
 from domain.money import to_major
 from schemas.errors import BankflowError, ErrorCode

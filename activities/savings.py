@@ -14,9 +14,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities import ledger_engine
 from activities.accounts import get_account
-from activities.setup import CASH, MEMBER_SAVINGS, gl_code
+from activities.ledger import batch
+from activities.ledger import engine as ledger_engine
+from activities.ledger.batch import Line
+from activities.ledger.chart import CASH, MEMBER_SAVINGS, gl_code
 from activities.tables import Branch, Currency, LedgerAccount, SavingsAccount, SavingsProduct
 from domain.interest import Terms, Tier
 from domain.money import AmountError, to_major, to_minor
@@ -318,32 +320,16 @@ async def seed_synthetic_accounts(
 async def _write_synthetic_journals(
     session: AsyncSession,
     tag: str,
-    journals: dict[tuple[str, date], list[tuple[int, int, int, str]]],
+    journals: dict[tuple[str, date], list[Line]],
     chunk: int = 15000,
 ) -> None:
-    # Imported here: month_end imports this module for terms_of.
-    from activities.month_end import INSERT_POSTINGS, journal_hash
-
     for (kind, value_date), all_lines in sorted(journals.items()):
         for n in range(0, len(all_lines), chunk):
-            lines = all_lines[n : n + chunk]
-            journal_id = f"synthetic-{tag}-{kind}-{value_date.isoformat()}-{n // chunk}"
-            await session.execute(
-                text(
-                    "INSERT INTO journals (id, kind, description, value_date, content_hash) "
-                    "VALUES (:id, :kind, 'synthetic load', :value_date, :hash)"
-                ),
-                {"id": journal_id, "kind": kind, "value_date": value_date,
-                 "hash": journal_hash(kind, value_date, lines)},
-            )  # fmt: skip
-            await session.execute(
-                INSERT_POSTINGS,
-                {
-                    "journal_id": journal_id,
-                    "lines": list(range(1, len(lines) + 1)),
-                    "debits": [line[0] for line in lines],
-                    "credits": [line[1] for line in lines],
-                    "amounts": [line[2] for line in lines],
-                    "currencies": [line[3] for line in lines],
-                },
+            await batch.insert_journal(
+                session,
+                journal_id=f"synthetic-{tag}-{kind}-{value_date.isoformat()}-{n // chunk}",
+                kind=kind,
+                description="synthetic load",
+                value_date=value_date,
+                lines=all_lines[n : n + chunk],
             )

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from activities.setup import ISO_CURRENCIES
+from activities.ledger.chart import ISO_CURRENCIES
 from domain.schedule import ScheduleError, generate_schedule
 from schemas.schedule import SchedulePreviewRequest, ScheduleView
 

@@ -12,7 +12,7 @@ from typing import Any
 from httpx import AsyncClient, Response
 from sqlalchemy import func, select
 
-from activities.setup import CASH
+from activities.ledger.chart import CASH
 from activities.tables import Hold, Journal, LedgerAccount, Loan, LoanProduct, Member, ReversalEvent
 from schemas.settings import Settings
 from tests.api.conftest import Staff

@@ -9,8 +9,8 @@ from datetime import date, timedelta
 from sqlalchemy import select
 from temporalio.client import Client
 
+from activities.ledger.chart import PAYMENT_CLEARING, SETTLEMENT_BANK
 from activities.loan_book import loan_schedule
-from activities.setup import PAYMENT_CLEARING, SETTLEMENT_BANK
 from activities.tables import Loan, Notification
 from schemas.disbursements import DisbursementState, Stage
 from schemas.settings import Settings

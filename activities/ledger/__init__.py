@@ -13,9 +13,10 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities import ledger_engine
 from activities.errors import transaction
-from activities.ledger_verify import verify_ledger
+from activities.ledger import engine as ledger_engine
+from activities.ledger import holds as ledger_holds
+from activities.ledger.verify import verify_ledger
 from schemas.ledger import (
     HoldRequest,
     HoldResult,
@@ -43,15 +44,15 @@ class LedgerActivities:
 
     @activity.defn(name="place_hold")
     async def place_hold(self, req: HoldRequest) -> HoldResult:
-        return await self._run(lambda s: ledger_engine.place_hold(s, req))
+        return await self._run(lambda s: ledger_holds.place_hold(s, req))
 
     @activity.defn(name="post_hold")
     async def post_hold(self, req: PostHoldRequest) -> JournalResult:
-        return await self._run(lambda s: ledger_engine.post_hold(s, req))
+        return await self._run(lambda s: ledger_holds.post_hold(s, req))
 
     @activity.defn(name="void_hold")
     async def void_hold(self, req: VoidHoldRequest) -> HoldResult:
-        return await self._run(lambda s: ledger_engine.void_hold(s, req))
+        return await self._run(lambda s: ledger_holds.void_hold(s, req))
 
     @activity.defn(name="reverse_journal")
     async def reverse_journal(self, req: ReversalRequest) -> JournalResult:

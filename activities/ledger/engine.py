@@ -1,5 +1,5 @@
-"""The double-entry ledger engine: journals, holds and reversals, each inside the caller's
-transaction (helpers never commit).
+"""The double-entry ledger engine: journals and reversals, each inside the caller's transaction
+(helpers never commit). Holds build on it in `activities.ledger.holds`.
 
 Rules (DESIGN.md, "Ledger"):
 - a journal and all its postings are written in one transaction, or nothing is;
@@ -18,26 +18,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.db import sqlstate
-from activities.tables import PERIOD_CLOSED_SQLSTATE, Hold, Journal, LedgerAccount, Posting
+from activities.ledger.batch import as_lines, content_hash
+from activities.tables import PERIOD_CLOSED_SQLSTATE, Journal, LedgerAccount, Posting
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import (
-    HoldRequest,
-    HoldResult,
     JournalRequest,
     JournalResult,
-    PostHoldRequest,
     PostingLine,
     PostingView,
     ReversalRequest,
-    VoidHoldRequest,
-    content_hash,
-    hold_hash,
 )
 
 A = LedgerAccount
@@ -59,7 +54,7 @@ class _Delta:
 
 
 @dataclass
-class _Deltas:
+class Deltas:
     by_account: dict[int, _Delta] = field(default_factory=lambda: defaultdict(_Delta))
     currency_of: dict[int, str] = field(default_factory=dict)
 
@@ -113,7 +108,7 @@ async def _lock_accounts(session: AsyncSession, ids: Iterable[int]) -> dict[int,
     return found
 
 
-async def _apply(session: AsyncSession, deltas: _Deltas, *, check_open: bool = True) -> None:
+async def apply_deltas(session: AsyncSession, deltas: Deltas, *, check_open: bool = True) -> None:
     """Lock, validate and update every touched account; raise before writing if any rule fails."""
     accounts = await _lock_accounts(session, deltas.by_account)
     for account_id, delta in sorted(deltas.by_account.items()):
@@ -194,7 +189,7 @@ async def load_journal(
     )
 
 
-async def _claim_journal_id(
+async def claim_journal_id(
     session: AsyncSession, req: JournalRequest, digest: str, reverses: str | None
 ) -> datetime | None:
     """Insert the journal row, or find the one already there. Its creation time when this call
@@ -246,7 +241,7 @@ async def _claim_journal_id(
     return None
 
 
-async def _write_postings(session: AsyncSession, journal_id: str, lines: list[PostingLine]) -> None:
+async def write_postings(session: AsyncSession, journal_id: str, lines: list[PostingLine]) -> None:
     connection = await session.connection()
     await connection.execute(
         insert(POSTINGS),
@@ -273,15 +268,15 @@ async def post_journal(
             raise BankflowError(
                 ErrorCode.INVALID_POSTING, "a posting must move money between two accounts"
             )
-    digest = content_hash(req.kind, req.value_date, req.postings, reverses)
-    created_at = await _claim_journal_id(session, req, digest, reverses)
+    digest = content_hash(req.kind, req.value_date, as_lines(req.postings), reverses)
+    created_at = await claim_journal_id(session, req, digest, reverses)
     if created_at is None:
         return await load_journal(session, req.journal_id)
-    deltas = _Deltas()
+    deltas = Deltas()
     for p in req.postings:
         deltas.post(p.debit_account_id, p.credit_account_id, p.amount_minor, p.currency)
-    await _apply(session, deltas)
-    await _write_postings(session, req.journal_id, req.postings)
+    await apply_deltas(session, deltas)
+    await write_postings(session, req.journal_id, req.postings)
     # Built from what was just written rather than read back: the hot path stays short, and
     # the account locks are held for less time.
     return JournalResult(
@@ -329,117 +324,3 @@ async def reverse_journal(session: AsyncSession, req: ReversalRequest) -> Journa
             f"{original.reversed_by_journal_id!r}",
         )
     return await post_journal(session, journal, reverses=original.journal_id)
-
-
-def _hold_result(hold: Hold) -> HoldResult:
-    return HoldResult(
-        hold_id=hold.id,
-        status=hold.status,
-        amount_minor=hold.amount_minor,
-        currency=hold.currency,
-        journal_id=hold.journal_id,
-    )
-
-
-async def place_hold(session: AsyncSession, req: HoldRequest) -> HoldResult:
-    """Reserve funds: a pending posting counted against the no-overdraft rule until resolved."""
-    if req.debit_account_id == req.credit_account_id:
-        raise BankflowError(ErrorCode.INVALID_POSTING, "a hold needs two different accounts")
-    digest = hold_hash(req)
-    inserted = await session.scalar(
-        insert(Hold)
-        .values(
-            id=req.hold_id,
-            debit_account_id=req.debit_account_id,
-            credit_account_id=req.credit_account_id,
-            amount_minor=req.amount_minor,
-            currency=req.currency,
-            description=req.description,
-            content_hash=digest,
-            process_id=req.process_id,
-        )
-        .on_conflict_do_nothing(index_elements=["id"])
-        .returning(Hold.id)
-    )
-    if inserted is None:
-        existing = await session.get(Hold, req.hold_id)
-        assert existing is not None
-        if existing.content_hash != digest:
-            raise BankflowError(
-                ErrorCode.HOLD_CONFLICT, f"hold {req.hold_id!r} exists with different content"
-            )
-        return _hold_result(existing)
-    deltas = _Deltas()
-    deltas.pend(req.debit_account_id, req.credit_account_id, req.amount_minor, req.currency)
-    await _apply(session, deltas)
-    hold = await session.get(Hold, req.hold_id)
-    assert hold is not None
-    return _hold_result(hold)
-
-
-async def _lock_hold(session: AsyncSession, hold_id: str) -> Hold:
-    hold = await session.scalar(select(Hold).where(Hold.id == hold_id).with_for_update())
-    if hold is None:
-        raise BankflowError(ErrorCode.HOLD_NOT_FOUND, f"no hold {hold_id!r}")
-    return hold
-
-
-async def post_hold(session: AsyncSession, req: PostHoldRequest) -> JournalResult:
-    """Turn a pending hold into a posted journal, exactly once (the hold row is the lock)."""
-    hold = await _lock_hold(session, req.hold_id)
-    if hold.status == "posted" and hold.journal_id == req.journal_id:
-        return await load_journal(session, req.journal_id)
-    if hold.status != "pending":
-        raise BankflowError(
-            ErrorCode.HOLD_ALREADY_RESOLVED, f"hold {hold.id!r} is already {hold.status}"
-        )
-    line = PostingLine(
-        debit_account_id=hold.debit_account_id,
-        credit_account_id=hold.credit_account_id,
-        amount_minor=hold.amount_minor,
-        currency=hold.currency,
-    )
-    journal = JournalRequest(
-        journal_id=req.journal_id,
-        kind=req.kind,
-        value_date=req.value_date,
-        postings=[line],
-        description=req.description or hold.description,
-        process_id=hold.process_id,
-        metadata={"hold_id": hold.id},
-    )
-    digest = content_hash(journal.kind, journal.value_date, journal.postings)
-    if await _claim_journal_id(session, journal, digest, None) is None:
-        raise BankflowError(ErrorCode.JOURNAL_CONFLICT, f"journal {req.journal_id!r} exists")
-    deltas = _Deltas()
-    deltas.pend(line.debit_account_id, line.credit_account_id, -line.amount_minor, line.currency)
-    deltas.post(line.debit_account_id, line.credit_account_id, line.amount_minor, line.currency)
-    await _apply(session, deltas, check_open=False)
-    await _write_postings(session, req.journal_id, [line])
-    await session.execute(
-        update(Hold)
-        .where(Hold.id == hold.id)
-        .values(status="posted", journal_id=req.journal_id, resolved_at=func.now())
-    )
-    return await load_journal(session, req.journal_id, created=True)
-
-
-async def void_hold(session: AsyncSession, req: VoidHoldRequest) -> HoldResult:
-    """Release a pending hold, exactly once; voiding a voided hold again is a no-op."""
-    hold = await _lock_hold(session, req.hold_id)
-    if hold.status == "voided":
-        return _hold_result(hold)
-    if hold.status != "pending":
-        raise BankflowError(
-            ErrorCode.HOLD_ALREADY_RESOLVED, f"hold {hold.id!r} is already {hold.status}"
-        )
-    deltas = _Deltas()
-    deltas.pend(hold.debit_account_id, hold.credit_account_id, -hold.amount_minor, hold.currency)
-    await _apply(session, deltas, check_open=False)
-    await session.execute(
-        update(Hold)
-        .where(Hold.id == hold.id)
-        .values(status="voided", void_reason=req.reason, resolved_at=func.now())
-    )
-    await session.refresh(hold)
-    return _hold_result(hold)

@@ -9,8 +9,9 @@ from __future__ import annotations
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities.ledger.batch import Line, content_hash
 from activities.tables import Journal, Posting
-from schemas.ledger import CheckResult, PostingLine, VerifyReport, content_hash
+from schemas.ledger import CheckResult, VerifyReport
 
 SAMPLE = 5
 
@@ -103,7 +104,7 @@ async def _content_unchanged(session: AsyncSession, batch: int = 5000) -> list[s
         if not journals:
             break
         last = journals[-1].id
-        lines: dict[str, list[PostingLine]] = {j.id: [] for j in journals}
+        lines: dict[str, list[Line]] = {j.id: [] for j in journals}
         postings = await session.execute(
             select(Posting)
             .where(Posting.journal_id.in_(list(lines)))
@@ -111,12 +112,7 @@ async def _content_unchanged(session: AsyncSession, batch: int = 5000) -> list[s
         )
         for p in postings.scalars():
             lines[p.journal_id].append(
-                PostingLine(
-                    debit_account_id=p.debit_account_id,
-                    credit_account_id=p.credit_account_id,
-                    amount_minor=p.amount_minor,
-                    currency=p.currency,
-                )
+                (p.debit_account_id, p.credit_account_id, p.amount_minor, p.currency)
             )
         for j in journals:
             if content_hash(j.kind, j.value_date, lines[j.id], j.reverses_journal_id) != (
