@@ -22,7 +22,7 @@ from activities.loan_products import (
     minor,
     snapshot,
 )
-from activities.loan_statement import loan_schedule
+from activities.reads.loan_statement import loan_schedule
 from activities.staff import Principal
 from activities.tables import Branch, Loan, LoanEvent, LoanGuarantor, Member, StaffUser
 from domain.money import to_major

@@ -31,6 +31,7 @@ __all__ = [
     "ANY_STAFF",
     "CurrentPrincipal",
     "Principal",
+    "Session",
     "SessionsDep",
     "SettingsDep",
     "TemporalConnector",
@@ -109,6 +110,9 @@ async def _temporal(request: Request) -> Client:
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
+# The type of the session a route's transaction hands to activity helpers (`in_transaction`):
+# routes name it, and build no SQL with it (tests/test_layout.py).
+Session = AsyncSession
 TemporalDep = Annotated[Client, Depends(_temporal)]
 
 # auto_error=False: a missing token becomes our own 401 body instead of FastAPI's.

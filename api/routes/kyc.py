@@ -11,8 +11,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
 from pydantic import ValidationError
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -29,9 +27,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from activities.accounts import get_member
 from activities.db import in_transaction
 from activities.kyc import member_branch, next_case_number, store_document
-from activities.tables import KycCase
+from activities.reads.kyc import case_by_number
 from api.audit import ShownMembers
-from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.deps import Principal, Session, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import describe_validation, errors
 from api.idempotency import IdempotencyKey
 from api.processes import execute_decision, process_state
@@ -182,7 +180,7 @@ async def submit_case(
     or the member for more documents). A member has at most one open case (409 `Duplicate`).
     """
 
-    async def prepare(session: AsyncSession) -> KycInput:
+    async def prepare(session: Session) -> KycInput:
         member = await get_member(session, member_number)
         if member.kyc_status == "verified":
             raise BankflowError(ErrorCode.DUPLICATE, f"member {member_number} is already verified")
@@ -221,7 +219,7 @@ async def _case_handle(
     sessions: SessionsDep, client: Client, case_number: str
 ) -> WorkflowHandle[Any, Any]:
     async with sessions() as session:
-        case = await session.scalar(select(KycCase).where(KycCase.case_number == case_number))
+        case = await case_by_number(session, case_number)
     if case is None:
         raise BankflowError(ErrorCode.NOT_FOUND, f"no KYC case {case_number}")
     return client.get_workflow_handle(case.workflow_id, run_id=case.run_id, result_type=KycState)

@@ -28,7 +28,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.movements import resolve_movement
-from activities.read_models import reversed_by
+from activities.reads.books import reversed_by
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import error_response, errors
 from api.idempotency import IdempotencyKey

@@ -13,7 +13,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
@@ -30,8 +29,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities import loan_book
 from activities.audit_trail import loan_member
-from activities.loan_statement import payoff_quote, statement
-from activities.tables import Branch, Loan, Member
+from activities.reads.loan_statement import payoff_quote, statement
+from activities.reads.loans import loan_and_branch
 from api.audit import ShownMembers
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import STATUS, error_response, errors
@@ -74,17 +73,7 @@ async def repayment_input(
     """The loan (404 if unknown) and the amount in its currency; the workflow checks the rest
     under the loan lock."""
     async with sessions() as session:
-        row = (
-            await session.execute(
-                select(Loan, Branch.code)
-                .join(Member, Member.id == Loan.member_id)
-                .join(Branch, Branch.id == Member.branch_id)
-                .where(Loan.loan_number == loan_number)
-            )
-        ).first()
-    if row is None:
-        raise BankflowError(ErrorCode.NOT_FOUND, f"no loan {loan_number!r}")
-    loan, branch = row
+        loan, branch = await loan_and_branch(session, loan_number)
     product = loan_book.product_of(loan)
     try:
         amount_minor = to_minor(body.amount, product.scale)

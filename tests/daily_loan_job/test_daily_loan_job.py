@@ -23,7 +23,7 @@ from activities.ledger.chart import (
     PENALTIES_RECEIVABLE,
     PENALTY_INCOME,
 )
-from activities.loan_statement import payoff_quote
+from activities.reads.loan_statement import payoff_quote
 from activities.repayments import post_repayment
 from schemas.repayments import RepaymentRequest
 from tests.daily_loan_job.conftest import Stack

@@ -15,7 +15,7 @@ from temporalio.client import Client, WorkflowHandle
 from activities.db import in_transaction
 from activities.ledger import engine as ledger_engine
 from activities.ledger.chart import INTEREST_INCOME
-from activities.loan_statement import payoff_quote
+from activities.reads.loan_statement import payoff_quote
 from activities.repayments import post_repayment
 from activities.reversal_checks import check_reversible
 from activities.tables import Disbursement, Hold, Loan, LoanInstallment, LoanTransaction
