@@ -21,8 +21,8 @@ from activities.db import in_transaction, make_engine, make_sessionmaker
 from activities.ledger.chart import ensure_chart, ensure_currency
 from activities.ledger.verify import verify_ledger
 from activities.migrate import upgrade
-from activities.seed import BRANCH_CODE as DEMO_BRANCH
-from activities.seed import demo_user, seed_demo, seed_kyc_applicant
+from activities.seed.demo import BRANCH_CODE as DEMO_BRANCH
+from activities.seed.demo import demo_user, seed_demo, seed_kyc_applicant
 from activities.staff import create_staff_user
 from activities.watchlist import parse_csv, replace_watchlist
 from api import access_matrix

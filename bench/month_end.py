@@ -46,7 +46,8 @@ from activities.ledger.chart import (  # noqa: E402
     ensure_chart,
 )
 from activities.migrate import upgrade  # noqa: E402
-from activities.savings import create_product, seed_synthetic_accounts  # noqa: E402
+from activities.savings import create_product  # noqa: E402
+from activities.seed.synthetic import seed_synthetic_accounts  # noqa: E402
 from schemas import search_attributes, temporal  # noqa: E402
 from schemas.month_end import MonthEndInput, previous_period  # noqa: E402
 from schemas.savings import ProductCreate  # noqa: E402

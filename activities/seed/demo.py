@@ -15,9 +15,8 @@ from activities.accounts import create_member, open_account
 from activities.kyc import store_document
 from activities.ledger import engine as ledger_engine
 from activities.ledger.chart import CASH, EQUITY, ensure_branch, ensure_chart
-from activities.loan_products import seed_products
-from activities.savings import seed_demo_savings
-from activities.seed_loans import seed_demo_loan
+from activities.seed.loans import seed_demo_loan
+from activities.seed.products import seed_demo_savings, seed_products
 from activities.staff import create_staff_user, user_roles
 from activities.tables import KycCase, KycDocument, LedgerAccount, Member, StaffUser
 from domain.money import to_minor
