@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -23,13 +23,16 @@ from activities import staff
 from activities.staff import Principal
 from activities.tables import ROLES
 from api.auth import decode_token
-from schemas import temporal
+from schemas import temporal, types
 from schemas.errors import BankflowError, ErrorCode
+from schemas.loans import APPROVER_ROLES, REQUESTER_ROLES
 from schemas.settings import Settings
 
 __all__ = [
     "ANY_STAFF",
     "CurrentPrincipal",
+    "LoanNumber",
+    "LoanReader",
     "Principal",
     "Session",
     "SessionsDep",
@@ -173,3 +176,11 @@ def require_roles(*roles: str) -> Callable[..., Awaitable[Principal]]:
         )
 
     return check
+
+
+# Shared by the loan, disbursement and repayment routes: who reads a loan, and its path parameter.
+LoanReader = Annotated[
+    Principal,
+    Depends(require_roles(*REQUESTER_ROLES, *APPROVER_ROLES, "ops", "compliance_officer")),
+]
+LoanNumber = Annotated[types.LoanNumber, Path(description="e.g. LN000123")]

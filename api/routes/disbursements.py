@@ -23,10 +23,10 @@ from activities.loan_applications import application, get_loan
 from activities.reads.loan_statement import disbursement_views
 from activities.reads.loans import disbursement_history
 from api.audit import ShownMembers
-from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.deps import LoanNumber, Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.deps import LoanReader as Reader
 from api.errors import errors
 from api.idempotency import IdempotencyKey
-from api.routes.loans import LoanNumber, Reader
 from schemas.disbursements import (
     DISBURSER_ROLES,
     DisbursementAccepted,

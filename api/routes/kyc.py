@@ -16,12 +16,6 @@ from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowHandle,
 )
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.accounts import get_member
@@ -32,6 +26,7 @@ from api.audit import ShownMembers
 from api.deps import Principal, Session, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import describe_validation, errors
 from api.idempotency import IdempotencyKey
+from api.kyc_start import policy, start_options
 from api.processes import execute_decision, process_state
 from schemas import search_attributes as sa
 from schemas import types
@@ -48,12 +43,10 @@ from schemas.kyc import (
     DocumentView,
     KycCaseSummary,
     KycInput,
-    KycPolicy,
     KycState,
     Resubmission,
     Stage,
 )
-from schemas.settings import Settings
 from workflows.kyc_review import DECIDE, INITIAL_OUTCOME, RESUBMIT, KycReviewWorkflow
 
 router = APIRouter(tags=["kyc"])
@@ -66,40 +59,6 @@ Reader = Annotated[
 ]
 MemberNumber = Annotated[types.MemberNumber, Path(description="e.g. M0000042")]
 CaseNumber = Annotated[types.CaseNumber, Path(description="e.g. M0000042-1")]
-WORKFLOW_PREFIX = "kyc-"
-
-
-def policy(settings: Settings) -> KycPolicy:
-    return KycPolicy(
-        required_documents=settings.kyc_required_documents,
-        low_risk_routing=settings.kyc_low_risk_routing,
-        reminder_after=settings.kyc_reminder_after,
-        escalate_after=settings.kyc_escalate_after,
-        supervisor_role=settings.kyc_supervisor_role,
-        member_response_timeout=settings.kyc_member_response_timeout,
-        watchlist_hit_score=settings.kyc_watchlist_hit_score,
-        watchlist_similar_score=settings.kyc_watchlist_similar_score,
-        account_currency=settings.kyc_account_currency,
-    )
-
-
-def start_options(inp: KycInput, settings: Settings) -> dict[str, Any]:
-    """Workflow id, queue, search attributes (no personal data) and summary of a KYC case."""
-    return {
-        "id": WORKFLOW_PREFIX + inp.member_number,
-        "task_queue": settings.interactive_task_queue,
-        "id_conflict_policy": WorkflowIDConflictPolicy.FAIL,
-        "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        "search_attributes": TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.PROCESS, "KycReview"),
-                SearchAttributePair(sa.STAGE, Stage.CHECKING.value),
-                SearchAttributePair(sa.BRANCH, inp.branch),
-                SearchAttributePair(sa.BUSINESS_ID, inp.case_number),
-            ]
-        ),
-        "static_summary": f"KYC case {inp.case_number}",
-    }
 
 
 @router.post(

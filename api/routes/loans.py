@@ -36,7 +36,15 @@ from activities.loan_applications import (
 )
 from activities.loan_products import minor
 from api.audit import ShownMembers
-from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.deps import (
+    LoanNumber,
+    Principal,
+    SessionsDep,
+    SettingsDep,
+    TemporalDep,
+    require_roles,
+)
+from api.deps import LoanReader as Reader
 from api.errors import errors
 from api.idempotency import IdempotencyKey
 from api.processes import execute_decision
@@ -44,6 +52,7 @@ from domain.money import to_major
 from schemas import search_attributes as sa
 from schemas import types
 from schemas.loans import (
+    APPROVER_ROLES,
     REQUESTER_ROLES,
     Actor,
     Amendment,
@@ -72,20 +81,8 @@ from workflows.loan_approval import (
 
 router = APIRouter(prefix="/v1/loans", tags=["loans"])
 
-APPROVER_ROLES = (
-    "loan_officer",
-    "branch_manager",
-    "credit_committee",
-    "compliance_officer",
-    "finance",
-)
 Requester = Annotated[Principal, Depends(require_roles(*REQUESTER_ROLES))]
 Approver = Annotated[Principal, Depends(require_roles(*APPROVER_ROLES))]
-Reader = Annotated[
-    Principal,
-    Depends(require_roles(*REQUESTER_ROLES, *APPROVER_ROLES, "ops", "compliance_officer")),
-]
-LoanNumber = Annotated[types.LoanNumber, Path(description="e.g. LN000123")]
 MemberNumber = Annotated[types.MemberNumber, Path(description="the guarantor, e.g. M0000042")]
 
 

@@ -32,11 +32,11 @@ from activities.audit_trail import loan_member
 from activities.reads.loan_statement import payoff_quote, statement
 from activities.reads.loans import loan_and_branch
 from api.audit import ShownMembers
-from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.deps import LoanNumber, Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.deps import LoanReader as Reader
 from api.errors import STATUS, error_response, errors
 from api.idempotency import IdempotencyKey
 from api.processes import describe, process_state
-from api.routes.loans import LoanNumber, Reader
 from domain.money import AmountError, to_major, to_minor
 from schemas import search_attributes as sa
 from schemas import types

@@ -26,7 +26,7 @@ from activities.ledger.chart import CASH, ensure_branch, ensure_chart
 from activities.ledger.verify import verify_ledger
 from activities.migrate import upgrade
 from activities.savings import create_product, enroll_account
-from api.cli import app
+from cli.main import app
 from schemas.ledger import JournalRequest, PostingLine, VerifyReport
 from schemas.members import AccountOpen, MemberCreate
 from schemas.month_end import MonthEndInput, MonthEndSummary

@@ -35,12 +35,10 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
     WorkflowFailureError,
-    WorkflowHandle,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.service import RPCError
 
-from api.daily_loan_job import daily_loan_job_schedule
+from cli.daily_loan_job import daily_loan_job_schedule
+from cli.follow import start_or_join
 from domain.money import to_major
 from schemas import temporal
 from schemas.daily_loan_job import SCHEDULE_ID as DAILY_SCHEDULE_ID
@@ -122,22 +120,16 @@ async def run_period(
 ) -> MonthEndSummary:
     """Start (or join the running) month-end of one period and wait for it, reporting progress.
     A completed period runs again as a no-op that returns its stored summary."""
-    handle: WorkflowHandle[MonthEndInterestWorkflow, MonthEndSummary] = await client.start_workflow(
+    return await start_or_join(
+        client,
         MonthEndInterestWorkflow.run,
         month_end_input(settings, period),
-        id=WORKFLOW_PREFIX + period,
+        workflow_id=WORKFLOW_PREFIX + period,
         task_queue=settings.batch_task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        progress=MonthEndInterestWorkflow.progress,
+        on_progress=on_progress,
+        poll=poll,
     )
-    result = asyncio.ensure_future(handle.result())
-    while not result.done():
-        try:
-            on_progress(await handle.query(MonthEndInterestWorkflow.progress))
-        except RPCError:
-            pass  # between runs (continue-as-new) or not started yet: ask again
-        await asyncio.wait([result], timeout=poll.total_seconds())
-    return result.result()
 
 
 # --- `bankflow schedules ...` and `bankflow month-end ...` --------------------------------------

@@ -27,11 +27,11 @@ from activities.staff import create_staff_user
 from activities.watchlist import parse_csv, replace_watchlist
 from api import access_matrix
 from api.auth import issue_token
-from api.daily_loan_job import daily_job
-from api.routes.kyc import policy as kyc_policy
-from api.routes.kyc import start_options as kyc_start_options
-from api.schedule_cli import loans_app
-from api.schedules import month_end_app, schedules_app
+from api.kyc_start import policy as kyc_policy
+from api.kyc_start import start_options as kyc_start_options
+from cli.daily_loan_job import daily_job
+from cli.loans import loans_app
+from cli.schedules import month_end_app, schedules_app
 from schemas import temporal
 from schemas.errors import BankflowError
 from schemas.kyc import KycInput

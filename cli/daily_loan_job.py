@@ -27,11 +27,9 @@ from temporalio.client import (
     ScheduleRange,
     ScheduleSpec,
     WorkflowFailureError,
-    WorkflowHandle,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.service import RPCError
 
+from cli.follow import start_or_join
 from domain.money import to_major
 from schemas import temporal
 from schemas.daily_loan_job import (
@@ -79,22 +77,16 @@ async def run_day(
 ) -> DailyJobSummary:
     """Start (or join the running) job of one business date and wait for it. A date already
     serviced runs again and posts nothing; it rewrites the date's PAR snapshot."""
-    handle: WorkflowHandle[DailyLoanJobWorkflow, DailyJobSummary] = await client.start_workflow(
+    return await start_or_join(
+        client,
         DailyLoanJobWorkflow.run,
         DailyJobInput(business_date=day, timezone=settings.institution_timezone, **options),
-        id=WORKFLOW_PREFIX + day.isoformat(),
+        workflow_id=WORKFLOW_PREFIX + day.isoformat(),
         task_queue=settings.batch_task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        progress=DailyLoanJobWorkflow.progress,
+        on_progress=on_progress,
+        poll=poll,
     )
-    result = asyncio.ensure_future(handle.result())
-    while not result.done():
-        try:
-            on_progress(await handle.query(DailyLoanJobWorkflow.progress))
-        except RPCError:
-            pass  # between runs (continue-as-new) or not started yet: ask again
-        await asyncio.wait([result], timeout=poll.total_seconds())
-    return result.result()
 
 
 def daily_job(
