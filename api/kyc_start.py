@@ -6,12 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from schemas import search_attributes as sa
 from schemas.kyc import KycInput, KycPolicy, Stage
@@ -41,13 +36,8 @@ def start_options(inp: KycInput, settings: Settings) -> dict[str, Any]:
         "task_queue": settings.interactive_task_queue,
         "id_conflict_policy": WorkflowIDConflictPolicy.FAIL,
         "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        "search_attributes": TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.PROCESS, "KycReview"),
-                SearchAttributePair(sa.STAGE, Stage.CHECKING.value),
-                SearchAttributePair(sa.BRANCH, inp.branch),
-                SearchAttributePair(sa.BUSINESS_ID, inp.case_number),
-            ]
+        "search_attributes": sa.at_start(
+            "KycReview", Stage.CHECKING.value, branch=inp.branch, business_id=inp.case_number
         ),
         "static_summary": f"KYC case {inp.case_number}",
     }
