@@ -37,8 +37,9 @@ from activities.ledger.batch import Line
 from activities.ledger.chart import INTEREST_EXPENSE, WITHHOLDING_TAX, gl_code
 from activities.savings import terms_of
 from activities.tables import Currency, LedgerAccount, MonthEndRun, SavingsProduct
-from domain.interest import Carry, MonthInterest, Terms, month_bounds, month_interest
+from domain.interest import Carry, MonthInterest, Terms, month_interest
 from domain.money import to_major
+from domain.periods import period_bounds, previous_period, year_month
 from schemas.errors import BankflowError, ErrorCode
 from schemas.month_end import (
     AccountRange,
@@ -51,17 +52,11 @@ from schemas.month_end import (
     PlanResult,
     RangesRequest,
     RangesResult,
-    previous_period,
 )
 
 JOURNAL_KIND = "interest"
 # postings.line is SMALLINT: two lines per account keeps a batch under 32767 lines.
 MAX_BATCH_ACCOUNTS = 15000
-
-
-def period_bounds(period: str) -> tuple[date, date]:
-    year, month = (int(p) for p in period.split("-"))
-    return month_bounds(year, month)
 
 
 ELIGIBLE = """
@@ -179,7 +174,7 @@ def _price(
 ) -> list[_Priced]:
     """Pure: each account's month. Runs in a thread so the event loop keeps heartbeating and
     feeding the other batches' SQL meanwhile."""
-    year, month = (int(p) for p in period.split("-"))
+    year, month = year_month(period)
     priced: list[_Priced] = []
     for acc in accounts:
         terms = products[acc.product_id][0]

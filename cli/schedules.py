@@ -40,6 +40,7 @@ from temporalio.client import (
 from cli.daily_loan_job import daily_loan_job_schedule
 from cli.follow import start_or_join
 from domain.money import to_major
+from domain.periods import check_period, periods_between
 from schemas import temporal
 from schemas.daily_loan_job import SCHEDULE_ID as DAILY_SCHEDULE_ID
 from schemas.month_end import (
@@ -49,8 +50,6 @@ from schemas.month_end import (
     MonthEndInput,
     MonthEndProgress,
     MonthEndSummary,
-    check_period,
-    periods_between,
 )
 from schemas.settings import Settings, get_settings
 from workflows.month_end_interest import MonthEndInterestWorkflow

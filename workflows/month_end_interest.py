@@ -27,8 +27,9 @@ with workflow.unsafe.imports_passed_through():
 
     import email_validator  # noqa: F401  (NotificationRequest's EmailStr, loaded once)
 
-    from activities.month_end import MonthEndActivities, period_bounds
+    from activities.month_end import MonthEndActivities
     from domain.money import to_major
+    from domain.periods import period_bounds, previous_period
     from schemas import search_attributes as sa
     from schemas.errors import ErrorCode
     from schemas.month_end import (
@@ -43,7 +44,6 @@ with workflow.unsafe.imports_passed_through():
         RangesRequest,
         RangesResult,
         Stage,
-        previous_period,
     )
     from schemas.notifications import NotificationRequest, NotificationResult
 

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.tables import PERIOD_LOCK_CLASS, LedgerPeriod
+from domain.periods import period_start
 from schemas.errors import BankflowError, ErrorCode
 from schemas.reversals import PeriodView
 
@@ -26,10 +27,7 @@ def month_start(day: date) -> date:
 def parse_period(value: str) -> date:
     """`2026-10` -> 2026-10-01; anything else is a ValidationError."""
     try:
-        year, month = value.split("-")
-        if len(year) != 4 or len(month) != 2:
-            raise ValueError(value)
-        return date(int(year), int(month), 1)
+        return period_start(value)
     except ValueError as exc:
         raise BankflowError(ErrorCode.VALIDATION, f"{value!r} is not a period yyyy-mm") from exc
 
