@@ -25,11 +25,12 @@ from activities.tables import ROLES
 from api.auth import decode_token
 from schemas import temporal, types
 from schemas.errors import BankflowError, ErrorCode
-from schemas.loans import APPROVER_ROLES, REQUESTER_ROLES
+from schemas.loans import REQUESTER_ROLES
 from schemas.settings import Settings
 
 __all__ = [
     "ANY_STAFF",
+    "APPROVER_ROLES",
     "CurrentPrincipal",
     "LoanNumber",
     "LoanReader",
@@ -178,7 +179,15 @@ def require_roles(*roles: str) -> Callable[..., Awaitable[Principal]]:
     return check
 
 
-# Shared by the loan, disbursement and repayment routes: who reads a loan, and its path parameter.
+# Shared by the loan, disbursement and repayment routes: who decides a loan (any approval level),
+# who reads one, and its path parameter.
+APPROVER_ROLES = (
+    "loan_officer",
+    "branch_manager",
+    "credit_committee",
+    "compliance_officer",
+    "finance",
+)
 LoanReader = Annotated[
     Principal,
     Depends(require_roles(*REQUESTER_ROLES, *APPROVER_ROLES, "ops", "compliance_officer")),

@@ -18,14 +18,6 @@ REQUESTER_ROLES = ("loan_officer", "teller", "branch_manager")
 SYSTEM = "system"
 # The eligibility rule of the basic KYC tier's principal limit (schemas/kyc_tier.py).
 BASIC_TIER_RULE = "kyc_tier_limit"
-# Who takes part in deciding a loan (any approval level).
-APPROVER_ROLES = (
-    "loan_officer",
-    "branch_manager",
-    "credit_committee",
-    "compliance_officer",
-    "finance",
-)
 
 
 class LoanState(StrEnum):

@@ -28,6 +28,7 @@ from activities.loan_applications import (
 from activities.loan_products import minor
 from api.audit import ShownMembers
 from api.deps import (
+    APPROVER_ROLES,
     LoanNumber,
     Principal,
     SessionsDep,
@@ -44,7 +45,6 @@ from domain.money import to_major
 from schemas import search_attributes as sa
 from schemas import types
 from schemas.loans import (
-    APPROVER_ROLES,
     REQUESTER_ROLES,
     Actor,
     Amendment,
