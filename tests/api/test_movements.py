@@ -13,8 +13,8 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 from temporalio.client import Client
 
-from activities.ledger_verify import verify_ledger
-from activities.models import AuditEntry, Journal
+from activities.ledger.verify import verify_ledger
+from activities.tables import AuditEntry, Journal
 from api.app import create_app
 from schemas.settings import Settings
 from tests.api.conftest import Staff, make_client, new_staff

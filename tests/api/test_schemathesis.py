@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.testing import WorkflowEnvironment
 
 from activities.db import in_transaction, make_engine, make_sessionmaker
-from activities.setup import ensure_branch, ensure_chart
+from activities.ledger.chart import ensure_branch, ensure_chart
 from activities.staff import create_staff_user
 from api.app import create_app
 from api.auth import issue_token
