@@ -16,8 +16,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
+from activities import metrics
 from activities.daily_loan_job import DailyLoanJobActivities
 from activities.db import make_engine, make_sessionmaker
 from activities.disbursements import DisbursementActivities
@@ -25,12 +26,13 @@ from activities.errors import ActivityFailures
 from activities.kyc import KycActivities
 from activities.ledger import LedgerActivities
 from activities.loans import LoanActivities
+from activities.metrics import ActivityMetrics, ApprovalsGauge
 from activities.month_end import MonthEndActivities
 from activities.movements import MovementActivities
 from activities.notifications import NotificationActivities
 from activities.repayments import RepaymentActivities
 from activities.reversals import ReversalActivities
-from schemas import temporal
+from schemas import telemetry, temporal
 from schemas.settings import Settings, service_settings
 from workflows.daily_loan_job import DailyLoanJobWorkflow
 from workflows.disbursement import DisbursementWorkflow
@@ -54,6 +56,11 @@ BATCH_WORKFLOWS.append(DailyLoanJobWorkflow)
 GRACEFUL_SHUTDOWN = timedelta(seconds=60)
 
 log = logging.getLogger("bankflow.worker")
+
+
+def interceptors() -> list[Interceptor]:
+    """Metrics outermost, so they see each failure as classified (typed, retryable or not)."""
+    return [ActivityMetrics(), ActivityFailures()]
 
 
 def activities_for(
@@ -98,7 +105,7 @@ def build_workers(
             task_queue=interactive_queue or settings.interactive_task_queue,
             workflows=INTERACTIVE_WORKFLOWS,
             activities=activities,
-            interceptors=[ActivityFailures()],
+            interceptors=interceptors(),
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         ),
         Worker(
@@ -106,7 +113,7 @@ def build_workers(
             task_queue=batch_queue or settings.batch_task_queue,
             workflows=BATCH_WORKFLOWS,
             activities=activities,
-            interceptors=[ActivityFailures()],
+            interceptors=interceptors(),
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
             max_concurrent_activities=4,
         ),
@@ -114,9 +121,23 @@ def build_workers(
 
 
 async def main(settings: Settings) -> None:
+    telemetry.install_tracing(settings, "worker")
     engine = make_engine(settings)
-    client = await temporal.connect(settings)
+    host = settings.metrics_host
+    sdk_metrics = f"{host}:{settings.worker_sdk_metrics_port}" if settings.metrics_enabled else None
+    client = await temporal.connect(settings, sdk_metrics=sdk_metrics)
     workers = build_workers(client, settings, make_sessionmaker(engine))
+    background: list[asyncio.Task[None]] = []
+    stop_metrics = None
+    if settings.metrics_enabled:
+        stop_metrics = metrics.serve(host, settings.worker_metrics_port)
+        background.append(asyncio.create_task(ApprovalsGauge(client).run()))
+        log.info(
+            "metrics on http://%s:%d/metrics, Temporal SDK metrics on http://%s/metrics",
+            host,
+            settings.worker_metrics_port,
+            sdk_metrics,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -131,9 +152,14 @@ async def main(settings: Settings) -> None:
             log.error("a worker stopped: %s", task.exception())
     log.info("shutting down: letting running activities finish")
     await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+    for task in background:
+        task.cancel()
+    if stop_metrics is not None:
+        stop_metrics()
     await engine.dispose()
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(main(service_settings("worker")))
+    worker_settings = service_settings("worker")
+    telemetry.configure_logging(worker_settings, "worker")
+    asyncio.run(main(worker_settings))

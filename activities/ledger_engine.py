@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities import metrics
 from activities.db import sqlstate
 from activities.models import Hold, Journal, LedgerAccount, Posting
 from activities.reversal_models import PERIOD_CLOSED_SQLSTATE
@@ -277,12 +278,14 @@ async def post_journal(
     digest = content_hash(req.kind, req.value_date, req.postings, reverses)
     created_at = await _claim_journal_id(session, req, digest, reverses)
     if created_at is None:
+        metrics.replayed(session, "journal")
         return await load_journal(session, req.journal_id)
     deltas = _Deltas()
     for p in req.postings:
         deltas.post(p.debit_account_id, p.credit_account_id, p.amount_minor, p.currency)
     await _apply(session, deltas)
     await _write_postings(session, req.journal_id, req.postings)
+    metrics.journal_posted(session, req.kind, req.postings)
     # Built from what was just written rather than read back: the hot path stays short, and
     # the account locks are held for less time.
     return JournalResult(
@@ -369,10 +372,12 @@ async def place_hold(session: AsyncSession, req: HoldRequest) -> HoldResult:
             raise BankflowError(
                 ErrorCode.HOLD_CONFLICT, f"hold {req.hold_id!r} exists with different content"
             )
+        metrics.replayed(session, "hold")
         return _hold_result(existing)
     deltas = _Deltas()
     deltas.pend(req.debit_account_id, req.credit_account_id, req.amount_minor, req.currency)
     await _apply(session, deltas)
+    metrics.hold_event(session, "placed")
     hold = await session.get(Hold, req.hold_id)
     assert hold is not None
     return _hold_result(hold)
@@ -389,6 +394,7 @@ async def post_hold(session: AsyncSession, req: PostHoldRequest) -> JournalResul
     """Turn a pending hold into a posted journal, exactly once (the hold row is the lock)."""
     hold = await _lock_hold(session, req.hold_id)
     if hold.status == "posted" and hold.journal_id == req.journal_id:
+        metrics.replayed(session, "hold")
         return await load_journal(session, req.journal_id)
     if hold.status != "pending":
         raise BankflowError(
@@ -417,6 +423,8 @@ async def post_hold(session: AsyncSession, req: PostHoldRequest) -> JournalResul
     deltas.post(line.debit_account_id, line.credit_account_id, line.amount_minor, line.currency)
     await _apply(session, deltas, check_open=False)
     await _write_postings(session, req.journal_id, [line])
+    metrics.journal_posted(session, journal.kind, journal.postings)
+    metrics.hold_event(session, "posted")
     await session.execute(
         update(Hold)
         .where(Hold.id == hold.id)
@@ -429,6 +437,7 @@ async def void_hold(session: AsyncSession, req: VoidHoldRequest) -> HoldResult:
     """Release a pending hold, exactly once; voiding a voided hold again is a no-op."""
     hold = await _lock_hold(session, req.hold_id)
     if hold.status == "voided":
+        metrics.replayed(session, "hold")
         return _hold_result(hold)
     if hold.status != "pending":
         raise BankflowError(
@@ -437,6 +446,7 @@ async def void_hold(session: AsyncSession, req: VoidHoldRequest) -> HoldResult:
     deltas = _Deltas()
     deltas.pend(hold.debit_account_id, hold.credit_account_id, -hold.amount_minor, hold.currency)
     await _apply(session, deltas, check_open=False)
+    metrics.hold_event(session, "voided")
     await session.execute(
         update(Hold)
         .where(Hold.id == hold.id)
