@@ -8,6 +8,7 @@ member numbers and would make a series per member. A request no route serves cou
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
@@ -25,6 +26,7 @@ from schemas import telemetry
 REQUEST_ID_HEADER = "X-Request-ID"
 REPLAYED_HEADER = "Idempotent-Replayed"  # set by api/idempotency.py on a stored answer
 UNMATCHED = "unmatched"
+access_log = logging.getLogger("bankflow.access")
 
 
 def _request_id(scope: Scope) -> str:
@@ -47,6 +49,7 @@ class TelemetryMiddleware:
             return
         request_id = _request_id(scope)
         token = telemetry.REQUEST_ID.set(request_id)
+        user_token = telemetry.USER_ID.set(None)  # set by the auth dependency, for this request
         info = route_for(scope)
         route = info.template if info is not None else UNMATCHED
         method = scope["method"]
@@ -66,8 +69,19 @@ class TelemetryMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            HTTP_LATENCY.labels(method, route).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            HTTP_LATENCY.labels(method, route).observe(elapsed)
             HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            # The route template, not the path: no member number in a log line.
+            access_log.info(
+                "%s %s %d",
+                method,
+                route,
+                status,
+                extra={"method": method, "route": route, "status": status,
+                       "duration_ms": round(elapsed * 1000, 1)},
+            )  # fmt: skip
+            telemetry.USER_ID.reset(user_token)
             telemetry.REQUEST_ID.reset(token)
 
 

@@ -18,7 +18,7 @@ import contextvars
 import logging
 import re
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -76,9 +76,9 @@ class ContextFilter(logging.Filter):
         return True
 
 
-def configure_logging(settings: Settings, component: str) -> None:
-    """Root logging for a process: JSON lines (console when BANKFLOW_ENV=dev) on stderr."""
-    handler = logging.StreamHandler(sys.stderr)
+def log_handler(settings: Settings, component: str, stream: TextIO) -> logging.Handler:
+    """JSON lines (console when BANKFLOW_ENV=dev or BANKFLOW_LOG_FORMAT=console) to `stream`."""
+    handler = logging.StreamHandler(stream)
     handler.addFilter(ContextFilter())
     if settings.effective_log_format == "json":
         handler.setFormatter(
@@ -90,6 +90,12 @@ def configure_logging(settings: Settings, component: str) -> None:
         )
     else:
         handler.setFormatter(logging.Formatter(CONSOLE_FORMAT))
+    return handler
+
+
+def configure_logging(settings: Settings, component: str) -> None:
+    """Root logging for a process, on stderr."""
+    handler = log_handler(settings, component, sys.stderr)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
