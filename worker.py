@@ -157,6 +157,7 @@ async def main(settings: Settings) -> None:
     if stop_metrics is not None:
         stop_metrics()
     await engine.dispose()
+    telemetry.shutdown_tracing()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ attempt. Never a name, an e-mail or a number a member gave us: the fields are id
 Traces are OpenTelemetry's. They are off unless BANKFLOW_OTLP_ENDPOINT is set (or a test installs
 an exporter): then the API's FastAPI spans, Temporal's client, workflow and activity spans
 (temporalio.contrib.opentelemetry) and SQLAlchemy's statement spans form one tree per request.
-OpenTelemetry keeps its tracer provider process-wide by design; `install_tracing` sets it once.
+The provider is this module's, handed to each instrumentation explicitly rather than set as
+OpenTelemetry's global (which can be set only once per process), so it can be shut down and
+flushed at exit and a test can install its own exporter.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import re
 import sys
 from typing import Any, TextIO
 
-from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
@@ -127,9 +128,16 @@ def install_tracing(
         provider.add_span_processor(
             BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint))
         )
-    trace.set_tracer_provider(provider)
     _provider = provider
     return provider
+
+
+def shutdown_tracing() -> None:
+    """Flush the spans still queued and stop tracing (at process exit, or a test's end)."""
+    global _provider
+    if _provider is not None:
+        _provider.shutdown()
+        _provider = None
 
 
 def tracing_on() -> bool:
@@ -142,15 +150,24 @@ def temporal_interceptors() -> list[Any]:
         return []
     from temporalio.contrib.opentelemetry import TracingInterceptor
 
-    return [TracingInterceptor()]
+    assert _provider is not None
+    return [TracingInterceptor(_provider.get_tracer("bankflow.temporal"))]
 
 
 def instrument_engine(engine: AsyncEngine) -> None:
     """SQL statement spans (the statement with its placeholders, never the parameters)."""
-    if tracing_on():
-        from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    if _provider is None:
+        return
+    # The instrumentation's per-engine tracer, which is what SQLAlchemyInstrumentor installs for
+    # `engine=`: the instrumentor itself would also patch create_engine process-wide, instruments
+    # only once per process, and refuses SQLAlchemy 2.1 by its version pin (the engine events it
+    # uses are unchanged in 2.1; tests/telemetry/test_traces.py proves the spans).
+    from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+    from opentelemetry.metrics import NoOpMeter
 
-        SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, tracer_provider=_provider)
+    usage = NoOpMeter("bankflow").create_up_down_counter("db.client.connections.usage")
+    tracer = _provider.get_tracer("opentelemetry.instrumentation.sqlalchemy")
+    EngineTracer(tracer, engine.sync_engine, usage)  # type: ignore[no-untyped-call]
 
 
 def instrument_app(app: Any) -> None:
