@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.exposition import start_http_server
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -135,13 +135,24 @@ HTTP_LATENCY = Histogram(
 )
 
 
-def metric_names(registry: CollectorRegistry = REGISTRY) -> set[str]:
-    """Every sample name bankflow's metrics expose (with `_total`, `_bucket`, ... suffixes)."""
-    names: set[str] = set()
-    for metric in registry.collect():
-        if metric.name.startswith("bankflow_"):
-            names.add(metric.name)
-            names.update(sample.name for sample in metric.samples)
+ALL: tuple[Counter | Gauge | Histogram, ...] = (
+    JOURNALS, POSTINGS, AMOUNT, HOLDS, REPLAYS, ACTIVITY_FAILURES, APPROVALS_WAITING,
+    APPROVALS_OLDEST, APPROVALS_REFRESHED, NOTIFICATIONS, JOB_ITEMS_PLANNED, JOB_ITEMS_DONE,
+    JOB_RUNS, JOB_DURATION, JOB_LAST_SUCCESS, LEDGER_VERIFY_OK, LEDGER_VERIFY_FAILED_CHECKS,
+    HTTP_REQUESTS, HTTP_LATENCY,
+)  # fmt: skip
+_SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum")}
+
+
+def metric_names() -> dict[str, tuple[str, ...]]:
+    """Every sample name bankflow's metrics expose (`_total`, `_bucket`, ... as Prometheus sees
+    them, whether or not a series exists yet), with the metric's label names."""
+    names: dict[str, tuple[str, ...]] = {}
+    for metric in ALL:
+        labels = tuple(metric._labelnames)  # prometheus-client keeps them only there
+        for family in metric.describe():
+            for suffix in _SUFFIXES[family.type]:
+                names[family.name + suffix] = labels
     return names
 
 

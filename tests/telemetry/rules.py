@@ -1,18 +1,21 @@
-"""The alert rules shipped with docker-compose, as tests read them."""
+"""The alert rules and the dashboard shipped with docker-compose, as tests read them: PromQL is
+parsed with promql-parser (the Prometheus parser's grammar, ported to Rust), not by regex."""
 
 from __future__ import annotations
 
-import re
+import json
 from pathlib import Path
 from typing import Any
 
+import promql_parser
 import yaml  # type: ignore[import-untyped]
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "scripts/compose/prometheus/alerts.yml"
 DASHBOARD = ROOT / "scripts/compose/grafana/dashboards/bankflow.json"
-SELECTOR = re.compile(r"\b((?:bankflow|temporal)_[a-z0-9_]+)(\{[^}]*\})?")
-MATCHER = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
+RUNBOOK = ROOT / "docs/runbook.md"
+
+Selector = tuple[str, dict[str, str]]
 
 
 def rules() -> dict[str, dict[str, Any]]:
@@ -20,12 +23,35 @@ def rules() -> dict[str, dict[str, Any]]:
     return {rule["alert"]: rule for group in loaded["groups"] for rule in group["rules"]}
 
 
-def metric_names(expr: str) -> set[str]:
-    return {m.group(1) for m in SELECTOR.finditer(expr)}
+def dashboard_exprs() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    return [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
 
 
-def alert_expression(alert: str) -> tuple[str, dict[str, str]]:
+def selectors(expr: str) -> list[Selector]:
+    """Every metric an expression reads, in order, with its equality matchers."""
+    found: list[Selector] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            matchers = {
+                m.name: m.value
+                for m in node.matchers.matchers
+                if m.op == promql_parser.MatchOp.Equal
+            }
+            found.append((node.name or "", matchers))
+            return
+        for attr in ("lhs", "rhs", "expr", "param", "vector_selector"):
+            child = getattr(node, attr, None)
+            if child is not None:
+                walk(child)
+        for arg in getattr(node, "args", None) or []:
+            walk(arg)
+
+    walk(promql_parser.parse(expr))
+    return found
+
+
+def alert_expression(alert: str) -> Selector:
     """The first metric an alert's expression reads, with its equality label matchers."""
-    found = SELECTOR.search(rules()[alert]["expr"])
-    assert found is not None, alert
-    return found.group(1), dict(MATCHER.findall(found.group(2) or ""))
+    return selectors(rules()[alert]["expr"])[0]
