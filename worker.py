@@ -58,9 +58,10 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=60)
 log = logging.getLogger("bankflow.worker")
 
 
-def interceptors() -> list[Interceptor]:
+def interceptors(settings: Settings) -> list[Interceptor]:
     """Metrics outermost, so they see each failure as classified (typed, retryable or not)."""
-    return [ActivityMetrics(), ActivityFailures()]
+    measured: list[Interceptor] = [ActivityMetrics()] if settings.metrics_enabled else []
+    return [*measured, ActivityFailures()]
 
 
 def activities_for(
@@ -105,7 +106,7 @@ def build_workers(
             task_queue=interactive_queue or settings.interactive_task_queue,
             workflows=INTERACTIVE_WORKFLOWS,
             activities=activities,
-            interceptors=interceptors(),
+            interceptors=interceptors(settings),
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         ),
         Worker(
@@ -113,7 +114,7 @@ def build_workers(
             task_queue=batch_queue or settings.batch_task_queue,
             workflows=BATCH_WORKFLOWS,
             activities=activities,
-            interceptors=interceptors(),
+            interceptors=interceptors(settings),
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
             max_concurrent_activities=4,
         ),

@@ -50,7 +50,7 @@ async def run_worker(
         task_queue=queue,
         workflows=with_new(loan_approval),
         activities=activities_for(settings, sessions),
-        interceptors=interceptors(),
+        interceptors=interceptors(settings),
     )
     await stack.enter_async_context(worker)
     return worker

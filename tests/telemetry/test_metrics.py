@@ -212,7 +212,7 @@ async def test_a_poison_activity_shows_in_the_failure_metric_the_alert_reads(
             task_queue=queue,
             workflows=INTERACTIVE_WORKFLOWS,
             activities=[poison],
-            interceptors=interceptors(),
+            interceptors=interceptors(settings),
         ):
             handle = await temporal_client.start_workflow(
                 MoneyMovementWorkflow.run,
