@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -121,17 +122,36 @@ def build_workers(
     ]
 
 
+def _free(host: str, port: int) -> bool:
+    """Whether the port can be bound. A worker whose metrics port is taken (a second worker on
+    one host) still processes money: it logs the error, and Prometheus shows the target down."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            log.error("Temporal SDK metrics not served on %s:%d: %s", host, port, exc)
+            return False
+    return True
+
+
 async def main(settings: Settings) -> None:
     telemetry.install_tracing(settings, "worker")
     engine = make_engine(settings)
     host = settings.metrics_host
-    sdk_metrics = f"{host}:{settings.worker_sdk_metrics_port}" if settings.metrics_enabled else None
+    sdk_metrics = None
+    if settings.metrics_enabled and _free(host, settings.worker_sdk_metrics_port):
+        sdk_metrics = f"{host}:{settings.worker_sdk_metrics_port}"
     client = await temporal.connect(settings, sdk_metrics=sdk_metrics)
     workers = build_workers(client, settings, make_sessionmaker(engine))
     background: list[asyncio.Task[None]] = []
     stop_metrics = None
     if settings.metrics_enabled:
-        stop_metrics = metrics.serve(host, settings.worker_metrics_port)
+        try:
+            stop_metrics = metrics.serve(host, settings.worker_metrics_port)
+        except OSError as exc:
+            log.error(
+                "product metrics not served on %s:%d: %s", host, settings.worker_metrics_port, exc
+            )
         background.append(asyncio.create_task(ApprovalsGauge(client).run()))
         log.info(
             "metrics on http://%s:%d/metrics, Temporal SDK metrics on http://%s/metrics",
