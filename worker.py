@@ -146,19 +146,15 @@ async def main(settings: Settings) -> None:
     background: list[asyncio.Task[None]] = []
     stop_metrics = None
     if settings.metrics_enabled:
+        port = settings.worker_metrics_port
         try:
-            stop_metrics = metrics.serve(host, settings.worker_metrics_port)
+            stop_metrics = metrics.serve(host, port)
+            log.info("product metrics on http://%s:%d/metrics", host, port)
         except OSError as exc:
-            log.error(
-                "product metrics not served on %s:%d: %s", host, settings.worker_metrics_port, exc
-            )
+            log.error("product metrics not served on %s:%d: %s", host, port, exc)
+        if sdk_metrics:
+            log.info("Temporal SDK metrics on http://%s/metrics", sdk_metrics)
         background.append(asyncio.create_task(ApprovalsGauge(client).run()))
-        log.info(
-            "metrics on http://%s:%d/metrics, Temporal SDK metrics on http://%s/metrics",
-            host,
-            settings.worker_metrics_port,
-            sdk_metrics,
-        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
