@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Interceptor, Worker
 
+from activities import metrics
 from activities.daily_loan_job import DailyLoanJobActivities
 from activities.db import make_engine, make_sessionmaker
 from activities.disbursements import DisbursementActivities
@@ -25,12 +27,13 @@ from activities.errors import ActivityFailures
 from activities.kyc import KycActivities
 from activities.ledger import LedgerActivities
 from activities.loans import LoanActivities
+from activities.metrics import ActivityMetrics, ApprovalsGauge
 from activities.month_end import MonthEndActivities
 from activities.movements import MovementActivities
 from activities.notifications import NotificationActivities
 from activities.repayments import RepaymentActivities
 from activities.reversals import ReversalActivities
-from schemas import temporal
+from schemas import telemetry, temporal
 from schemas.settings import Settings, service_settings
 from workflows.daily_loan_job import DailyLoanJobWorkflow
 from workflows.disbursement import DisbursementWorkflow
@@ -59,6 +62,12 @@ log = logging.getLogger("bankflow.worker")
 class QueueActivities(NamedTuple):
     interactive: list[Callable[..., Any]]
     batch: list[Callable[..., Any]]
+
+
+def interceptors(settings: Settings) -> list[Interceptor]:
+    """Metrics outermost, so they see each failure as classified (typed, retryable or not)."""
+    measured: list[Interceptor] = [ActivityMetrics()] if settings.metrics_enabled else []
+    return [*measured, ActivityFailures()]
 
 
 def activities_for(
@@ -105,7 +114,7 @@ def build_workers(
             task_queue=interactive_queue or settings.interactive_task_queue,
             workflows=INTERACTIVE_WORKFLOWS,
             activities=activities.interactive,
-            interceptors=[ActivityFailures()],
+            interceptors=interceptors(settings),
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         ),
         Worker(
@@ -113,17 +122,46 @@ def build_workers(
             task_queue=batch_queue or settings.batch_task_queue,
             workflows=BATCH_WORKFLOWS,
             activities=activities.batch,
-            interceptors=[ActivityFailures()],
+            interceptors=interceptors(settings),
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
             max_concurrent_activities=4,
         ),
     ]
 
 
+def _free(host: str, port: int) -> bool:
+    """Whether the port can be bound. A worker whose metrics port is taken (a second worker on
+    one host) still processes money: it logs the error, and Prometheus shows the target down."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            log.error("Temporal SDK metrics not served on %s:%d: %s", host, port, exc)
+            return False
+    return True
+
+
 async def main(settings: Settings) -> None:
+    telemetry.install_tracing(settings, "worker")
     engine = make_engine(settings)
-    client = await temporal.connect(settings)
+    host = settings.metrics_host
+    sdk_metrics = None
+    if settings.metrics_enabled and _free(host, settings.worker_sdk_metrics_port):
+        sdk_metrics = f"{host}:{settings.worker_sdk_metrics_port}"
+    client = await temporal.connect(settings, sdk_metrics=sdk_metrics)
     workers = build_workers(client, settings, make_sessionmaker(engine))
+    background: list[asyncio.Task[None]] = []
+    stop_metrics = None
+    if settings.metrics_enabled:
+        port = settings.worker_metrics_port
+        try:
+            stop_metrics = metrics.serve(host, port)
+            log.info("product metrics on http://%s:%d/metrics", host, port)
+        except OSError as exc:
+            log.error("product metrics not served on %s:%d: %s", host, port, exc)
+        if sdk_metrics:
+            log.info("Temporal SDK metrics on http://%s/metrics", sdk_metrics)
+        background.append(asyncio.create_task(ApprovalsGauge(client).run()))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -138,9 +176,15 @@ async def main(settings: Settings) -> None:
             log.error("a worker stopped: %s", task.exception())
     log.info("shutting down: letting running activities finish")
     await asyncio.gather(*(w.shutdown() for w in workers), return_exceptions=True)
+    for task in background:
+        task.cancel()
+    if stop_metrics is not None:
+        stop_metrics()
     await engine.dispose()
+    telemetry.shutdown_tracing()
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    asyncio.run(main(service_settings("worker")))
+    worker_settings = service_settings("worker")
+    telemetry.configure_logging(worker_settings, "worker")
+    asyncio.run(main(worker_settings))

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from schemas import telemetry
 from schemas.settings import Settings
 
 T = TypeVar("T")
@@ -31,13 +32,15 @@ _UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 def make_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
     # hide_parameters: an error's text (logged, or recorded by Temporal) never carries the
     # statement's parameters, which may be names or e-mail addresses.
-    return create_async_engine(
+    engine = create_async_engine(
         settings.sqlalchemy_url,
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
         hide_parameters=True,
     )
+    telemetry.instrument_engine(engine)  # SQL spans when tracing is on
+    return engine
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -28,6 +28,8 @@ from api.guard import RequestGuardMiddleware
 from api.headers import SecurityHeadersMiddleware, install_docs
 from api.idempotency import IdempotencyMiddleware
 from api.openapi import document_errors
+from api.telemetry import install as install_telemetry
+from schemas import telemetry
 from schemas.errors import BankflowError
 from schemas.settings import Settings, service_settings
 
@@ -88,6 +90,7 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     for router in routes.ROUTERS:
         app.include_router(router)
+    install_telemetry(app, serve_metrics=settings.metrics_enabled)
     return app
 
 
@@ -97,6 +100,9 @@ def __getattr__(name: str) -> FastAPI:
     the process here with one line on stderr and exit code 2, not a traceback."""
     if name != "app":
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    app = create_app(service_settings("api"))
+    settings = service_settings("api")
+    telemetry.configure_logging(settings, "api")
+    telemetry.install_tracing(settings, "api")
+    app = create_app(settings)
     globals()["app"] = app  # built once; later lookups find the global
     return app

@@ -23,7 +23,7 @@ from activities import staff
 from activities.staff import Principal
 from activities.tables import ROLES
 from api.auth import decode_token
-from schemas import temporal, types
+from schemas import telemetry, temporal, types
 from schemas.errors import BankflowError, ErrorCode
 from schemas.loans import REQUESTER_ROLES
 from schemas.settings import Settings
@@ -156,6 +156,7 @@ async def _current_principal(
     if known is None:
         known = await authenticate(settings, sessions, token)
         request.state.principal = known  # for the audit log
+    telemetry.USER_ID.set(known.id)  # log lines name the staff user by id, never by name
     return known
 
 

@@ -52,9 +52,13 @@ from schemas.month_end import (
     MonthEndSummary,
 )
 from schemas.settings import Settings, get_settings
+from workflows.ledger_verify import LedgerVerifyWorkflow
 from workflows.month_end_interest import MonthEndInterestWorkflow
 
 CATCHUP_WINDOW = timedelta(days=7)
+# LedgerVerify every night at 02:00, after the daily loan job (01:00): its result is the
+# bankflow_ledger_verify_ok metric the LedgerVerifyFailed alert reads.
+LEDGER_VERIFY_SCHEDULE_ID = "ledger-verify"
 
 
 def month_end_input(settings: Settings, period: str | None = None) -> MonthEndInput:
@@ -88,13 +92,33 @@ def month_end_schedule(settings: Settings, prefix: str = "") -> Schedule:
     )
 
 
+def ledger_verify_schedule(settings: Settings, prefix: str = "") -> Schedule:
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            LedgerVerifyWorkflow.run,
+            id=f"{prefix}ledger-verify-scheduled",
+            task_queue=settings.batch_task_queue,
+        ),
+        spec=ScheduleSpec(
+            calendars=[
+                ScheduleCalendarSpec(
+                    second=[ScheduleRange(0)], minute=[ScheduleRange(0)], hour=[ScheduleRange(2)]
+                )
+            ],
+            time_zone_name=settings.institution_timezone,
+        ),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=CATCHUP_WINDOW),
+    )
+
+
 async def sync_schedules(client: Client, settings: Settings, *, prefix: str = "") -> list[str]:
-    """Create or update every schedule (month-end, the daily loan job); returns what it did,
-    one line each."""
+    """Create or update every schedule (month-end, the daily loan job, the nightly ledger
+    verification); returns what it did, one line each."""
     done: list[str] = []
     for schedule_id, schedule in (
         (prefix + SCHEDULE_ID, month_end_schedule(settings, prefix)),
         (prefix + DAILY_SCHEDULE_ID, daily_loan_job_schedule(settings, prefix)),
+        (prefix + LEDGER_VERIFY_SCHEDULE_ID, ledger_verify_schedule(settings, prefix)),
     ):
         try:
             await client.create_schedule(schedule_id, schedule)

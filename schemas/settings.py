@@ -214,6 +214,35 @@ class Settings(BaseSettings):
         'borrow, e.g. {"USD": {"withdrawals_per_day": "1500", "loan_principal": "1000"}}.',
     )
 
+    # --- telemetry (activities/metrics.py, schemas/telemetry.py, schemas/temporal.py) -------
+    metrics_enabled: bool = Field(
+        default=True, description="serve Prometheus metrics (API /metrics, worker ports below)"
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="address the worker's metrics servers bind to"
+    )
+    worker_metrics_port: int = Field(
+        default=9464, ge=0, le=65535, description="the worker's product metrics (prometheus-client)"
+    )
+    worker_sdk_metrics_port: int = Field(
+        default=9465, ge=0, le=65535, description="the worker's Temporal SDK metrics"
+    )
+    log_format: Literal["json", "console"] | None = Field(
+        default=None, description="log line format; default json, console when BANKFLOW_ENV=dev"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP traces endpoint (http://collector:4318/v1/traces); unset: no "
+        "traces are exported",
+    )
+
+    @property
+    def effective_log_format(self) -> Literal["json", "console"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "console" if self.env == "dev" else "json"
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: Any) -> Any:

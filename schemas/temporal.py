@@ -10,8 +10,9 @@ from __future__ import annotations
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter
-from temporalio.runtime import Runtime, TelemetryConfig
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from schemas import telemetry
 from schemas.settings import Settings
 
 
@@ -22,7 +23,11 @@ def data_converter(settings: Settings | None = None) -> DataConverter:
 
 
 async def connect(
-    settings: Settings, *, target: str | None = None, short_lived: bool = False
+    settings: Settings,
+    *,
+    target: str | None = None,
+    short_lived: bool = False,
+    sdk_metrics: str | None = None,
 ) -> Client:
     """Connect to `target` (default: the configured address) in the configured namespace.
 
@@ -30,10 +35,29 @@ async def connect(
     instead of the process-wide default, which lives in a module global and is torn down during
     interpreter finalization while its Rust threads can still be releasing the GIL (a "Fatal
     Python error: PyGILState_Release" at exit). A private runtime is dropped with the client.
+
+    `sdk_metrics` ("host:port", the worker) serves the Temporal SDK's own metrics (task
+    latencies, polls, workflow completions and failures by type) for Prometheus on that address,
+    from a Runtime of the client's own. When tracing is on (schemas/telemetry.py) the client
+    carries OpenTelemetry's interceptor, and so does every worker built on it.
     """
+    runtime = None
+    if sdk_metrics:
+        runtime = Runtime(
+            telemetry=TelemetryConfig(
+                metrics=PrometheusConfig(
+                    bind_address=sdk_metrics,
+                    counters_total_suffix=True,  # the OpenMetrics names, as ours
+                    durations_as_seconds=True,
+                )
+            )
+        )
+    elif short_lived:
+        runtime = Runtime(telemetry=TelemetryConfig())
     return await Client.connect(
         target or settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter(settings),
-        runtime=Runtime(telemetry=TelemetryConfig()) if short_lived else None,
+        interceptors=telemetry.temporal_interceptors(),
+        runtime=runtime,
     )

@@ -239,6 +239,8 @@ class Launcher:
             "BANKFLOW_MIGRATION_DATABASE_URL": prepared.database.owner_url,
             "BANKFLOW_TEMPORAL_ADDRESS": self.temporal_address,
             "PYTHONUNBUFFERED": "1",
+            # readable lines in .data/logs/; production's default is JSON
+            "BANKFLOW_LOG_FORMAT": os.environ.get("BANKFLOW_LOG_FORMAT", "console"),
         }
         bankflow = venv_tool("bankflow")
         setup_log = self.logs / "setup.log"
@@ -308,7 +310,19 @@ class Launcher:
             child.stop()
 
 
-def banner(database_url: str) -> str:
+def metrics_urls(settings: Settings) -> list[str]:
+    """Where Prometheus scrapes each process (none when BANKFLOW_METRICS_ENABLED=false)."""
+    if not settings.metrics_enabled:
+        return []
+    host = settings.metrics_host
+    return [
+        f"  Metrics      http://{HOST}:{API_PORT}/metrics (API)",
+        f"               http://{host}:{settings.worker_metrics_port}/metrics (worker)",
+        f"               http://{host}:{settings.worker_sdk_metrics_port}/metrics (Temporal SDK)",
+    ]
+
+
+def banner(database_url: str, settings: Settings | None = None) -> str:
     lines = [
         "",
         "bankflow is running. Ctrl-C stops everything.",
@@ -317,6 +331,7 @@ def banner(database_url: str) -> str:
         f"  Temporal UI  http://{HOST}:{UI_PORT}",
         f"  Temporal     {HOST}:{TEMPORAL_PORT} (namespace default)",
         f"  Postgres     {database_url} (the runtime role)",
+        *metrics_urls(settings or Settings()),
         f"  Logs         {LOGS.relative_to(ROOT)}/ (restarts of a dead child: launcher.log)",
         "For the CLI in another shell:",
         f"  export BANKFLOW_DATABASE_URL={database_url}",

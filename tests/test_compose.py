@@ -34,6 +34,8 @@ REQUIRED = {
     "migrate",
     "worker",
     "api",
+    "prometheus",
+    "grafana",
 }
 CONDITIONS = {"service_started", "service_healthy", "service_completed_successfully"}
 REGISTER = re.compile(
@@ -264,3 +266,52 @@ def test_app_image_is_slim_and_runs_unprivileged(services: dict[str, dict[str, A
     assert users and users[-1] not in {"root", "0"}
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".venv", ".data", ".env", ".git"} <= set(ignored)
+
+
+def test_prometheus_scrapes_api_and_worker_and_loads_the_alert_rules(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    """The files the rules test validates are the files compose mounts, and the targets are the
+    ports the services serve metrics on."""
+    mounts = {
+        target: ROOT / source
+        for source, target, *_ in (v.split(":") for v in services["prometheus"]["volumes"])
+        if source.startswith("./")
+    }
+    config = yaml.safe_load(mounts["/etc/prometheus/prometheus.yml"].read_text())
+    assert mounts["/etc/prometheus/alerts.yml"] == ROOT / "scripts/compose/prometheus/alerts.yml"
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    targets = {
+        t for job in config["scrape_configs"] for c in job["static_configs"] for t in c["targets"]
+    }
+    defaults = Settings()
+    assert targets == {
+        "api:8000",
+        f"worker:{defaults.worker_metrics_port}",
+        f"worker:{defaults.worker_sdk_metrics_port}",
+    }
+    # the worker binds its metrics servers where Prometheus can reach them, and publishes nothing
+    assert services["worker"]["environment"]["BANKFLOW_METRICS_HOST"] == "0.0.0.0"
+    assert not services["worker"].get("ports")
+    assert (9090, 9090) in published_ports(services["prometheus"])
+
+
+def test_grafana_provisions_the_committed_dashboard_from_prometheus(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    grafana = services["grafana"]
+    mounts = dict(v.split(":")[:2] for v in grafana["volumes"])
+    provisioning = ROOT / mounts["./scripts/compose/grafana/provisioning"].replace(
+        "/etc/grafana/provisioning", "scripts/compose/grafana/provisioning"
+    )
+    [source] = yaml.safe_load((provisioning / "datasources/prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert source["url"] == "http://prometheus:9090" and source["uid"] == "prometheus"
+    [provider] = yaml.safe_load((provisioning / "dashboards/bankflow.yml").read_text())["providers"]
+    assert mounts["./scripts/compose/grafana/dashboards"] == provider["options"]["path"]
+    dashboard = json.loads((ROOT / "scripts/compose/grafana/dashboards/bankflow.json").read_text())
+    uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p["targets"]}
+    assert uids == {source["uid"]}
+    assert "GRAFANA_ADMIN_PASSWORD:?" in grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    assert depends_on(grafana) == {"prometheus": "service_started"}

@@ -324,3 +324,13 @@ def test_signing_keys_are_generated_once_under_data_and_are_strong(tmp_path: Pat
     own = Settings(jwt_keys=KeyRing.parse(KeyRing.generate_entry("mine")))
     assert dev.dev_secrets(tmp_path / "other", own) == {}
     assert not (tmp_path / "other").exists()
+
+
+def test_banner_prints_the_metrics_urls_of_api_worker_and_sdk() -> None:
+    settings = Settings(worker_metrics_port=19464, worker_sdk_metrics_port=19465)
+    text = dev.banner("postgresql://app@127.0.0.1/bankflow", settings)
+    assert f"http://127.0.0.1:{dev.API_PORT}/metrics (API)" in text
+    assert "http://127.0.0.1:19464/metrics (worker)" in text
+    assert "http://127.0.0.1:19465/metrics (Temporal SDK)" in text
+    off = dev.banner("postgresql://app@127.0.0.1/bankflow", Settings(metrics_enabled=False))
+    assert "/metrics" not in off

@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities import metrics
 from activities.db import sqlstate
 from activities.ledger.batch import as_lines, content_hash
 from activities.tables import PERIOD_CLOSED_SQLSTATE, Journal, LedgerAccount, Posting
@@ -271,12 +272,14 @@ async def post_journal(
     digest = content_hash(req.kind, req.value_date, as_lines(req.postings), reverses)
     created_at = await claim_journal_id(session, req, digest, reverses)
     if created_at is None:
+        metrics.replayed(session, "journal")
         return await load_journal(session, req.journal_id)
     deltas = Deltas()
     for p in req.postings:
         deltas.post(p.debit_account_id, p.credit_account_id, p.amount_minor, p.currency)
     await apply_deltas(session, deltas)
     await write_postings(session, req.journal_id, req.postings)
+    metrics.journal_posted(session, req.kind, req.postings)
     # Built from what was just written rather than read back: the hot path stays short, and
     # the account locks are held for less time.
     return JournalResult(

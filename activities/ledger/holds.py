@@ -11,6 +11,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities import metrics
 from activities.ledger.batch import as_lines, content_hash
 from activities.ledger.engine import (
     Deltas,
@@ -70,10 +71,12 @@ async def place_hold(session: AsyncSession, req: HoldRequest) -> HoldResult:
             raise BankflowError(
                 ErrorCode.HOLD_CONFLICT, f"hold {req.hold_id!r} exists with different content"
             )
+        metrics.replayed(session, "hold")
         return _hold_result(existing)
     deltas = Deltas()
     deltas.pend(req.debit_account_id, req.credit_account_id, req.amount_minor, req.currency)
     await apply_deltas(session, deltas)
+    metrics.hold_event(session, "placed")
     hold = await session.get(Hold, req.hold_id)
     assert hold is not None
     return _hold_result(hold)
@@ -90,6 +93,7 @@ async def post_hold(session: AsyncSession, req: PostHoldRequest) -> JournalResul
     """Turn a pending hold into a posted journal, exactly once (the hold row is the lock)."""
     hold = await _lock_hold(session, req.hold_id)
     if hold.status == "posted" and hold.journal_id == req.journal_id:
+        metrics.replayed(session, "hold")
         return await load_journal(session, req.journal_id)
     if hold.status != "pending":
         raise BankflowError(
@@ -118,6 +122,8 @@ async def post_hold(session: AsyncSession, req: PostHoldRequest) -> JournalResul
     deltas.post(line.debit_account_id, line.credit_account_id, line.amount_minor, line.currency)
     await apply_deltas(session, deltas, check_open=False)
     await write_postings(session, req.journal_id, [line])
+    metrics.journal_posted(session, journal.kind, journal.postings)
+    metrics.hold_event(session, "posted")
     await session.execute(
         update(Hold)
         .where(Hold.id == hold.id)
@@ -130,6 +136,7 @@ async def void_hold(session: AsyncSession, req: VoidHoldRequest) -> HoldResult:
     """Release a pending hold, exactly once; voiding a voided hold again is a no-op."""
     hold = await _lock_hold(session, req.hold_id)
     if hold.status == "voided":
+        metrics.replayed(session, "hold")
         return _hold_result(hold)
     if hold.status != "pending":
         raise BankflowError(
@@ -138,6 +145,7 @@ async def void_hold(session: AsyncSession, req: VoidHoldRequest) -> HoldResult:
     deltas = Deltas()
     deltas.pend(hold.debit_account_id, hold.credit_account_id, -hold.amount_minor, hold.currency)
     await apply_deltas(session, deltas, check_open=False)
+    metrics.hold_event(session, "voided")
     await session.execute(
         update(Hold)
         .where(Hold.id == hold.id)

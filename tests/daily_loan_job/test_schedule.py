@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from cli.daily_loan_job import run_day
 from cli.main import app
+from cli.schedules import LEDGER_VERIFY_SCHEDULE_ID as VERIFY_SCHEDULE_ID
 from cli.schedules import sync_schedules
 from schemas.daily_loan_job import SCHEDULE_ID, DailyJobProgress, DailyJobSummary
 from schemas.month_end import SCHEDULE_ID as MONTH_END_SCHEDULE_ID
@@ -40,10 +41,13 @@ async def test_sync_twice_is_one_daily_schedule_that_services_yesterday(stack: S
     assert await sync_schedules(stack.client, settings, prefix=stack.tag) == [
         f"updated {stack.tag}{MONTH_END_SCHEDULE_ID}",
         f"updated {stack.tag}{SCHEDULE_ID}",
+        f"updated {stack.tag}{VERIFY_SCHEDULE_ID}",
     ]
     found = [s.id async for s in await stack.client.list_schedules() if s.id.startswith(stack.tag)]
-    assert sorted(found) == sorted([stack.tag + MONTH_END_SCHEDULE_ID, stack.tag + SCHEDULE_ID])
-    await stack.client.get_schedule_handle(stack.tag + MONTH_END_SCHEDULE_ID).delete()
+    others = [stack.tag + MONTH_END_SCHEDULE_ID, stack.tag + VERIFY_SCHEDULE_ID]
+    assert sorted(found) == sorted([*others, stack.tag + SCHEDULE_ID])
+    for other in others:
+        await stack.client.get_schedule_handle(other).delete()
     handle = stack.client.get_schedule_handle(stack.tag + SCHEDULE_ID)
     described = await handle.describe()
     [calendar] = described.schedule.spec.calendars

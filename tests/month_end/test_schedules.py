@@ -12,11 +12,15 @@ from temporalio.client import (
     ScheduleOverlapPolicy,
 )
 
+from cli.schedules import LEDGER_VERIFY_SCHEDULE_ID as VERIFY_ID
 from cli.schedules import run_period, sync_schedules
 from schemas.daily_loan_job import SCHEDULE_ID as DAILY_SCHEDULE_ID
+from schemas.ledger import VerifyReport
 from schemas.month_end import SCHEDULE_ID, MonthEndProgress, MonthEndSummary, Stage
 from schemas.settings import Settings
+from tests.metrics_kit import scrape, value, worker_metrics
 from tests.month_end.conftest import Stack, run_cli
+from tests.telemetry.rules import alert_expression
 
 
 def settings_for(stack: Stack) -> Settings:
@@ -27,7 +31,7 @@ def settings_for(stack: Stack) -> Settings:
 
 async def test_sync_twice_is_one_schedule(stack: Stack) -> None:
     settings = settings_for(stack)
-    both = [stack.tag + SCHEDULE_ID, stack.tag + DAILY_SCHEDULE_ID]
+    both = [stack.tag + SCHEDULE_ID, stack.tag + DAILY_SCHEDULE_ID, stack.tag + VERIFY_ID]
     assert await sync_schedules(stack.client, settings, prefix=stack.tag) == [
         f"created {i}" for i in both
     ]
@@ -37,6 +41,7 @@ async def test_sync_twice_is_one_schedule(stack: Stack) -> None:
     found = [s.id async for s in await stack.client.list_schedules() if s.id.startswith(stack.tag)]
     assert sorted(found) == sorted(both)
     await stack.client.get_schedule_handle(stack.tag + DAILY_SCHEDULE_ID).delete()
+    await stack.client.get_schedule_handle(stack.tag + VERIFY_ID).delete()
     handle = stack.client.get_schedule_handle(stack.tag + SCHEDULE_ID)
     described = await handle.describe()
     [calendar] = described.schedule.spec.calendars
@@ -106,3 +111,43 @@ async def test_the_cli_prints_what_this_run_posted_apart_from_the_periods_totals
     assert again.exit_code == 0, again.output
     assert "2026-08 posted by this run: nothing" in again.output and totals in again.output
     assert await stack.scalar("SELECT count(*) FROM postings") == postings
+
+
+async def test_ledger_verify_runs_nightly_and_its_result_is_a_metric(stack: Stack) -> None:
+    """The LedgerVerify schedule fires at 02:00; a run's verdict is bankflow_ledger_verify_ok,
+    which the LedgerVerifyFailed alert reads."""
+    metric, _ = alert_expression("LedgerVerifyFailed")
+    assert metric == "bankflow_ledger_verify_ok"
+    settings = settings_for(stack)
+    await sync_schedules(stack.client, settings, prefix=stack.tag)
+    for schedule_id in (SCHEDULE_ID, DAILY_SCHEDULE_ID):
+        await stack.client.get_schedule_handle(stack.tag + schedule_id).delete()
+    handle = stack.client.get_schedule_handle(stack.tag + VERIFY_ID)
+    described = await handle.describe()
+    [calendar] = described.schedule.spec.calendars
+    assert [(r.start, r.end) for r in calendar.hour] == [(2, 2)]
+    assert calendar.day_of_month == [] or [(r.start, r.end) for r in calendar.day_of_month] == [
+        (1, 31)
+    ]
+    with worker_metrics() as url:
+        before = await scrape(url)
+        await handle.trigger()
+        for _ in range(200):
+            recent = (await handle.describe()).info.recent_actions
+            if recent:
+                break
+            await asyncio.sleep(0.1)
+        run = recent[0].action
+        assert isinstance(run, ScheduleActionExecutionStartWorkflow)
+        report: VerifyReport = await stack.client.get_workflow_handle(
+            run.workflow_id, run_id=run.first_execution_run_id, result_type=VerifyReport
+        ).result()
+        after = await scrape(url)
+    await handle.delete()
+    assert report.ok
+    assert value(after, metric) == 1 and value(after, "bankflow_ledger_verify_failed_checks") == 0
+    runs = {"job": "ledger_verify", "outcome": "passed"}
+    moved = value(after, "bankflow_job_runs_total", **runs) - value(
+        before, "bankflow_job_runs_total", **runs
+    )
+    assert moved == 1
