@@ -1,4 +1,4 @@
-# The bankflow image: API (`uvicorn api.app:app`), worker (`python worker.py`) and CLI
+# The bankflow image: API (`python -m api.serve`), worker (`python worker.py`) and CLI
 # (`bankflow db upgrade`). Used by docker-compose.yml.
 FROM python:3.11-slim
 
@@ -28,5 +28,6 @@ RUN pip install --no-deps . \
 
 USER bankflow
 EXPOSE 8000
-# --no-proxy-headers: X-Forwarded-For is believed only from BANKFLOW_TRUSTED_PROXIES (api.app).
-CMD ["uvicorn", "api.app:app", "--host", "0.0.0.0", "--port", "8000", "--no-proxy-headers"]
+# api.serve: uvicorn believes no X-Forwarded-For (only the app does, from BANKFLOW_TRUSTED_PROXIES);
+# WEB_CONCURRENCY sets the number of API processes.
+CMD ["python", "-m", "api.serve", "--host", "0.0.0.0", "--port", "8000"]
