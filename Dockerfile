@@ -21,8 +21,11 @@ COPY . .
 # --no-deps: already installed above; this adds the `bankflow` console script.
 # .data/audit-spool: where the API keeps audit entries while Postgres is down (a volume in
 # docker-compose); owned by the app user so the volume is created writable for it.
+# compileall: the workflow sandbox imports a workflow's module for every run; with bytecode in
+# the image it loads instead of compiling (PYTHONDONTWRITEBYTECODE keeps the image read-only).
 RUN pip install --no-deps . \
     && rm -rf build *.egg-info \
+    && python -m compileall -q activities api domain schemas workflows worker.py \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin bankflow \
     && mkdir -p /app/.data/audit-spool && chown bankflow /app/.data/audit-spool
 
