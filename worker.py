@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -59,30 +59,37 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=60)
 log = logging.getLogger("bankflow.worker")
 
 
+class QueueActivities(NamedTuple):
+    interactive: list[Callable[..., Any]]
+    batch: list[Callable[..., Any]]
+
+
 def activities_for(
     settings: Settings, sessions: async_sessionmaker[AsyncSession]
-) -> list[Callable[..., Any]]:
-    """Every activity, bound to this process's database sessions and settings."""
+) -> QueueActivities:
+    """The activities each queue's workflows call, bound to this process's database sessions
+    and settings. A workflow schedules its activities on its own queue, so each worker offers
+    only what its workflows use: the batch worker's slots never go to a teller's posting, and
+    an interactive worker never picks up a month-end batch."""
     ledger = LedgerActivities(sessions)
     notifications = NotificationActivities(settings, sessions)
-    reversals = ReversalActivities(sessions)
-    month_end = MonthEndActivities(sessions)
-    loans = LoanActivities(settings, sessions)
-    kyc = KycActivities(sessions)
-    daily_loan_job = DailyLoanJobActivities(sessions)
-    repayments = RepaymentActivities(sessions)
-    return [
-        *ledger.all(),
+    interactive = [
+        *(a for a in ledger.all() if a != ledger.verify_ledger),
         *MovementActivities(settings, sessions).all(),
         *notifications.all(),
-        *reversals.all(),
-        *month_end.all(),
-        *loans.all(),
-        *kyc.all(),
+        *ReversalActivities(sessions).all(),
+        *LoanActivities(settings, sessions).all(),
+        *KycActivities(sessions).all(),
         *DisbursementActivities(settings, sessions).all(),
-        *daily_loan_job.all(),
-        *repayments.all(),
+        *RepaymentActivities(sessions).all(),
     ]
+    batch = [
+        ledger.verify_ledger,  # LedgerVerify
+        *MonthEndActivities(sessions).all(),
+        *DailyLoanJobActivities(sessions).all(),
+        *notifications.all(),  # MonthEndInterest e-mails finance its summary
+    ]
+    return QueueActivities(interactive, batch)
 
 
 def keep_workflow_bytecode() -> None:
@@ -116,7 +123,7 @@ def build_workers(
             client,
             task_queue=interactive_queue or settings.interactive_task_queue,
             workflows=INTERACTIVE_WORKFLOWS,
-            activities=activities,
+            activities=activities.interactive,
             interceptors=[ActivityFailures()],
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         ),
@@ -124,7 +131,7 @@ def build_workers(
             client,
             task_queue=batch_queue or settings.batch_task_queue,
             workflows=BATCH_WORKFLOWS,
-            activities=activities,
+            activities=activities.batch,
             interceptors=[ActivityFailures()],
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
             max_concurrent_activities=4,

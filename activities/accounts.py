@@ -15,8 +15,8 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.models import Branch, Currency, LedgerAccount, Member
-from activities.setup import CONTROL_ACCOUNT, gl_code
+from activities.ledger.chart import CONTROL_ACCOUNT, gl_code
+from activities.tables import Branch, Currency, LedgerAccount, Member
 from schemas.errors import BankflowError, ErrorCode
 from schemas.members import AccountOpen, MemberCreate
 

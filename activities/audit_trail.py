@@ -10,8 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.loan_models import Loan
-from activities.models import AuditEntry, Member
+from activities.tables import AuditEntry, Loan, Member
 from schemas.audit import AuditPage, AuditRecord, AuditView
 
 

@@ -34,15 +34,15 @@ from decimal import Decimal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities import ledger_engine
 from activities.daily_loan_servicing import LoanRow, Serviced, service_all
-from activities.loan_book import gl_ids
-from activities.setup import (
+from activities.ledger import engine as ledger_engine
+from activities.ledger.chart import (
     INTEREST_INCOME,
     INTEREST_RECEIVABLE,
     PENALTIES_RECEIVABLE,
     PENALTY_INCOME,
 )
+from activities.loan_book import gl_ids
 from domain.allocation import Due
 from schemas.daily_loan_job import BatchRequest, BatchResult
 from schemas.errors import BankflowError, ErrorCode

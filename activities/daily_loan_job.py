@@ -16,7 +16,7 @@ from temporalio import activity
 from activities import daily_loan_batch
 from activities.daily_loan_par import write_par_snapshot
 from activities.errors import transaction
-from activities.models import Currency
+from activities.tables import Currency
 from schemas.daily_loan_job import (
     BatchRequest,
     BatchResult,

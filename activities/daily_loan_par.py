@@ -16,9 +16,8 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.loan_book_models import ParSnapshot
-from activities.models import Currency
-from activities.setup import LOAN_PORTFOLIO
+from activities.ledger.chart import LOAN_PORTFOLIO
+from activities.tables import Currency, ParSnapshot
 from domain.allocation import BUCKETS
 from domain.money import to_major
 from schemas.daily_loan_job import PAR_THRESHOLDS, ParBucket, ParCurrency, ParReport

@@ -9,10 +9,10 @@ import decimal
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities import ledger_engine, loan_book
-from activities.loan_book_models import Disbursement, LoanTransaction
-from activities.loan_models import Loan
-from activities.models import Hold
+from activities import loan_book
+from activities.ledger import engine as ledger_engine
+from activities.ledger import holds as ledger_holds
+from activities.tables import Disbursement, Hold, Loan, LoanTransaction
 from domain.money import percent_of
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import ReversalRequest, VoidHoldRequest
@@ -50,7 +50,7 @@ async def void_liens(session: AsyncSession, workflow_id: str, reason: str) -> in
         )
     )
     for hold_id in ids:
-        await ledger_engine.void_hold(session, VoidHoldRequest(hold_id=hold_id, reason=reason))
+        await ledger_holds.void_hold(session, VoidHoldRequest(hold_id=hold_id, reason=reason))
     return len(ids)
 
 

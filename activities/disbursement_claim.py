@@ -14,10 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from activities import loan_book
 from activities.disbursement_book import disbursement_fee
 from activities.loan_book import trail
-from activities.loan_book_models import HOLDING_STATUSES, Disbursement
-from activities.loan_models import Loan, LoanGuarantor
 from activities.loans import free_savings
-from activities.models import Member
+from activities.tables import HOLDING_STATUSES, Disbursement, Loan, LoanGuarantor, Member
 from schemas.disbursements import ClaimRequest, DisbursementPlan, Lien
 from schemas.errors import BankflowError, ErrorCode
 

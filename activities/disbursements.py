@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities import ledger_engine, loan_book
+from activities import loan_book
 from activities.disbursement_book import (
     locked,
     mark_compensated,
@@ -20,9 +20,11 @@ from activities.disbursement_book import (
 )
 from activities.disbursement_claim import claim, liens_of
 from activities.errors import transaction
-from activities.loan_book_models import LoanTransaction
+from activities.ledger import engine as ledger_engine
+from activities.ledger import holds as ledger_holds
+from activities.ledger.chart import FEE_INCOME, PAYMENT_CLEARING, SETTLEMENT_BANK, SUSPENSE
 from activities.payment_rail import PaymentRailActivities
-from activities.setup import FEE_INCOME, PAYMENT_CLEARING, SETTLEMENT_BANK, SUSPENSE
+from activities.tables import LoanTransaction
 from domain.money import to_major
 from schemas.disbursements import (
     Activation,
@@ -99,7 +101,7 @@ async def place_liens(session: AsyncSession, step: Step) -> list[str]:
     suspense = (await loan_book.gl_ids(session, loan.currency, (SUSPENSE,)))[SUSPENSE.number]
     ids = []
     for lien in await liens_of(session, loan, check=False):
-        hold = await ledger_engine.place_hold(
+        hold = await ledger_holds.place_hold(
             session,
             HoldRequest(
                 hold_id=f"{row.workflow_id}:lien:{lien.member_number}",

@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.models import IdempotencyRecord as R
+from activities.tables import IdempotencyRecord as R
 
 
 @dataclass(frozen=True)

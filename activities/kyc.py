@@ -16,8 +16,15 @@ from temporalio import activity
 
 from activities.accounts import get_member, open_account
 from activities.errors import transaction
-from activities.kyc_models import KycCase, KycDocument
-from activities.models import Branch, LedgerAccount, Member, StaffRole, StaffUser
+from activities.tables import (
+    Branch,
+    KycCase,
+    KycDocument,
+    LedgerAccount,
+    Member,
+    StaffRole,
+    StaffUser,
+)
 from activities.watchlist import screen
 from schemas.errors import BankflowError, ErrorCode
 from schemas.kyc import (

@@ -14,7 +14,6 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.loan_models import Loan, LoanEvent, LoanGuarantor
 from activities.loan_products import (
     build_schedule,
     check_terms,
@@ -23,9 +22,9 @@ from activities.loan_products import (
     minor,
     snapshot,
 )
-from activities.loan_statement import loan_schedule
-from activities.models import Branch, Member, StaffUser
+from activities.reads.loan_statement import loan_schedule
 from activities.staff import Principal
+from activities.tables import Branch, Loan, LoanEvent, LoanGuarantor, Member, StaffUser
 from domain.money import to_major
 from schemas.errors import BankflowError, ErrorCode
 from schemas.loan_products import ProductSnapshot, plain, schedule_terms

@@ -17,10 +17,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.accounts import open_member_account
-from activities.loan_book_models import LoanInstallment
-from activities.loan_models import Loan, LoanEvent
-from activities.models import LedgerAccount, Member
-from activities.setup import GlAccount, gl_code
+from activities.ledger.chart import GlAccount, gl_code
+from activities.tables import LedgerAccount, Loan, LoanEvent, LoanInstallment, Member
 from domain.allocation import Due
 from domain.money import to_major
 from domain.schedule import Schedule, generate_schedule

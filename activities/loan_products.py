@@ -15,8 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.loan_models import LoanProduct
-from activities.models import Currency
+from activities.tables import Currency, LoanProduct
 from domain.money import AmountError, to_major, to_minor
 from domain.schedule import Schedule, ScheduleError, ScheduleTerms, generate_schedule
 from schemas.errors import BankflowError, ErrorCode
@@ -248,61 +247,3 @@ def check_terms(snap: ProductSnapshot, principal_minor: int, repayments: int) ->
             ErrorCode.VALIDATION,
             f"{snap.code} takes {snap.min_repayments} to {snap.max_repayments} repayments",
         )
-
-
-# The demo institution's products (`bankflow seed demo`): a personal loan with guarantors and
-# three approval tiers, and a small emergency loan one loan officer approves.
-DEMO_PRODUCTS: tuple[dict[str, Any], ...] = (
-    {
-        "code": "PERSONAL",
-        "name": "Personal loan",
-        "currency": "USD",
-        "min_principal": "100.00",
-        "max_principal": "50000.00",
-        "min_repayments": 3,
-        "max_repayments": 36,
-        "annual_interest_rate": "18",
-        "installment_multiple": "1",
-        "disbursement_fee": {"kind": "percent", "value": "1"},
-        "penalty_rate": "6",
-        "accounting": "accrual",
-        "guarantee": {"min_guaranteed_by_others_pct": "25", "own_savings_pct": "10"},
-        "eligibility": {
-            "require_kyc_verified": True,
-            "min_membership_days": 0,
-            "max_savings_multiple": "3",
-            "no_loan_in_arrears": True,
-        },
-        "approval_tiers": [
-            {"up_to": "1000.00", "levels": [{"role": "loan_officer"}]},
-            {"up_to": "10000.00", "levels": [{"role": "loan_officer"}, {"role": "branch_manager"}]},
-            {
-                "up_to": None,
-                "levels": [{"role": "branch_manager"}, {"role": "credit_committee", "quorum": 2}],
-            },
-        ],
-    },
-    {
-        "code": "EMERGENCY",
-        "name": "Emergency loan",
-        "currency": "USD",
-        "min_principal": "50.00",
-        "max_principal": "1000.00",
-        "min_repayments": 1,
-        "max_repayments": 6,
-        "annual_interest_rate": "12",
-        "interest_method": "flat",
-        "disbursement_fee": {"kind": "flat", "value": "5.00"},
-        "auto_disburse": True,
-        "eligibility": {"require_kyc_verified": True, "max_savings_multiple": "2"},
-        "approval_tiers": [{"up_to": None, "levels": [{"role": "loan_officer"}]}],
-    },
-)
-
-
-async def seed_products(session: AsyncSession) -> None:
-    """Create the demo products that are missing (idempotent by code)."""
-    for raw in DEMO_PRODUCTS:
-        exists = await session.scalar(select(LoanProduct.id).where(LoanProduct.code == raw["code"]))
-        if exists is None:
-            await create_product(session, LoanProductCreate.model_validate(raw), None)

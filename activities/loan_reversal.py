@@ -14,32 +14,23 @@ loan book, in the same transaction as the mirror journal.
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities import ledger_engine, loan_book
+from activities import loan_book
 from activities import repayments as rp
-from activities.loan_book_models import Disbursement, LoanTransaction
-from activities.loan_models import Loan
-from activities.models import Hold
-from activities.periods import is_closed
-from activities.setup import (
-    INTEREST_INCOME,
-    INTEREST_RECEIVABLE,
-    PENALTIES_RECEIVABLE,
-    PENALTY_INCOME,
-)
+from activities.ledger import engine as ledger_engine
+from activities.ledger import holds as ledger_holds
+from activities.ledger.periods import is_closed
+from activities.loan_disbursal_undo import undo_disbursement
+from activities.tables import Disbursement, Hold, Loan, LoanTransaction
 from domain.allocation import Allocation, Due, Portion, allocate, settle
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import (
     HoldRequest,
-    JournalRequest,
     JournalResult,
-    PostingLine,
     ReversalRequest,
-    VoidHoldRequest,
 )
 
 REPAYMENT = "loan_repayment"
@@ -130,7 +121,8 @@ async def apply(
     if original.kind == REPAYMENT:
         await _reverse_repayment(session, original, reversal_id, value_date)
     elif original.kind == DISBURSEMENT:
-        await _undo_disbursement(session, original, reversal_id, value_date)
+        txn = await _txn(session, original.journal_id, original.kind)
+        await undo_disbursement(session, txn, original, reversal_id, value_date)
 
 
 # --- repayments ------------------------------------------------------------------------------
@@ -294,7 +286,7 @@ async def _reopen(session: AsyncSession, loan: Loan, reversal_id: str, on: date)
     for n, hold in enumerate(voided.all(), start=1):
         try:
             async with session.begin_nested():
-                await ledger_engine.place_hold(
+                await ledger_holds.place_hold(
                     session,
                     HoldRequest(
                         hold_id=f"{reversal_id}:lien-{n}",
@@ -316,90 +308,3 @@ async def _reopen(session: AsyncSession, loan: Loan, reversal_id: str, on: date)
                 actor="reversal",
                 reason=exc.detail,
             )
-
-
-# --- disbursements ---------------------------------------------------------------------------
-
-
-async def _undo_disbursement(
-    session: AsyncSession, original: JournalResult, reversal_id: str, value_date: date
-) -> None:
-    txn = await _txn(session, original.journal_id, original.kind)
-    loan = await session.get(Loan, txn.loan_id, with_for_update=True)
-    assert loan is not None
-    txn.reversed_by_journal_id = f"{reversal_id}:reverse"
-    row = await session.scalar(
-        select(Disbursement).where(Disbursement.journal_id == original.journal_id)
-    )
-    if row is not None:
-        row.status = "reversed"
-    holds = await session.scalars(
-        select(Hold.id).where(Hold.process_id == txn.workflow_id, Hold.status == "pending")
-    )
-    for hold_id in holds.all():
-        await ledger_engine.void_hold(
-            session, VoidHoldRequest(hold_id=hold_id, reason="disbursement undone")
-        )
-    await _take_back_accruals(session, loan, reversal_id, value_date)
-    await loan_book.drop_schedule(session, loan)
-    await session.execute(
-        update(LoanTransaction)
-        .where(
-            LoanTransaction.loan_id == loan.id,
-            LoanTransaction.kind.in_(("penalty", "accrual")),
-            STANDING,
-        )
-        .values(reversed_by_journal_id=f"{reversal_id}:reverse")
-    )
-    await loan_book.trail(
-        session,
-        loan,
-        reversal_id,
-        "loan",
-        "disbursement_undone",
-        actor="reversal",
-        from_state=loan.state,
-        to_state="approved",
-        reason=f"disbursement {original.journal_id} reversed",
-        data={"reversal_id": reversal_id},
-    )
-    loan_book.mark_undisbursed(loan, f"disbursement undone by {reversal_id}")
-
-
-async def _take_back_accruals(
-    session: AsyncSession, loan: Loan, reversal_id: str, value_date: date
-) -> None:
-    """Interest and penalties the daily job booked as income on a loan that never was."""
-    gl = await loan_book.gl_ids(
-        session,
-        loan.currency,
-        (INTEREST_INCOME, INTEREST_RECEIVABLE, PENALTY_INCOME, PENALTIES_RECEIVABLE),
-    )
-    pairs = (
-        (
-            gl[INTEREST_INCOME.number],
-            gl[INTEREST_RECEIVABLE.number],
-            loan.interest_receivable_minor,
-        ),
-        (gl[PENALTY_INCOME.number], gl[PENALTIES_RECEIVABLE.number], loan.penalty_receivable_minor),
-    )
-    lines = [
-        PostingLine(debit_account_id=d, credit_account_id=c, amount_minor=a, currency=loan.currency)
-        for d, c, a in pairs
-        if a > 0
-    ]
-    if lines:
-        await ledger_engine.post_journal(
-            session,
-            JournalRequest(
-                journal_id=f"{reversal_id}:accruals",
-                kind="loan_accrual_reversal",
-                value_date=value_date,
-                postings=lines,
-                description=f"Accruals of loan {loan.loan_number} taken back (disbursement undone)",
-                process_id=reversal_id,
-            ),
-        )
-    loan.interest_receivable_minor = loan.penalty_receivable_minor = 0
-    loan.interest_recognized_minor = 0
-    loan.penalty_exact = Decimal(0)

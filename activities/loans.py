@@ -19,8 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.errors import transaction
-from activities.loan_models import Loan, LoanEvent, LoanGuarantor
-from activities.models import LedgerAccount, Member, StaffRole, StaffUser
+from activities.tables import (
+    LedgerAccount,
+    Loan,
+    LoanEvent,
+    LoanGuarantor,
+    Member,
+    StaffRole,
+    StaffUser,
+)
 from domain.money import percent_of, times, to_major
 from schemas.kyc_tier import BasicTierLimit, minor_units
 from schemas.loan_products import ProductSnapshot, plain

@@ -18,11 +18,12 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities import ledger_engine
 from activities.accounts import get_account
 from activities.errors import transaction
-from activities.models import Branch, Currency, LedgerAccount, Member
-from activities.setup import CASH, gl_code
+from activities.ledger import engine as ledger_engine
+from activities.ledger import holds as ledger_holds
+from activities.ledger.chart import CASH, gl_code
+from activities.tables import Branch, Currency, LedgerAccount, Member
 from domain.money import AmountError, to_major, to_minor
 from schemas.errors import BankflowError, ErrorCode
 from schemas.kyc_tier import BasicTierLimit, minor_units
@@ -210,7 +211,7 @@ class MovementActivities:
 
         async def work(session: AsyncSession) -> HoldResult:
             await check_basic_tier(session, self.limits, out)
-            return await ledger_engine.place_hold(session, h)
+            return await ledger_holds.place_hold(session, h)
 
         return await transaction(self.sessions, work)
 

@@ -29,7 +29,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import as_application_error, transaction
-from activities.notification_models import Notification
+from activities.tables import Notification
 from schemas.errors import BankflowError, ErrorCode
 from schemas.notifications import NotificationRequest, NotificationResult
 from schemas.settings import Settings

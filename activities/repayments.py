@@ -19,12 +19,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities import ledger_engine, loan_book
+from activities import loan_book
 from activities.errors import transaction
-from activities.loan_book_models import LoanTransaction
-from activities.loan_models import Loan
-from activities.models import Hold
-from activities.setup import (
+from activities.ledger import engine as ledger_engine
+from activities.ledger import holds as ledger_holds
+from activities.ledger.chart import (
     CASH,
     FEE_INCOME,
     INTEREST_INCOME,
@@ -32,6 +31,7 @@ from activities.setup import (
     PENALTIES_RECEIVABLE,
     PENALTY_INCOME,
 )
+from activities.tables import Hold, Loan, LoanTransaction
 from domain.allocation import Allocation, allocate, settle
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import JournalRequest, PostingLine, VoidHoldRequest
@@ -139,7 +139,7 @@ async def void_liens(session: AsyncSession, loan_number: str) -> list[str]:
         )
     )
     for hold_id in ids:
-        await ledger_engine.void_hold(
+        await ledger_holds.void_hold(
             session, VoidHoldRequest(hold_id=hold_id, reason="loan closed")
         )
     return ids

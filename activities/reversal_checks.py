@@ -9,9 +9,10 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities import ledger_engine, loan_reversal
-from activities.models import LedgerAccount as A
-from activities.periods import is_closed
+from activities import loan_reversal
+from activities.ledger import engine as ledger_engine
+from activities.ledger.periods import is_closed
+from activities.tables import LedgerAccount as A
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import JournalResult
 from schemas.reversals import LOAN_KINDS, MIRROR_KINDS, Check

@@ -18,13 +18,14 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities import ledger_engine, loan_reversal
+from activities import loan_reversal
 from activities.errors import transaction
-from activities.models import Branch, Currency, Hold, Journal, LedgerAccount, Member
-from activities.periods import is_closed
+from activities.ledger import engine as ledger_engine
+from activities.ledger import holds as ledger_holds
+from activities.ledger.chart import MEMBER_OVERDRAFTS, gl_code
+from activities.ledger.periods import is_closed
 from activities.reversal_checks import check_reversible
-from activities.reversal_models import ReversalEvent
-from activities.setup import MEMBER_OVERDRAFTS, gl_code
+from activities.tables import Branch, Currency, Hold, Journal, LedgerAccount, Member, ReversalEvent
 from domain.money import to_major
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import (
@@ -114,7 +115,7 @@ async def _place_holds(
             available[account.id] -= amount
         if amount == 0:
             continue
-        await ledger_engine.place_hold(
+        await ledger_holds.place_hold(
             session,
             HoldRequest(
                 hold_id=hold_id,
@@ -258,7 +259,7 @@ async def execute(session: AsyncSession, req: ExecuteRequest) -> ExecuteResult:
     if original.kind in LOAN_KINDS:
         await loan_reversal.lock(session, original)
     for hold_id in req.hold_ids:
-        await ledger_engine.void_hold(
+        await ledger_holds.void_hold(
             session, VoidHoldRequest(hold_id=hold_id, reason="reversal approved: posting it")
         )
     cover, covered = (
@@ -281,7 +282,7 @@ async def execute(session: AsyncSession, req: ExecuteRequest) -> ExecuteResult:
 
 async def release(session: AsyncSession, req: ReleaseRequest) -> int:
     for hold_id in req.hold_ids:
-        await ledger_engine.void_hold(session, VoidHoldRequest(hold_id=hold_id, reason=req.reason))
+        await ledger_holds.void_hold(session, VoidHoldRequest(hold_id=hold_id, reason=req.reason))
     return len(req.hold_ids)
 
 

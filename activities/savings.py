@@ -4,25 +4,20 @@ transaction."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities import ledger_engine
 from activities.accounts import get_account
-from activities.models import Branch, Currency, LedgerAccount
-from activities.savings_models import SavingsAccount, SavingsProduct
-from activities.setup import CASH, MEMBER_SAVINGS, gl_code
+from activities.tables import Currency, SavingsAccount, SavingsProduct
 from domain.interest import Terms, Tier
 from domain.money import AmountError, to_major, to_minor
 from schemas.errors import BankflowError, ErrorCode
-from schemas.ledger import JournalRequest, PostingLine
 from schemas.savings import EnrollmentView, ProductCreate, ProductView, TierView
 
 
@@ -173,178 +168,3 @@ def terms_of(product: SavingsProduct, scale: int) -> Terms:
             for t in product.tiers
         ),
     )
-
-
-DEMO_PRODUCT = ProductCreate(
-    code="SAVE-STD",
-    name="Standard savings",
-    currency="USD",
-    annual_rate=Decimal("0.035"),
-    tiers=[],
-    min_balance="10.00",
-    withholding_tax_rate=Decimal("0.15"),
-)
-
-
-async def seed_demo_savings(
-    session: AsyncSession, cash_id: int, accounts: list[LedgerAccount], today: date
-) -> None:
-    """The demo product with the demo savings accounts on it since the 1st of last month, each
-    with a deposit dated that day, so `bankflow month-end run` for last month posts interest.
-    Idempotent within a month (fixed journal ids)."""
-    if (
-        await session.scalar(
-            select(SavingsProduct.id).where(SavingsProduct.code == DEMO_PRODUCT.code)
-        )
-        is None
-    ):
-        await create_product(session, DEMO_PRODUCT)
-    first = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
-    for account in accounts:
-        if await session.get(SavingsAccount, account.id) is None:
-            await enroll_account(session, DEMO_PRODUCT.code, account.code, first)
-        await ledger_engine.post_journal(
-            session,
-            JournalRequest(
-                journal_id=f"seed-savings-{account.code}-{first:%Y-%m}",
-                kind="deposit",
-                value_date=first,
-                description="Demo savings history",
-                postings=[
-                    PostingLine(
-                        debit_account_id=cash_id,
-                        credit_account_id=account.id,
-                        amount_minor=100000,
-                        currency=account.currency,
-                    )
-                ],
-            ),
-        )
-
-
-# --- synthetic load (bench/month_end.py and the month-end tests) ----------------------------
-
-SYNTHETIC_PER_MEMBER = 100
-
-
-def synthetic_amounts(i: int, start: date) -> tuple[date, int, date | None, int]:
-    """Account i's opening (date, amount) and its one movement in the month (date, +/-amount):
-    varied balances, every 97th below a 10.00 minimum, every 50th opened mid-month."""
-    opened = start + timedelta(days=14) if i % 50 == 49 else start - timedelta(days=1)
-    opening = 500 if i % 97 == 96 else 5000 + (i * 7919) % 2_000_000
-    day = start + timedelta(days=i % 28)
-    if i % 3 == 0:
-        return opened, opening, max(day, opened), 100 + (i * 31) % 50_000
-    if i % 3 == 1 and day > opened:
-        return opened, opening, day, -(opening // 3)
-    return opened, opening, None, 0
-
-
-async def seed_synthetic_accounts(
-    session: AsyncSession, *, tag: str, count: int, product_code: str, period_start: date
-) -> tuple[int, int]:
-    """`count` funded savings accounts on a product with a month of activity, written set-based
-    (postings, hashed journals and cached balances exactly as the ledger engine would leave
-    them). Returns the first and last ledger account id."""
-    product = await get_product(session, product_code)
-    cur = product.currency
-    rows = await session.execute(select(LedgerAccount.code, LedgerAccount.id))
-    gl = {code: account_id for code, account_id in rows}
-    cash, control = gl[gl_code(CASH, cur)], gl[gl_code(MEMBER_SAVINGS, cur)]
-    branch_id = await session.scalar(select(Branch.id).order_by(Branch.id).limit(1))
-    members = (
-        await session.scalars(
-            text(
-                "INSERT INTO members (member_number, first_name, last_name, date_of_birth, "
-                "branch_id) SELECT :tag || 'M' || g, 'Synthetic', :tag, DATE '1980-01-01', "
-                ":branch FROM generate_series(0, :n) g RETURNING id"
-            ),
-            {"tag": tag, "branch": branch_id, "n": count // SYNTHETIC_PER_MEMBER},
-        )
-    ).all()
-    ids = (
-        await session.scalars(
-            text(
-                "INSERT INTO ledger_accounts (code, name, kind, gl_type, currency, member_id, "
-                "branch_id, control_account_id, debits_must_not_exceed_credits) "
-                "SELECT :tag || lpad(g::text, 9, '0'), 'Synthetic savings', 'savings', "
-                "'liability', :cur, (CAST(:members AS int[]))[g / :per + 1], :branch, :control, "
-                "true FROM generate_series(0, :n - 1) g ORDER BY g RETURNING id"
-            ),
-            {"tag": tag, "cur": cur, "members": list(members), "per": SYNTHETIC_PER_MEMBER,
-             "branch": branch_id, "control": control, "n": count},
-        )
-    ).all()  # fmt: skip
-    journals: dict[tuple[str, date], list[tuple[int, int, int, str]]] = defaultdict(list)
-    opened_on: list[date] = []
-    credits: list[int] = []
-    debits: list[int] = []
-    for i, account_id in enumerate(ids):
-        opened, opening, moved_on, moved = synthetic_amounts(i, period_start)
-        opened_on.append(opened)
-        journals[("deposit", opened)].append((cash, account_id, opening, cur))
-        if moved_on is not None and moved > 0:
-            journals[("deposit", moved_on)].append((cash, account_id, moved, cur))
-        elif moved_on is not None and moved < 0:
-            journals[("withdrawal", moved_on)].append((account_id, cash, -moved, cur))
-        credits.append(opening + max(moved, 0))
-        debits.append(max(-moved, 0))
-    await _write_synthetic_journals(session, tag, journals)
-    await session.execute(
-        text(
-            "INSERT INTO savings_accounts (account_id, product_id, opened_on) "
-            "SELECT a, :product, o FROM unnest(CAST(:ids AS bigint[]), CAST(:opened AS date[])) "
-            "AS u(a, o)"
-        ),
-        {"product": product.id, "ids": list(ids), "opened": opened_on},
-    )
-    await session.execute(
-        text(
-            "UPDATE ledger_accounts a SET credits_posted_minor = u.c, debits_posted_minor = u.d "
-            "FROM unnest(CAST(:ids AS bigint[]), CAST(:c AS bigint[]), CAST(:d AS bigint[])) "
-            "AS u(id, c, d) WHERE a.id = u.id"
-        ),
-        {"ids": list(ids), "c": credits, "d": debits},
-    )
-    await session.execute(
-        text(
-            "UPDATE ledger_accounts SET debits_posted_minor = debits_posted_minor + :d, "
-            "credits_posted_minor = credits_posted_minor + :c WHERE id = :id"
-        ),
-        {"id": cash, "d": sum(credits), "c": sum(debits)},
-    )
-    return ids[0], ids[-1]
-
-
-async def _write_synthetic_journals(
-    session: AsyncSession,
-    tag: str,
-    journals: dict[tuple[str, date], list[tuple[int, int, int, str]]],
-    chunk: int = 15000,
-) -> None:
-    # Imported here: month_end imports this module for terms_of.
-    from activities.month_end import INSERT_POSTINGS, journal_hash
-
-    for (kind, value_date), all_lines in sorted(journals.items()):
-        for n in range(0, len(all_lines), chunk):
-            lines = all_lines[n : n + chunk]
-            journal_id = f"synthetic-{tag}-{kind}-{value_date.isoformat()}-{n // chunk}"
-            await session.execute(
-                text(
-                    "INSERT INTO journals (id, kind, description, value_date, content_hash) "
-                    "VALUES (:id, :kind, 'synthetic load', :value_date, :hash)"
-                ),
-                {"id": journal_id, "kind": kind, "value_date": value_date,
-                 "hash": journal_hash(kind, value_date, lines)},
-            )  # fmt: skip
-            await session.execute(
-                INSERT_POSTINGS,
-                {
-                    "journal_id": journal_id,
-                    "lines": list(range(1, len(lines) + 1)),
-                    "debits": [line[0] for line in lines],
-                    "credits": [line[1] for line in lines],
-                    "amounts": [line[2] for line in lines],
-                    "currencies": [line[3] for line in lines],
-                },
-            )

@@ -19,8 +19,7 @@ from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.login_models import LoginThrottle
-from activities.models import ROLES, Branch, StaffRole, StaffUser
+from activities.tables import ROLES, Branch, LoginThrottle, StaffRole, StaffUser
 from schemas.errors import BankflowError, ErrorCode
 
 _hasher = PasswordHasher()

@@ -19,7 +19,7 @@ from rapidfuzz import fuzz, process, utils
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.kyc_models import WatchlistEntry
+from activities.tables import WatchlistEntry
 from schemas.errors import BankflowError, ErrorCode
 from schemas.kyc import WatchlistRow
 

@@ -18,7 +18,7 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.security.base import SecurityBase
 
-from activities.models import ROLES
+from activities.tables import ROLES
 from api import routes
 
 PUBLIC = "public"

@@ -13,25 +13,30 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities import staff
-from activities.models import ROLES
 from activities.staff import Principal
+from activities.tables import ROLES
 from api.auth import decode_token
-from schemas import temporal
+from schemas import temporal, types
 from schemas.errors import BankflowError, ErrorCode
+from schemas.loans import REQUESTER_ROLES
 from schemas.settings import Settings
 
 __all__ = [
     "ANY_STAFF",
+    "APPROVER_ROLES",
     "CurrentPrincipal",
+    "LoanNumber",
+    "LoanReader",
     "Principal",
     "ReadSessionsDep",
+    "Session",
     "SessionsDep",
     "SettingsDep",
     "TemporalConnector",
@@ -119,6 +124,9 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
 # For a read of one statement only (activities.db.make_read_sessionmaker).
 ReadSessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_read_sessions)]
+# The type of the session a route's transaction hands to activity helpers (`in_transaction`):
+# routes name it, and build no SQL with it (tests/test_layout.py).
+Session = AsyncSession
 TemporalDep = Annotated[Client, Depends(_temporal)]
 
 # auto_error=False: a missing token becomes our own 401 body instead of FastAPI's.
@@ -179,3 +187,19 @@ def require_roles(*roles: str) -> Callable[..., Awaitable[Principal]]:
         )
 
     return check
+
+
+# Shared by the loan, disbursement and repayment routes: who decides a loan (any approval level),
+# who reads one, and its path parameter.
+APPROVER_ROLES = (
+    "loan_officer",
+    "branch_manager",
+    "credit_committee",
+    "compliance_officer",
+    "finance",
+)
+LoanReader = Annotated[
+    Principal,
+    Depends(require_roles(*REQUESTER_ROLES, *APPROVER_ROLES, "ops", "compliance_officer")),
+]
+LoanNumber = Annotated[types.LoanNumber, Path(description="e.g. LN000123")]

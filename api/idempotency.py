@@ -53,6 +53,7 @@ from activities.staff import Principal
 from api.errors import error_response, unavailable_response
 from api.guard import PRINCIPAL, ROUTE
 from api.routing import RouteInfo
+from api.update_with_start import update_id
 from schemas.errors import ErrorCode
 from schemas.settings import Settings
 from schemas.types import IdempotencyKeyValue
@@ -83,11 +84,6 @@ async def _idempotency_key(
 
 # The marker a process-starting route declares: `key: IdempotencyKey`.
 IdempotencyKey = Annotated[str, Depends(_idempotency_key)]
-
-
-def update_id(user_id: int, route: str, key: str) -> str:
-    """The id of the Update a request sends to a workflow, from its caller, route and key."""
-    return "upd-" + hashlib.sha256(f"{user_id}:{route}:{key}".encode()).hexdigest()[:32]
 
 
 async def _update_id(

@@ -36,9 +36,9 @@ from temporalio.client import Client  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.db import in_transaction, make_engine, make_sessionmaker  # noqa: E402
-from activities.ledger_verify import verify_ledger  # noqa: E402
+from activities.ledger.chart import ensure_branch, ensure_chart  # noqa: E402
+from activities.ledger.verify import verify_ledger  # noqa: E402
 from activities.migrate import upgrade  # noqa: E402
-from activities.setup import ensure_branch, ensure_chart  # noqa: E402
 from schemas import search_attributes, temporal  # noqa: E402
 from schemas.daily_loan_job import DailyJobInput, DailyJobSummary  # noqa: E402
 from schemas.settings import Settings  # noqa: E402

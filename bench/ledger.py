@@ -54,13 +54,13 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.testing import WorkflowEnvironment
     from temporalio.worker import Worker
 
-    from activities import ledger_engine
     from activities.accounts import create_member, open_account
     from activities.db import in_transaction, make_engine, make_sessionmaker
-    from activities.ledger_verify import verify_ledger
+    from activities.ledger import engine as ledger_engine
+    from activities.ledger.chart import CASH, ensure_branch, ensure_chart
+    from activities.ledger.verify import verify_ledger
     from activities.migrate import upgrade
-    from activities.models import LedgerAccount
-    from activities.setup import CASH, ensure_branch, ensure_chart
+    from activities.tables import LedgerAccount
     from schemas import search_attributes, temporal
     from schemas.ledger import JournalRequest, PostingLine
     from schemas.members import AccountOpen, MemberCreate

@@ -39,16 +39,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.db import in_transaction, make_engine, make_sessionmaker  # noqa: E402
-from activities.migrate import upgrade  # noqa: E402
-from activities.savings import create_product, seed_synthetic_accounts  # noqa: E402
-from activities.setup import (  # noqa: E402
+from activities.ledger.chart import (  # noqa: E402
     INTEREST_EXPENSE,
     WITHHOLDING_TAX,
     ensure_branch,
     ensure_chart,
 )
+from activities.migrate import upgrade  # noqa: E402
+from activities.savings import create_product  # noqa: E402
+from activities.seed.synthetic import seed_synthetic_accounts  # noqa: E402
+from domain.periods import previous_period  # noqa: E402
 from schemas import search_attributes, temporal  # noqa: E402
-from schemas.month_end import MonthEndInput, previous_period  # noqa: E402
+from schemas.month_end import MonthEndInput  # noqa: E402
 from schemas.savings import ProductCreate  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 from scripts.local_postgres import DEFAULT_URL, create_database, drop_database  # noqa: E402

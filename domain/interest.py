@@ -20,12 +20,13 @@ here does I/O.
 
 from __future__ import annotations
 
-import calendar
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import Literal
+
+from domain.periods import month_bounds
 
 Method = Literal["daily_balance", "average_daily_balance"]
 Compounding = Literal["daily", "monthly"]
@@ -92,10 +93,6 @@ class MonthInterest:
     tax: Decimal  # withholding tax on `posted`
     days: int  # days of the month the account was open
     carry: Carry  # into the next month
-
-
-def month_bounds(year: int, month: int) -> tuple[date, date]:
-    return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
 
 
 def day_balances(

@@ -7,8 +7,8 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from activities.all_models import Base
 from activities.migrate import grant_runtime
+from activities.tables import Base
 from schemas.settings import Settings
 
 config = context.config

@@ -12,9 +12,11 @@ supervisor count as soon as they are held; a refused, expired or reversed one do
 
 from __future__ import annotations
 
-from decimal import ROUND_FLOOR, Decimal
+from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from domain.money import floor_minor
 
 
 class BasicTierLimit(BaseModel):
@@ -26,9 +28,10 @@ class BasicTierLimit(BaseModel):
 
 
 def minor_units(limit: Decimal, scale: int) -> int:
-    """A limit in the currency's minor units. Rounded down: a limit set finer than the currency
-    can count never lets more through than it says (it is a threshold, not money posted)."""
-    return int((limit * 10**scale).to_integral_value(ROUND_FLOOR))
+    """A limit in the currency's minor units. Rounded down, exactly (domain.money.floor_minor,
+    not Decimal arithmetic at 28 digits): a limit set finer than the currency can count never
+    lets more through than it says (it is a threshold, not money posted)."""
+    return floor_minor(limit, scale)
 
 
 DEFAULT_BASIC_TIER_LIMITS = {

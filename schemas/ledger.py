@@ -102,28 +102,6 @@ class VerifyReport(BaseModel):
     checks: list[CheckResult]
 
 
-def content_hash(
-    kind: str, value_date: date, postings: list[PostingLine], reverses: str | None = None
-) -> str:
-    """The money-relevant content of a journal, hashed so a retry can prove it asks the same.
-
-    `ledger verify` recomputes it from the stored postings: a changed posting cannot hide.
-    """
-    canonical = json.dumps(
-        {
-            "kind": kind,
-            "value_date": value_date.isoformat(),
-            "reverses": reverses,
-            "postings": [
-                [p.debit_account_id, p.credit_account_id, p.amount_minor, p.currency]
-                for p in postings
-            ],
-        },
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 def hold_hash(req: HoldRequest) -> str:
     line = [req.debit_account_id, req.credit_account_id, req.amount_minor, req.currency]
     return hashlib.sha256(json.dumps(line).encode()).hexdigest()

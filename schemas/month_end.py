@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, Field, field_validator
 
-PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+from domain.periods import check_period
+
 READER_ROLES = ("finance", "ops")
 WORKFLOW_PREFIX = "month-end-"
 SCHEDULE_ID = "month-end-interest"
-
-
-def check_period(value: str) -> str:
-    if not re.match(PERIOD_PATTERN, value):
-        raise ValueError(f"{value!r} is not a period YYYY-MM")
-    return value
-
-
-def previous_period(period: str) -> str:
-    year, month = (int(p) for p in period.split("-"))
-    return f"{year - 1}-12" if month == 1 else f"{year}-{month - 1:02d}"
-
-
-def periods_between(first: str, last: str) -> list[str]:
-    """Every period from `first` to `last` inclusive, in order."""
-    out: list[str] = []
-    year, month = (int(p) for p in first.split("-"))
-    while f"{year}-{month:02d}" <= last:
-        out.append(f"{year}-{month:02d}")
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    return out
 
 
 class Stage(StrEnum):

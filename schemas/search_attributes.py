@@ -6,7 +6,7 @@ this list, so the UI columns are the same everywhere.
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 PROCESS = SearchAttributeKey.for_keyword("BankflowProcess")
 STAGE = SearchAttributeKey.for_keyword("BankflowStage")
@@ -38,3 +38,31 @@ def cli_flags() -> list[str]:
         kind = "Int" if key.name == AMOUNT_MINOR.name else "Keyword"
         flags += ["--search-attribute", f"{key.name}={kind}"]
     return flags
+
+
+def at_start(
+    process: str,
+    stage: str,
+    *,
+    business_id: str,
+    branch: str | None = None,
+    product: str | None = None,
+    amount_minor: int | None = None,
+    currency: str | None = None,
+) -> TypedSearchAttributes:
+    """The attributes a process starts with: what it is, where it stands, and (when it has
+    them) its branch, product and amount. Every starter (routes, CLI) builds them here."""
+    pairs: list[SearchAttributePair[str] | SearchAttributePair[int]] = [
+        SearchAttributePair(PROCESS, process),
+        SearchAttributePair(STAGE, stage),
+    ]
+    if branch is not None:
+        pairs.append(SearchAttributePair(BRANCH, branch))
+    if product is not None:
+        pairs.append(SearchAttributePair(PRODUCT, product))
+    if amount_minor is not None:
+        pairs.append(SearchAttributePair(AMOUNT_MINOR, amount_minor))
+    if currency is not None:
+        pairs.append(SearchAttributePair(CURRENCY, currency))
+    pairs.append(SearchAttributePair(BUSINESS_ID, business_id))
+    return TypedSearchAttributes(pairs)

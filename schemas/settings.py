@@ -182,7 +182,7 @@ class Settings(BaseSettings):
         description="one payout attempt; a lost worker's attempt is retried after this",
     )
 
-    # month-end savings interest (workflows/month_end_interest.py, api/schedules.py)
+    # month-end savings interest (workflows/month_end_interest.py, cli/schedules.py)
     institution_timezone: str = Field(
         default="UTC", description="IANA zone of the schedules (month-end at 00:30 on the 1st)"
     )

@@ -23,6 +23,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints
 
 from domain.money import MAX_AMOUNT_LENGTH, MAX_MINOR
+from domain.periods import PERIOD_PATTERN
 
 MAX_BIGINT = MAX_MINOR
 # C0 controls, DEL and C1 controls. Free text may also hold tabs and line breaks.
@@ -80,7 +81,7 @@ CaseNumber = Annotated[str, line(27, pattern=r"^M[0-9]{7,19}-[0-9]{1,6}$")]
 MovementId = Annotated[str, line(18, pattern=r"^MV[0-9A-F]{16}$")]
 ProcessType = Annotated[str, line(40, pattern=r"^[A-Za-z]{1,40}$")]
 """A workflow type (LoanApproval, MoneyMovement, ...)."""
-Period = Annotated[str, line(7, pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
+Period = Annotated[str, line(7, pattern=PERIOD_PATTERN)]
 """A calendar month, yyyy-mm."""
 
 

@@ -29,12 +29,12 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities import ledger_engine
 from activities.accounts import create_member, open_account
 from activities.db import in_transaction, make_engine, make_sessionmaker
+from activities.ledger import engine as ledger_engine
+from activities.ledger.chart import CASH, EQUITY, ensure_branch, ensure_chart, gl_code
 from activities.migrate import upgrade
-from activities.models import LedgerAccount
-from activities.setup import CASH, EQUITY, ensure_branch, ensure_chart, gl_code
+from activities.tables import LedgerAccount
 from api.app import create_app
 from schemas import search_attributes, temporal
 from schemas.keyring import KeyRing

@@ -7,7 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from activities.all_models import Base
+from activities.tables import Base
 
 
 def test_migrated_schema_matches_the_models(db_url: str) -> None:

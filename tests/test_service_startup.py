@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from activities.models import AuditEntry
+from activities.tables import AuditEntry
 from schemas.keyring import KeyRing
 from schemas.settings import Settings
 from scripts import dev

@@ -13,24 +13,22 @@ catches up the days a missed run left.
 
 from __future__ import annotations
 
-import asyncio
-from datetime import date, datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import date, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 
+from workflows.batch_job import continue_with, fan_out, local, scheduled_fire_time
 from workflows.common import refuse
 
 with workflow.unsafe.imports_passed_through():
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
     from activities.daily_loan_job import DailyLoanJobActivities
     from domain.money import to_major
     from schemas import search_attributes as sa
     from schemas.daily_loan_job import (
         BatchRequest,
+        BatchResult,
         DailyJobInput,
         DailyJobProgress,
         DailyJobSummary,
@@ -44,7 +42,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from schemas.errors import ErrorCode
 
-SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 PROCESS = "DailyLoanJob"
 SHORT: dict[str, Any] = {
     "start_to_close_timeout": timedelta(minutes=5),
@@ -97,19 +94,17 @@ class DailyLoanJobWorkflow:
         )
         await self._service_all(day, wf_id, found.ranges, inp)
         if found.more:
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            workflow.continue_as_new(
-                inp.model_copy(
-                    update={
-                        "business_date": day,
-                        "after_loan_id": found.ranges[-1].last_loan_id,
-                        "loans_total": self._progress.loans_total,
-                        "loans_done": self._progress.loans_done,
-                        "penalty_minor": self._progress.penalty_minor,
-                        "accrual_minor": self._progress.accrual_minor,
-                        "scales": self._progress.scales,
-                    }
-                )
+            await continue_with(
+                inp,
+                {
+                    "business_date": day,
+                    "after_loan_id": found.ranges[-1].last_loan_id,
+                    "loans_total": self._progress.loans_total,
+                    "loans_done": self._progress.loans_done,
+                    "penalty_minor": self._progress.penalty_minor,
+                    "accrual_minor": self._progress.accrual_minor,
+                    "scales": self._progress.scales,
+                },
             )
         self._enter(Stage.SNAPSHOT)
         summary: DailyJobSummary = await workflow.execute_activity_method(
@@ -129,24 +124,24 @@ class DailyLoanJobWorkflow:
     async def _service_all(
         self, day: date, wf_id: str, ranges: list[LoanRange], inp: DailyJobInput
     ) -> None:
-        """Every range, at most `concurrency` batches in flight (asyncio is deterministic here)."""
-        slots = asyncio.Semaphore(inp.concurrency)
+        """Every range, at most `concurrency` batches in flight."""
 
-        async def one(r: LoanRange) -> None:
-            async with slots:
-                result = await workflow.execute_activity_method(
-                    DailyLoanJobActivities.service_batch,
-                    BatchRequest(
-                        business_date=day,
-                        workflow_id=wf_id,
-                        first_loan_id=r.first_loan_id,
-                        last_loan_id=r.last_loan_id,
-                        run_id=workflow.info().first_execution_run_id,
-                    ),
-                    start_to_close_timeout=timedelta(minutes=10),
-                    heartbeat_timeout=timedelta(seconds=inp.heartbeat_s),
-                    retry_policy=BATCH_RETRY,
-                )
+        async def run(r: LoanRange) -> BatchResult:
+            return await workflow.execute_activity_method(
+                DailyLoanJobActivities.service_batch,
+                BatchRequest(
+                    business_date=day,
+                    workflow_id=wf_id,
+                    first_loan_id=r.first_loan_id,
+                    last_loan_id=r.last_loan_id,
+                    run_id=workflow.info().first_execution_run_id,
+                ),
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=timedelta(seconds=inp.heartbeat_s),
+                retry_policy=BATCH_RETRY,
+            )
+
+        def done(result: BatchResult) -> None:
             p = self._progress
             p.loans_done += result.loans
             for currency, amount in result.penalty_minor.items():
@@ -155,36 +150,20 @@ class DailyLoanJobWorkflow:
                 p.accrual_minor[currency] = p.accrual_minor.get(currency, 0) + amount
             self._enter(Stage.SERVICING)
 
-        await asyncio.gather(*(one(r) for r in ranges))
+        await fan_out(ranges, inp.concurrency, run, done)
 
     def _scheduled_date(self, timezone: str) -> date:
         """The day before the schedule's nominal fire time, in the institution's zone (the
         nominal time, so a catch-up firing hours later still services the day it was meant for)."""
-        fired = workflow.info().typed_search_attributes.get(SCHEDULED_START)
-        if fired is None:
-            raise refuse(
-                ErrorCode.VALIDATION, "no business date given and not started by a schedule"
-            )
-        return self._local(fired, timezone).date() - timedelta(days=1)
+        fired = scheduled_fire_time("no business date given and not started by a schedule")
+        return local(fired, timezone).date() - timedelta(days=1)
 
     def _check_ended(self, day: date, timezone: str) -> None:
         """A day is serviced once it is over in the institution's zone, never before: its
         penalties and accrual are for the whole day."""
-        today = self._local(workflow.now(), timezone).date()
+        today = local(workflow.now(), timezone).date()
         if day >= today:
             raise refuse(ErrorCode.VALIDATION, f"{day} has not ended yet ({timezone} {today})")
-
-    @staticmethod
-    def _local(moment: datetime, timezone: str) -> datetime:
-        """`moment` in the institution's zone. The sandbox proxies zoneinfo; the tz database is
-        fixed data, so reading it unrestricted stays deterministic."""
-        with workflow.unsafe.sandbox_unrestricted():
-            try:
-                zone = ZoneInfo(timezone)
-                offset = zone.utcoffset(moment)
-                return moment.astimezone(dt_timezone(offset)) if offset is not None else moment
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise refuse(ErrorCode.VALIDATION, f"unknown time zone {timezone!r}") from exc
 
     def _enter(self, stage: Stage) -> None:
         p = self._progress

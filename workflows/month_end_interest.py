@@ -12,28 +12,27 @@ it takes the month before the scheduled time, in the institution's time zone.
 
 from __future__ import annotations
 
-import asyncio
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 
+from workflows.batch_job import continue_with, fan_out, local, scheduled_fire_time
 from workflows.common import refuse
 
 with workflow.unsafe.imports_passed_through():
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
     import email_validator  # noqa: F401  (NotificationRequest's EmailStr, loaded once)
 
-    from activities.month_end import MonthEndActivities, period_bounds
+    from activities.month_end import MonthEndActivities
     from domain.money import to_major
+    from domain.periods import period_bounds, previous_period
     from schemas import search_attributes as sa
     from schemas.errors import ErrorCode
     from schemas.month_end import (
         AccountRange,
         BatchRequest,
+        BatchResult,
         FinishRequest,
         MonthEndInput,
         MonthEndProgress,
@@ -43,11 +42,9 @@ with workflow.unsafe.imports_passed_through():
         RangesRequest,
         RangesResult,
         Stage,
-        previous_period,
     )
     from schemas.notifications import NotificationRequest, NotificationResult
 
-SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
 PROCESS = "MonthEndInterest"
 TEMPLATE = "month_end_summary"
 SHORT: dict[str, Any] = {
@@ -113,19 +110,17 @@ class MonthEndInterestWorkflow:
         )
         await self._post_all(period, wf_id, found.ranges, inp)
         if found.more:
-            await workflow.wait_condition(workflow.all_handlers_finished)
-            workflow.continue_as_new(
-                inp.model_copy(
-                    update={
-                        "period": period,
-                        "after_account_id": found.ranges[-1].last_account_id,
-                        "accounts_total": self._progress.accounts_total,
-                        "accounts_done": self._progress.accounts_done,
-                        "interest_minor": self._progress.interest_minor,
-                        "scales": self._progress.scales,
-                        "started_at": started_at,
-                    }
-                )
+            await continue_with(
+                inp,
+                {
+                    "period": period,
+                    "after_account_id": found.ranges[-1].last_account_id,
+                    "accounts_total": self._progress.accounts_total,
+                    "accounts_done": self._progress.accounts_done,
+                    "interest_minor": self._progress.interest_minor,
+                    "scales": self._progress.scales,
+                    "started_at": started_at,
+                },
             )
         self._enter(Stage.SUMMARISING)
         summary: MonthEndSummary = await workflow.execute_activity_method(
@@ -149,32 +144,31 @@ class MonthEndInterestWorkflow:
     async def _post_all(
         self, period: str, wf_id: str, ranges: list[AccountRange], inp: MonthEndInput
     ) -> None:
-        """Every range, at most `concurrency` batches in flight (asyncio is deterministic here)."""
-        slots = asyncio.Semaphore(inp.concurrency)
-        heartbeat_s = inp.heartbeat_s
+        """Every range, at most `concurrency` batches in flight."""
 
-        async def one(r: AccountRange) -> None:
-            async with slots:
-                result = await workflow.execute_activity_method(
-                    MonthEndActivities.post_batch,
-                    BatchRequest(
-                        period=period,
-                        workflow_id=wf_id,
-                        first_account_id=r.first_account_id,
-                        last_account_id=r.last_account_id,
-                        run_id=workflow.info().first_execution_run_id,
-                    ),
-                    start_to_close_timeout=timedelta(minutes=10),
-                    heartbeat_timeout=timedelta(seconds=heartbeat_s),
-                    retry_policy=BATCH_RETRY,
-                )
+        async def run(r: AccountRange) -> BatchResult:
+            return await workflow.execute_activity_method(
+                MonthEndActivities.post_batch,
+                BatchRequest(
+                    period=period,
+                    workflow_id=wf_id,
+                    first_account_id=r.first_account_id,
+                    last_account_id=r.last_account_id,
+                    run_id=workflow.info().first_execution_run_id,
+                ),
+                start_to_close_timeout=timedelta(minutes=10),
+                heartbeat_timeout=timedelta(seconds=inp.heartbeat_s),
+                retry_policy=BATCH_RETRY,
+            )
+
+        def done(result: BatchResult) -> None:
             self._progress.accounts_done += result.accounts
             for currency, amount in result.interest_minor.items():
                 total = self._progress.interest_minor.get(currency, 0) + amount
                 self._progress.interest_minor[currency] = total
             self._enter(Stage.POSTING)
 
-        await asyncio.gather(*(one(r) for r in ranges))
+        await fan_out(ranges, inp.concurrency, run, done)
 
     async def _notify(self, summary: MonthEndSummary, recipient: str, wf_id: str) -> None:
         # By name: the notifications module owns the activity; its contract is the schema.
@@ -200,31 +194,18 @@ class MonthEndInterestWorkflow:
     def _scheduled_period(self, timezone: str) -> str:
         """The month before the schedule's nominal fire time, in the institution's zone (the
         nominal time, so a catch-up run days later still posts the month it was meant for)."""
-        fired = workflow.info().typed_search_attributes.get(SCHEDULED_START)
-        if fired is None:
-            raise refuse(ErrorCode.VALIDATION, "no period given and not started by a schedule")
-        local = self._local(fired, timezone)
-        return previous_period(f"{local.year}-{local.month:02d}")
+        fired = local(
+            scheduled_fire_time("no period given and not started by a schedule"), timezone
+        )
+        return previous_period(f"{fired.year}-{fired.month:02d}")
 
     def _check_ended(self, period: str, timezone: str) -> None:
         """A month is posted once it is over in the institution's zone, never before."""
-        today = self._local(workflow.now(), timezone).date()
+        today = local(workflow.now(), timezone).date()
         if period_bounds(period)[1] >= today:
             raise refuse(
                 ErrorCode.PERIOD_NOT_ENDED, f"{period} has not ended yet ({timezone} {today})"
             )
-
-    @staticmethod
-    def _local(moment: datetime, timezone: str) -> datetime:
-        """`moment` in the institution's zone. The sandbox proxies zoneinfo; the tz database is
-        fixed data, so reading it unrestricted stays deterministic."""
-        with workflow.unsafe.sandbox_unrestricted():
-            try:
-                zone = ZoneInfo(timezone)
-                offset = zone.utcoffset(moment)
-                return moment.astimezone(dt_timezone(offset)) if offset is not None else moment
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise refuse(ErrorCode.VALIDATION, f"unknown time zone {timezone!r}") from exc
 
     def _enter(self, stage: Stage) -> None:
         p = self._progress

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities import accounts, read_models
+from activities import accounts
 from activities.db import in_transaction
+from activities.reads import books
 from api.audit import ShownMembers
-from api.deps import ANY_STAFF, Principal, ReadSessionsDep, SessionsDep, require_roles
+from api.deps import ANY_STAFF, Principal, ReadSessionsDep, Session, SessionsDep, require_roles
 from api.errors import errors
 from api.idempotency import IdempotencyKey
 from schemas import types
@@ -30,9 +30,9 @@ LEDGER_READER = require_roles(*LEDGER_READER_ROLES)
 GL_ACCESS = {"x-gl-account-roles": sorted(LEDGER_READER_ROLES)}
 
 
-async def _readable(principal: Principal, session: AsyncSession, number: str) -> None:
+async def _readable(principal: Principal, session: Session, number: str) -> None:
     """Any staff reads a member's account; a GL account needs a ledger reader (403 otherwise)."""
-    if await read_models.account_kind(session, number) == "gl":
+    if await books.account_kind(session, number) == "gl":
         await LEDGER_READER(principal)
 
 
@@ -55,11 +55,11 @@ async def open_account(
     keeps a chart of accounts for. Tellers and branch managers; needs an `Idempotency-Key`
     (kept with the account: the same caller's request under the same key opens one)."""
 
-    async def work(session: AsyncSession) -> AccountView:
+    async def work(session: Session) -> AccountView:
         member = await accounts.get_member(session, member_number)
         requested = accounts.Requested(principal.id, key)
         account = await accounts.open_account(session, member, body, requested)
-        return await read_models.account_view(session, account)
+        return await books.account_view(session, account)
 
     return await in_transaction(sessions, work)
 
@@ -72,7 +72,7 @@ async def get_account(
     strings in major units of its currency. A member's account: any staff role; a GL account:
     finance, branch managers, ops, admin. Audited."""
     async with sessions() as session:
-        view = await read_models.get_account_view(session, number)
+        view = await books.get_account_view(session, number)
     if view.kind == "gl":  # refused before anything of it is answered
         await LEDGER_READER(principal)
     shown.show(view.member_number)
@@ -103,7 +103,7 @@ async def get_statement(
         raise BankflowError(ErrorCode.VALIDATION, "`from` must not be after `to`")
     async with sessions() as session:
         await _readable(principal, session, number)
-        page = await read_models.statement(
+        page = await books.statement(
             session, number, date_from=date_from, date_to=date_to, after=after, limit=limit
         )
     shown.show(page.account.member_number)
@@ -118,8 +118,8 @@ async def close_account(_: Manager, number: AccountNumber, sessions: SessionsDep
     """Close a member account at a zero balance with nothing pending (409 AccountNotEmpty
     otherwise). Closing a closed account returns it unchanged. Branch managers."""
 
-    async def work(session: AsyncSession) -> AccountView:
+    async def work(session: Session) -> AccountView:
         account = await accounts.close_account(session, number)
-        return await read_models.account_view(session, account)
+        return await books.account_view(session, account)
 
     return await in_transaction(sessions, work)

@@ -12,10 +12,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from sqlalchemy import select
 
-from activities.loan_models import Loan
-from activities.models import Currency
+from activities.reads.loans import currency_scales, loan_details
 from api.deps import ANY_STAFF, Principal, SessionsDep, TemporalDep, require_roles
 from domain.money import to_major
 from schemas import search_attributes as sa
@@ -83,12 +81,8 @@ async def _complete(sessions: SessionsDep, items: list[ApprovalItem]) -> list[Ap
     """Amounts in major units (each currency's scale) and, for loans, the plain-words details."""
     loans = [i.business_id for i in items if i.process == "LoanApproval" and i.business_id]
     async with sessions() as session:
-        currencies = await session.execute(select(Currency.code, Currency.scale))
-        scales = {code: scale for code, scale in currencies}
-        found = await session.execute(
-            select(Loan.loan_number, Loan.current_details).where(Loan.loan_number.in_(loans))
-        )
-        details = {number: text for number, text in found}
+        scales = await currency_scales(session)
+        details = await loan_details(session, loans)
     for item in items:
         scale = scales.get(item.currency or "")
         if item.amount_minor is not None and scale is not None:

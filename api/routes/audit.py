@@ -9,12 +9,12 @@ from fastapi import APIRouter, Depends, Query
 from activities.audit_trail import audit_page
 from api.audit import ShownMembers
 from api.deps import Principal, SessionsDep, require_roles
+from schemas import types
 from schemas.audit import AuditPage
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
 Compliance = Annotated[Principal, Depends(require_roles("compliance_officer"))]
-MAX_ID = 2**63 - 1  # audit_log.id is a BIGINT
 
 
 @router.get("")
@@ -23,15 +23,15 @@ async def list_audit(
     sessions: SessionsDep,
     shown: ShownMembers,
     member: Annotated[
-        str | None,
+        types.MemberNumber | None,
         Query(
-            pattern=r"^M[0-9]{1,19}$",
             description="only entries naming this member: reads that showed the member's data "
             "and commands on its path",
         ),
     ] = None,
     before: Annotated[
-        int | None, Query(ge=1, le=MAX_ID, description="`next_cursor` of the last page")
+        int | None,
+        Query(ge=1, le=types.MAX_BIGINT, description="`next_cursor` of the last page"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AuditPage:

@@ -14,21 +14,19 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
-from sqlalchemy import func, select
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.loan_applications import application, get_loan
-from activities.loan_book_models import HOLDING_STATUSES, Disbursement
-from activities.loan_models import LoanEvent
-from activities.loan_statement import disbursement_views
+from activities.reads.loan_statement import disbursement_views
+from activities.reads.loans import disbursement_history
 from api.audit import ShownMembers
-from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.deps import LoanNumber, Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.deps import LoanReader as Reader
 from api.errors import errors
 from api.idempotency import IdempotencyKey
-from api.routes.loans import LoanNumber, Reader
 from schemas.disbursements import (
     DISBURSER_ROLES,
     DisbursementAccepted,
@@ -62,21 +60,12 @@ async def _start_input(
         app = await application(session, loan)
         if loan.state != "approved":
             raise BankflowError(ErrorCode.LOAN_STATE, f"{loan_number} is {loan.state}")
-        holder = await session.scalar(
-            select(Disbursement.workflow_id).where(
-                Disbursement.loan_id == loan.id, Disbursement.status.in_(HOLDING_STATUSES)
+        history = await disbursement_history(session, loan.id)
+        if history.holder is not None:
+            raise BankflowError(
+                ErrorCode.LOAN_STATE, f"{loan_number} is disbursed by {history.holder}"
             )
-        )
-        if holder is not None:
-            raise BankflowError(ErrorCode.LOAN_STATE, f"{loan_number} is disbursed by {holder}")
-        count = await session.scalar(
-            select(func.count()).select_from(Disbursement).where(Disbursement.loan_id == loan.id)
-        )
-        approved_on = await session.scalar(
-            select(func.max(LoanEvent.at)).where(
-                LoanEvent.loan_id == loan.id, LoanEvent.to_state == "approved"
-            )
-        )
+    approved_on = history.approved_at
     today = datetime.now(UTC).date()
     disbursed_on = body.disbursed_on or today
     # As Fineract: money is not lent before the loan was approved, nor on a day still to come.
@@ -89,7 +78,7 @@ async def _start_input(
         )
     inp = DisbursementInput(
         loan_number=loan_number,
-        attempt=int(count or 0) + 1,
+        attempt=history.attempts + 1,
         destination=body.destination,
         external_account=body.external_account,
         disbursed_on=disbursed_on,

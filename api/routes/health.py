@@ -9,10 +9,9 @@ from typing import Literal
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 from temporalio.service import RPCError
 
+from activities.reads.health import postgres_answers
 from api.deps import SessionsDep, TemporalConnector
 from schemas.errors import BankflowError
 
@@ -33,15 +32,6 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _postgres(sessions: SessionsDep) -> bool:
-    try:
-        async with asyncio.timeout(PROBE_TIMEOUT.total_seconds()), sessions() as session:
-            await session.execute(text("SELECT 1"))
-    except (SQLAlchemyError, OSError, TimeoutError):
-        return False
-    return True
-
-
 async def _temporal(connector: TemporalConnector) -> bool:
     try:
         async with asyncio.timeout(PROBE_TIMEOUT.total_seconds()):
@@ -60,7 +50,8 @@ async def ready(request: Request, sessions: SessionsDep) -> JSONResponse:
     """Readiness: Postgres answers `SELECT 1` and Temporal's health check passes, each within
     two seconds. 200 when both do, else 503 naming what failed."""
     postgres, temporal = await asyncio.gather(
-        _postgres(sessions), _temporal(request.app.state.temporal)
+        postgres_answers(sessions, PROBE_TIMEOUT.total_seconds()),
+        _temporal(request.app.state.temporal),
     )
     checks = {"postgres": "ok" if postgres else "down", "temporal": "ok" if temporal else "down"}
     ok = postgres and temporal

@@ -11,18 +11,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Response, UploadFile
 from pydantic import ValidationError
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import (
     Client,
     WithStartWorkflowOperation,
     WorkflowHandle,
-)
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -30,11 +22,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.accounts import get_member
 from activities.db import in_transaction
 from activities.kyc import member_branch, next_case_number, store_document
-from activities.kyc_models import KycCase
+from activities.reads.kyc import case_by_number
 from api.audit import ShownMembers
-from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.deps import Principal, Session, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import describe_validation, errors
 from api.idempotency import IdempotencyKey, UpdateId
+from api.kyc_start import policy, start_options
 from api.processes import execute_decision, process_state
 from schemas import search_attributes as sa
 from schemas import types
@@ -51,7 +44,6 @@ from schemas.kyc import (
     DocumentView,
     KycCaseSummary,
     KycInput,
-    KycPolicy,
     KycState,
     Resubmission,
     Stage,
@@ -69,40 +61,6 @@ Reader = Annotated[
 ]
 MemberNumber = Annotated[types.MemberNumber, Path(description="e.g. M0000042")]
 CaseNumber = Annotated[types.CaseNumber, Path(description="e.g. M0000042-1")]
-WORKFLOW_PREFIX = "kyc-"
-
-
-def policy(settings: Settings) -> KycPolicy:
-    return KycPolicy(
-        required_documents=settings.kyc_required_documents,
-        low_risk_routing=settings.kyc_low_risk_routing,
-        reminder_after=settings.kyc_reminder_after,
-        escalate_after=settings.kyc_escalate_after,
-        supervisor_role=settings.kyc_supervisor_role,
-        member_response_timeout=settings.kyc_member_response_timeout,
-        watchlist_hit_score=settings.kyc_watchlist_hit_score,
-        watchlist_similar_score=settings.kyc_watchlist_similar_score,
-        account_currency=settings.kyc_account_currency,
-    )
-
-
-def start_options(inp: KycInput, settings: Settings) -> dict[str, Any]:
-    """Workflow id, queue, search attributes (no personal data) and summary of a KYC case."""
-    return {
-        "id": WORKFLOW_PREFIX + inp.member_number,
-        "task_queue": settings.interactive_task_queue,
-        "id_conflict_policy": WorkflowIDConflictPolicy.FAIL,
-        "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        "search_attributes": TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.PROCESS, "KycReview"),
-                SearchAttributePair(sa.STAGE, Stage.CHECKING.value),
-                SearchAttributePair(sa.BRANCH, inp.branch),
-                SearchAttributePair(sa.BUSINESS_ID, inp.case_number),
-            ]
-        ),
-        "static_summary": f"KYC case {inp.case_number}",
-    }
 
 
 @router.post(
@@ -184,7 +142,7 @@ async def submit_case(
     or the member for more documents). A member has at most one open case (409 `Duplicate`).
     """
 
-    async def prepare(session: AsyncSession) -> KycInput:
+    async def prepare(session: Session) -> KycInput:
         member = await get_member(session, member_number)
         if member.kyc_status == "verified":
             raise BankflowError(ErrorCode.DUPLICATE, f"member {member_number} is already verified")
@@ -245,7 +203,7 @@ async def _case_handle(
     sessions: SessionsDep, client: Client, case_number: str
 ) -> WorkflowHandle[Any, Any]:
     async with sessions() as session:
-        case = await session.scalar(select(KycCase).where(KycCase.case_number == case_number))
+        case = await case_by_number(session, case_number)
     if case is None:
         raise BankflowError(ErrorCode.NOT_FOUND, f"no KYC case {case_number}")
     return client.get_workflow_handle(case.workflow_id, run_id=case.run_id, result_type=KycState)

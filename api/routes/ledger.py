@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from activities import read_models
-from activities.read_models import JournalView, TrialBalance
+from activities.reads import books
+from activities.reads.books import JournalView, TrialBalance
 from api.deps import Principal, SessionsDep, require_roles
 from api.errors import errors
 from schemas import types
@@ -32,7 +32,7 @@ async def trial_balance(
     """Posted balance of every GL account in one currency, member accounts rolled into their
     control account; total debits equal total credits. Finance, branch managers, ops, admin."""
     async with sessions() as session:
-        return await read_models.trial_balance(session, currency)
+        return await books.trial_balance(session, currency)
 
 
 @router.get("/journals/{journal_id}", responses=errors(s404="JournalNotFound"))
@@ -44,4 +44,4 @@ async def get_journal(
     """A journal: its postings with account numbers and amounts, and which journal it reverses
     or is reversed by. Finance, branch managers, ops, compliance officers, admin."""
     async with sessions() as session:
-        return await read_models.journal_view(session, journal_id)
+        return await books.journal_view(session, journal_id)

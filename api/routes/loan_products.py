@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.db import in_transaction
 from activities.loan_products import (
@@ -20,7 +19,7 @@ from activities.loan_products import (
     product_view,
     snapshot,
 )
-from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
+from api.deps import ANY_STAFF, Principal, Session, SessionsDep, require_roles
 from api.errors import errors
 from schemas import types
 from schemas.loan_products import (
@@ -52,7 +51,7 @@ async def create_loan_product(
     """Configure a loan product (admins). A taken code is 409 `Duplicate`; bounds, tiers or
     terms that cannot price the product's smallest and largest loan are 422."""
 
-    async def work(session: AsyncSession) -> LoanProductView:
+    async def work(session: Session) -> LoanProductView:
         product = await create_product(session, body, principal.id)
         return product_view(product, await currency_scale(session, product.currency))
 

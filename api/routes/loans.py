@@ -13,17 +13,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Response
 from temporalio.client import (
     Client,
-    WithStartWorkflowOperation,
     WorkflowHandle,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities.db import in_transaction
 from activities.loan_applications import (
@@ -36,10 +27,20 @@ from activities.loan_applications import (
 )
 from activities.loan_products import minor
 from api.audit import ShownMembers
-from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.deps import (
+    APPROVER_ROLES,
+    LoanNumber,
+    Principal,
+    SessionsDep,
+    SettingsDep,
+    TemporalDep,
+    require_roles,
+)
+from api.deps import LoanReader as Reader
 from api.errors import errors
 from api.idempotency import IdempotencyKey, UpdateId
 from api.processes import execute_decision
+from api.update_with_start import Pending, update_with_start
 from domain.money import to_major
 from schemas import search_attributes as sa
 from schemas import types
@@ -72,20 +73,8 @@ from workflows.loan_approval import (
 
 router = APIRouter(prefix="/v1/loans", tags=["loans"])
 
-APPROVER_ROLES = (
-    "loan_officer",
-    "branch_manager",
-    "credit_committee",
-    "compliance_officer",
-    "finance",
-)
 Requester = Annotated[Principal, Depends(require_roles(*REQUESTER_ROLES))]
 Approver = Annotated[Principal, Depends(require_roles(*APPROVER_ROLES))]
-Reader = Annotated[
-    Principal,
-    Depends(require_roles(*REQUESTER_ROLES, *APPROVER_ROLES, "ops", "compliance_officer")),
-]
-LoanNumber = Annotated[types.LoanNumber, Path(description="e.g. LN000123")]
 MemberNumber = Annotated[types.MemberNumber, Path(description="the guarantor, e.g. M0000042")]
 
 
@@ -163,42 +152,31 @@ async def apply_for_loan(
         sessions, lambda session: register_application(session, body, principal, key)
     )
     inp = workflow_input(app, settings, principal)
-    start = WithStartWorkflowOperation(
+    response.headers["Location"] = f"/v1/loans/{inp.loan_number}"
+    outcome = await update_with_start(
+        client,
+        settings,
         LoanApprovalWorkflow.run,
         inp,
-        id=app.loan.workflow_id,
-        task_queue=settings.interactive_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.PROCESS, "LoanApproval"),
-                SearchAttributePair(sa.STAGE, Stage.CHECKING_ELIGIBILITY.value),
-                SearchAttributePair(sa.BRANCH, app.branch),
-                SearchAttributePair(sa.PRODUCT, app.product.code),
-                SearchAttributePair(sa.AMOUNT_MINOR, inp.principal_minor),
-                SearchAttributePair(sa.CURRENCY, app.product.currency),
-                SearchAttributePair(sa.BUSINESS_ID, inp.loan_number),
-            ]
+        workflow_id=app.loan.workflow_id,
+        update=INITIAL_OUTCOME,
+        result_type=LoanApprovalState,
+        search_attributes=sa.at_start(
+            "LoanApproval",
+            Stage.CHECKING_ELIGIBILITY.value,
+            branch=app.branch,
+            product=app.product.code,
+            amount_minor=inp.principal_minor,
+            currency=app.product.currency,
+            business_id=inp.loan_number,
         ),
-        static_summary=f"{inp.loan_number}: {to_major(inp.principal_minor, app.product.scale)} "
+        summary=f"{inp.loan_number}: {to_major(inp.principal_minor, app.product.scale)} "
         f"{app.product.currency} {app.product.name}",
     )
-    response.headers["Location"] = f"/v1/loans/{inp.loan_number}"
-    try:
-        await client.execute_update_with_start_workflow(
-            INITIAL_OUTCOME,
-            start_workflow_operation=start,
-            result_type=LoanApprovalState,
-            rpc_timeout=settings.api_wait_timeout,
-        )
-    except WorkflowUpdateRPCTimeoutOrCancelledError:
+    if isinstance(outcome, Pending):
         # Started but not yet answered (no worker free): 202 and the caller polls Location.
         response.status_code = 202
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
-        # The workflow has already finished (a retry long after): its record is the answer.
+    # Answered, or already finished (a retry long after): the loan's record is the answer.
     return await _view(sessions, inp.loan_number)
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.accounts import Requested, create_member
 from activities.db import in_transaction
-from activities.read_models import MemberPage, member_view, search_members
+from activities.reads.books import MemberPage, member_view, search_members
 from api.audit import ShownMembers
-from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
+from api.deps import ANY_STAFF, Principal, Session, SessionsDep, require_roles
 from api.errors import errors
 from api.idempotency import IdempotencyKey
 from schemas import types
@@ -34,7 +33,7 @@ async def register_member(
     kept with the member: the same caller's request under the same key never creates a second.
     """
 
-    async def work(session: AsyncSession) -> MemberView:
+    async def work(session: Session) -> MemberView:
         member = await create_member(session, body, Requested(principal.id, key))
         return await member_view(session, member.member_number)
 

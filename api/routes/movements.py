@@ -7,7 +7,6 @@ retry that outlives the idempotency record meets the same workflow instead of pa
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -15,24 +14,16 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import JSONResponse
 from temporalio.client import (
     Client,
-    WithStartWorkflowOperation,
     WorkflowHandle,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.movements import resolve_movement
-from activities.read_models import reversed_by
+from activities.reads.books import reversed_by
 from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import error_response, errors
 from api.idempotency import IdempotencyKey, UpdateId
 from api.processes import describe, execute_decision, process_state
+from api.update_with_start import Finished, Pending, key_digest, update_with_start
 from domain.money import floor_minor, to_major
 from schemas import search_attributes as sa
 from schemas import types
@@ -60,7 +51,7 @@ WORKFLOW_PREFIX = "movement-"
 
 
 def movement_id(user_id: int, key: str) -> str:
-    return "MV" + hashlib.sha256(f"{user_id}:{key}".encode()).hexdigest()[:16].upper()
+    return "MV" + key_digest(user_id, key).upper()
 
 
 def view(state: MovementState) -> MovementView:
@@ -151,36 +142,27 @@ async def create_movement(
         approval_threshold_minor=floor_minor(settings.approval_threshold, resolved.scale),
         approval_timeout=settings.approval_timeout,
     )
-    start = WithStartWorkflowOperation(
+    outcome = await update_with_start(
+        client,
+        settings,
         MoneyMovementWorkflow.run,
         inp,
-        id=WORKFLOW_PREFIX + mid,
-        task_queue=settings.interactive_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.PROCESS, "MoneyMovement"),
-                SearchAttributePair(sa.STAGE, Stage.POSTING.value),
-                SearchAttributePair(sa.BRANCH, resolved.branch),
-                SearchAttributePair(sa.AMOUNT_MINOR, resolved.amount_minor),
-                SearchAttributePair(sa.CURRENCY, body.currency),
-                SearchAttributePair(sa.BUSINESS_ID, mid),
-            ]
+        workflow_id=WORKFLOW_PREFIX + mid,
+        update=INITIAL_OUTCOME,
+        result_type=MovementState,
+        search_attributes=sa.at_start(
+            "MoneyMovement",
+            Stage.POSTING.value,
+            branch=resolved.branch,
+            amount_minor=resolved.amount_minor,
+            currency=body.currency,
+            business_id=mid,
         ),
-        static_summary=f"{body.kind} of {to_major(resolved.amount_minor, resolved.scale)} "
-        f"{body.currency}",
+        summary=f"{body.kind} of {to_major(resolved.amount_minor, resolved.scale)} {body.currency}",
     )
-    try:
-        state: MovementState = await client.execute_update_with_start_workflow(
-            INITIAL_OUTCOME,
-            start_workflow_operation=start,
-            result_type=MovementState,
-            rpc_timeout=settings.api_wait_timeout,
-        )
-    except WorkflowAlreadyStartedError:
+    if isinstance(outcome, Finished):
         state = await process_state(_handle(client, mid), MovementState)
-    except WorkflowUpdateRPCTimeoutOrCancelledError:
+    elif isinstance(outcome, Pending):
         # Started but not yet answered (no worker free): 202, and the caller polls Location.
         # Not started at all: 503, which the idempotency layer does not store, so a retry with
         # the same key starts it instead of replaying a promise nobody keeps.
@@ -188,6 +170,8 @@ async def create_movement(
         response.headers["Location"] = f"/v1/movements/{mid}"
         response.status_code = 202
         return view(MovementState.initial(inp))
+    else:
+        state = outcome.state
     return respond(state, response)
 
 

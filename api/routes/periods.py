@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 
-from activities import periods
 from activities.db import in_transaction
+from activities.ledger import periods
 from api.deps import Principal, SessionsDep, require_roles
 from api.errors import errors
 from schemas import types

@@ -7,38 +7,27 @@ that outlives the idempotency record meets the same workflow instead of paying t
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 from temporalio.client import (
     Client,
-    WithStartWorkflowOperation,
     WorkflowHandle,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities import loan_book
 from activities.audit_trail import loan_member
-from activities.loan_models import Loan
-from activities.loan_statement import payoff_quote, statement
-from activities.models import Branch, Member
+from activities.reads.loan_statement import payoff_quote, statement
+from activities.reads.loans import loan_and_branch
 from api.audit import ShownMembers
-from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.deps import LoanNumber, Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.deps import LoanReader as Reader
 from api.errors import STATUS, error_response, errors
 from api.idempotency import IdempotencyKey
 from api.processes import describe, process_state
-from api.routes.loans import LoanNumber, Reader
+from api.update_with_start import Finished, Pending, key_digest, update_with_start
 from domain.money import AmountError, to_major, to_minor
 from schemas import search_attributes as sa
 from schemas import types
@@ -61,8 +50,7 @@ Payer = Annotated[Principal, Depends(require_roles(*REPAYMENT_ROLES))]
 
 
 def workflow_id(loan_number: str, user_id: int, key: str) -> str:
-    digest = hashlib.sha256(f"{user_id}:{key}".encode()).hexdigest()[:16]
-    return f"repayment-{loan_number}-{digest}"
+    return f"repayment-{loan_number}-{key_digest(user_id, key)}"
 
 
 def today() -> date:
@@ -75,17 +63,7 @@ async def repayment_input(
     """The loan (404 if unknown) and the amount in its currency; the workflow checks the rest
     under the loan lock."""
     async with sessions() as session:
-        row = (
-            await session.execute(
-                select(Loan, Branch.code)
-                .join(Member, Member.id == Loan.member_id)
-                .join(Branch, Branch.id == Member.branch_id)
-                .where(Loan.loan_number == loan_number)
-            )
-        ).first()
-    if row is None:
-        raise BankflowError(ErrorCode.NOT_FOUND, f"no loan {loan_number!r}")
-    loan, branch = row
+        loan, branch = await loan_and_branch(session, loan_number)
     product = loan_book.product_of(loan)
     try:
         amount_minor = to_minor(body.amount, product.scale)
@@ -193,43 +171,37 @@ async def repay_loan(
     the future, nor before the disbursement or the loan's latest repayment (422)."""
     inp = await repayment_input(sessions, loan_number, body, principal)
     wid = workflow_id(loan_number, principal.id, key)
-    start = WithStartWorkflowOperation(
+    outcome = await update_with_start(
+        client,
+        settings,
         LoanRepaymentWorkflow.run,
         inp,
-        id=wid,
-        task_queue=settings.interactive_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.PROCESS, "LoanRepayment"),
-                SearchAttributePair(sa.STAGE, "posting"),
-                SearchAttributePair(sa.BRANCH, inp.branch),
-                SearchAttributePair(sa.PRODUCT, inp.product),
-                SearchAttributePair(sa.AMOUNT_MINOR, inp.amount_minor),
-                SearchAttributePair(sa.CURRENCY, inp.currency),
-                SearchAttributePair(sa.BUSINESS_ID, loan_number),
-            ]
+        workflow_id=wid,
+        update=OUTCOME,
+        result_type=RepaymentState,
+        search_attributes=sa.at_start(
+            "LoanRepayment",
+            "posting",
+            branch=inp.branch,
+            product=inp.product,
+            amount_minor=inp.amount_minor,
+            currency=inp.currency,
+            business_id=loan_number,
         ),
-        static_summary=f"{loan_number}: repayment of {to_major(inp.amount_minor, inp.scale)} "
+        summary=f"{loan_number}: repayment of {to_major(inp.amount_minor, inp.scale)} "
         f"{inp.currency} ({inp.source})",
     )
-    try:
-        state: RepaymentState = await client.execute_update_with_start_workflow(
-            OUTCOME,
-            start_workflow_operation=start,
-            result_type=RepaymentState,
-            rpc_timeout=settings.api_wait_timeout,
-        )
-    except WorkflowAlreadyStartedError:  # finished long ago: its result is the answer
+    if isinstance(outcome, Finished):  # finished long ago: its result is the answer
         state = await process_state(_handle(client, wid), RepaymentState)
-    except WorkflowUpdateRPCTimeoutOrCancelledError:
+    elif isinstance(outcome, Pending):
         # Started but not answered yet: 503 is not stored by the idempotency layer, so the
         # caller's retry with the same key meets this same workflow and gets its answer.
         await describe(_handle(client, wid), missing=ErrorCode.PROCESS_UNAVAILABLE)
         raise BankflowError(
             ErrorCode.PROCESS_UNAVAILABLE, f"{wid} is still posting; retry with the same key"
-        ) from None
+        )
+    else:
+        state = outcome.state
     return respond(state)
 
 

@@ -8,20 +8,14 @@ starts a new run under the same id.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from temporalio.client import (
     Client,
-    WithStartWorkflowOperation,
     WorkflowHandle,
-    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
 
@@ -30,6 +24,7 @@ from api.deps import ANY_STAFF, Principal, SessionsDep, SettingsDep, TemporalDep
 from api.errors import errors
 from api.idempotency import IdempotencyKey, UpdateId
 from api.processes import execute_decision, process_state
+from api.update_with_start import Answered, key_digest, update_with_start
 from domain.money import to_major
 from schemas import search_attributes as sa
 from schemas import types
@@ -97,7 +92,7 @@ def view(state: ReversalState) -> ReversalView:
 def _input(
     journal_id: str, body: ReversalCreate, who: Principal, key: str, s: Settings
 ) -> ReversalInput:
-    request_id = "RV" + hashlib.sha256(f"{who.id}:{key}".encode()).hexdigest()[:16].upper()
+    request_id = "RV" + key_digest(who.id, key).upper()
     return ReversalInput(
         journal_id=journal_id,
         request_id=request_id,
@@ -142,33 +137,23 @@ async def request_reversal(
     if refusal is not None:
         raise refusal
     inp = _input(journal_id, body, principal, key, settings)
-    start = WithStartWorkflowOperation(
-        ReversalWorkflow.run,
-        inp,
-        id=WORKFLOW_PREFIX + journal_id,
-        task_queue=settings.interactive_task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        search_attributes=TypedSearchAttributes(
-            [
-                SearchAttributePair(sa.PROCESS, "Reversal"),
-                SearchAttributePair(sa.STAGE, Stage.VALIDATING.value),
-                SearchAttributePair(sa.BUSINESS_ID, journal_id),
-            ]
-        ),
-        static_summary=f"reversal of journal {journal_id}",
-    )
     location = f"/v1/journals/{journal_id}/reversals"
     response.headers["Location"] = location
-    try:
-        state: ReversalState = await client.execute_update_with_start_workflow(
-            INITIAL_OUTCOME,
-            start_workflow_operation=start,
-            result_type=ReversalState,
-            rpc_timeout=settings.api_wait_timeout,
-        )
-    except WorkflowUpdateRPCTimeoutOrCancelledError:
+    outcome = await update_with_start(
+        client,
+        settings,
+        ReversalWorkflow.run,
+        inp,
+        workflow_id=WORKFLOW_PREFIX + journal_id,
+        update=INITIAL_OUTCOME,
+        result_type=ReversalState,
+        search_attributes=sa.at_start("Reversal", Stage.VALIDATING.value, business_id=journal_id),
+        summary=f"reversal of journal {journal_id}",
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+    )
+    if not isinstance(outcome, Answered):
         return view(await process_state(_handle(client, journal_id), ReversalState))
+    state = outcome.state
     code = known_code(state.error)
     if state.stage == Stage.REFUSED and code is not None:
         raise BankflowError(code, state.error_detail or "refused")

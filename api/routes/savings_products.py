@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.db import in_transaction
 from activities.savings import create_product, enroll_account, list_products
-from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
+from api.deps import ANY_STAFF, Principal, Session, SessionsDep, require_roles
 from api.errors import errors
 from schemas import types
 from schemas.savings import (
@@ -44,7 +43,7 @@ async def create_savings_product(
     balance, daily or monthly compounding, monthly/quarterly/annual posting, 360 or 365 days,
     minimum balance, withholding tax and rounding mode. Finance only; a code is used once (409)."""
 
-    async def work(session: AsyncSession) -> ProductView:
+    async def work(session: Session) -> ProductView:
         return await create_product(session, body)
 
     return await in_transaction(sessions, work)
@@ -68,7 +67,7 @@ async def enroll_savings_account(
     """Put an open savings account on this product; it earns interest from `opened_on`
     (default: the day it opened). Tellers and branch managers; an account has one product."""
 
-    async def work(session: AsyncSession) -> EnrollmentView:
+    async def work(session: Session) -> EnrollmentView:
         return await enroll_account(session, code, body.account, body.opened_on)
 
     return await in_transaction(sessions, work)

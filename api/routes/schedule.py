@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from activities.models import Currency
+from activities.reads.loans import find_currency
 from api.deps import ANY_STAFF, Principal, SessionsDep, require_roles
 from api.errors import errors
 from domain.schedule import ScheduleError, generate_schedule
@@ -33,7 +33,7 @@ async def schedule_preview(
     that make no schedule are 422 `InvalidSchedule` with the reason. Any staff role; no
     Idempotency-Key, since nothing is stored."""
     async with sessions() as session:
-        currency = await session.get(Currency, body.currency)
+        currency = await find_currency(session, body.currency)
     if currency is None:
         raise BankflowError(ErrorCode.CURRENCY_MISMATCH, f"unknown currency {body.currency!r}")
     try:

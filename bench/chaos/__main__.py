@@ -12,7 +12,7 @@ SIGKILL, Postgres immediate and fast restarts, API SIGKILL, Temporal dev server 
 harness restarts each itself. Then it compares the product with its own books and prints the
 recovery time of each fault. The last line reads
 
-    chaos requests=N faults=F lost=0 duplicated=0 mismatched=0 blocked_max_s=X verify=ok
+    chaos requests=N faults=F lost=0 duplicated=0 mismatched=0 after500=0 blocked_max_s=X verify=ok
 
 Exit status 0 when nothing was lost, duplicated or mismatched and `bankflow ledger verify` passed.
 """

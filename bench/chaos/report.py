@@ -106,8 +106,9 @@ def print_report(
     month_end: dict[str, Any] | None,
     fives: list[tuple[Answer, float]],
 ) -> int:
-    """Print everything; the exit status: 0 when nothing was lost, duplicated or mismatched and
-    the ledger verified (blocked_max_s is a figure, held to its target by the slow test)."""
+    """Print everything; the exit status: 0 when nothing was lost, duplicated or mismatched, no
+    500 answered a command whose money had moved, and the ledger verified (blocked_max_s is a
+    figure, held to its target by the slow test)."""
     lines = fault_lines(faults) + answer_lines(api, fives)
     if month_end:
         totals = ", ".join(
@@ -126,8 +127,9 @@ def print_report(
     lines.append(
         f"chaos requests={len(api.answers)} faults={len(faults)} lost={verdict.lost} "
         f"duplicated={verdict.duplicated} mismatched={verdict.mismatched} "
-        f"blocked_max_s={blocked_max:.1f} verify={'ok' if verified else 'failed'}"
+        f"after500={len(fives)} blocked_max_s={blocked_max:.1f} "
+        f"verify={'ok' if verified else 'failed'}"
     )
     print("\n".join(lines), flush=True)
-    clean = verdict.lost == verdict.duplicated == verdict.mismatched == 0
+    clean = verdict.lost == verdict.duplicated == verdict.mismatched == len(fives) == 0
     return 0 if clean and verified else 1

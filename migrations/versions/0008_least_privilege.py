@@ -1,7 +1,7 @@
 """login lockout: failed logins per username, shared by every API process
 
 The runtime role's privileges are not a revision: migrations/env.py grants them after every
-upgrade (activities/grants.py), so they follow every table a later migration adds.
+upgrade (activities/migrate.py: grant_runtime), so they follow every table a later migration adds.
 
 Revision ID: 0008
 Revises: 0007

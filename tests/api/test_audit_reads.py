@@ -11,7 +11,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from activities.models import AuditEntry, LedgerAccount, Member
+from activities.tables import AuditEntry, LedgerAccount, Member
 from schemas.settings import Settings
 from tests.api.conftest import Staff
 from tests.api.test_members_accounts import member_body

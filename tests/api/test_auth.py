@@ -11,8 +11,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.db import in_transaction
-from activities.models import AuditEntry, StaffRole, StaffUser
 from activities.staff import authenticate, create_staff_user, staff_status
+from activities.tables import AuditEntry, StaffRole, StaffUser
 from api.auth import decode_token, issue_token
 from schemas.errors import BankflowError, ErrorCode
 from schemas.keyring import KeyRing

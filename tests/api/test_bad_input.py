@@ -12,10 +12,8 @@ from typing import Any
 from httpx import AsyncClient, Response
 from sqlalchemy import func, select
 
-from activities.loan_models import Loan, LoanProduct
-from activities.models import Hold, Journal, LedgerAccount, Member
-from activities.reversal_models import ReversalEvent
-from activities.setup import CASH
+from activities.ledger.chart import CASH
+from activities.tables import Hold, Journal, LedgerAccount, Loan, LoanProduct, Member, ReversalEvent
 from schemas.settings import Settings
 from tests.api.conftest import Staff
 from tests.conftest import CURRENCY, Factory, Sessions

@@ -27,10 +27,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.db import in_transaction, make_engine, make_sessionmaker
-from activities.ledger_verify import verify_ledger
+from activities.ledger.chart import ensure_branch, ensure_chart
+from activities.ledger.verify import verify_ledger
 from activities.migrate import upgrade
-from activities.models import AuditEntry, IdempotencyRecord, Journal, LedgerAccount
-from activities.setup import ensure_branch, ensure_chart
+from activities.tables import AuditEntry, IdempotencyRecord, Journal, LedgerAccount
 from api.app import create_app
 from api.routes.movements import WORKFLOW_PREFIX, movement_id
 from schemas.settings import Settings

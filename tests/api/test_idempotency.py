@@ -12,7 +12,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from activities.models import IdempotencyRecord, LedgerAccount, Member
+from activities.tables import IdempotencyRecord, LedgerAccount, Member
 from api.app import create_app
 from api.idempotency import request_hash
 from schemas.settings import Settings

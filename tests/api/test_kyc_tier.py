@@ -16,8 +16,8 @@ from httpx import AsyncClient, Response
 from sqlalchemy import update
 
 from activities.db import in_transaction
-from activities.ledger_verify import verify_ledger
-from activities.models import LedgerAccount, Member
+from activities.ledger.verify import verify_ledger
+from activities.tables import LedgerAccount, Member
 from schemas.settings import Settings
 from tests.api.conftest import Staff
 from tests.conftest import CURRENCY, Factory, Sessions

@@ -12,10 +12,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from activities import ledger_engine
 from activities.db import in_transaction
-from activities.models import AuditEntry
-from activities.setup import CASH, MEMBER_SAVINGS
+from activities.ledger import engine as ledger_engine
+from activities.ledger.chart import CASH, MEMBER_SAVINGS
+from activities.tables import AuditEntry
 from api.app import create_app
 from schemas.ledger import JournalRequest, PostingLine, ReversalRequest
 from schemas.settings import Settings

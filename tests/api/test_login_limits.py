@@ -14,8 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.db import in_transaction
-from activities.login_models import LoginThrottle
-from activities.models import AuditEntry
+from activities.tables import AuditEntry, LoginThrottle
 from schemas.settings import Settings
 from tests.api.conftest import PASSWORD, make_client, new_staff
 from tests.api.limits_kit import running_app

@@ -11,7 +11,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from activities.models import Member
+from activities.tables import Member
 from tests.api.conftest import Staff
 from tests.conftest import Factory
 

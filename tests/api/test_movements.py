@@ -13,8 +13,8 @@ from httpx import AsyncClient
 from sqlalchemy import func, select
 from temporalio.client import Client
 
-from activities.ledger_verify import verify_ledger
-from activities.models import AuditEntry, Journal
+from activities.ledger.verify import verify_ledger
+from activities.tables import AuditEntry, Journal
 from api.app import create_app
 from schemas.settings import Settings
 from tests.api.conftest import Staff, make_client, new_staff
@@ -355,3 +355,34 @@ async def test_a_decision_retried_after_a_crash_answers_the_first_decision(
     other = await api.post(decide, json={"approve": True}, headers={**manager.headers, **idem()})
     assert other.status_code == 409 and other.json()["error"] == "NotAwaitingDecision"
     assert (await account_json(api, manager, acc.code))["balance"] == "1300.00"
+
+
+async def test_a_reversal_decision_retried_after_a_crash_answers_the_first_decision(
+    api: AsyncClient, staff: dict[str, Staff], factory: Factory, idem: Idem, sessions: Sessions
+) -> None:
+    """The API died after the reversal was approved and posted, before keeping its answer: the
+    retry with the same Idempotency-Key answers that approval, and the journal is reversed once."""
+    from tests.api.test_idempotency import leave_as_crashed
+
+    acc = await factory.savings_account()
+    posted = await movement(
+        api, staff["teller"], idem, kind="deposit", amount="40.00", to_account=acc.code
+    )
+    journal = posted.json()["journal_id"]
+    asked = await api.post(
+        f"/v1/journals/{journal}/reversals",
+        json={"reason_code": "duplicate", "reason": "keyed twice"},
+        headers={**staff["teller"].headers, **idem()},
+    )
+    assert asked.status_code == 202, asked.text
+    manager = staff["branch_manager"]
+    headers = {**manager.headers, **idem()}
+    decide = f"/v1/journals/{journal}/reversals/decisions"
+    first = await api.post(decide, json={"approve": True, "reason": "confirmed"}, headers=headers)
+    assert first.status_code == 200, first.text
+    assert await leave_as_crashed(sessions, manager.id, headers["Idempotency-Key"], 0) == 1
+
+    again = await api.post(decide, json={"approve": True, "reason": "confirmed"}, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()
+    assert (await account_json(api, manager, acc.code))["balance"] == "0.00"

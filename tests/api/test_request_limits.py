@@ -10,8 +10,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from activities.kyc_models import KycDocument
-from activities.models import IdempotencyRecord, Member, StaffUser
+from activities.tables import IdempotencyRecord, KycDocument, Member, StaffUser
 from schemas.settings import Settings
 from tests.api.conftest import Staff, new_staff
 from tests.api.test_members_accounts import member_body

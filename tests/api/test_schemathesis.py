@@ -35,11 +35,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from activities.db import in_transaction, make_engine, make_sessionmaker
-from activities.setup import ensure_branch, ensure_chart
+from activities.ledger.chart import ensure_branch, ensure_chart
 from activities.staff import create_staff_user
 from api.app import create_app
 from api.auth import issue_token
@@ -98,7 +97,7 @@ class Stack:
         self._exit.push_async_callback(engine.dispose)
         sessions = make_sessionmaker(engine)
         await in_transaction(sessions, self._seed)
-        client = await Client.connect(self._target, data_converter=temporal.data_converter())
+        client = await temporal.connect(settings, target=self._target)
         for worker in build_workers(
             client, settings, sessions, interactive_queue=queue, batch_queue=f"{queue}-b"
         ):

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 from httpx import AsyncClient
-from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.app import create_app
@@ -67,7 +66,7 @@ async def app_client(
     settings: Settings, temporal_server: tuple[str, subprocess.Popen[bytes]], chart: dict[str, int]
 ) -> AsyncIterator[AsyncClient]:
     address, _ = temporal_server
-    client = await Client.connect(address, data_converter=temporal.data_converter())
+    client = await temporal.connect(settings, target=address)
     # No worker polls this queue: the movement's update waits until the server is killed.
     app = create_app(
         settings.model_copy(

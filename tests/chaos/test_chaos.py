@@ -17,7 +17,7 @@ KINDS = ("worker_kill", "pg_immediate", "pg_fast", "api_kill", "temporal_kill")
 LAST_LINE = re.compile(
     r"^chaos requests=(?P<requests>\d+) faults=(?P<faults>\d+) lost=(?P<lost>\d+) "
     r"duplicated=(?P<duplicated>\d+) mismatched=(?P<mismatched>\d+) "
-    r"blocked_max_s=(?P<blocked>[0-9.]+) verify=(?P<verify>\w+)$"
+    r"after500=(?P<after500>\d+) blocked_max_s=(?P<blocked>[0-9.]+) verify=(?P<verify>\w+)$"
 )
 # The workload's length is fixed; the run as a whole is bounded by the suite's own per-request
 # bound (600 s) and settle time (120 s). This timeout only stops a hung harness.
@@ -46,6 +46,7 @@ def test_short_chaos_run_loses_nothing_and_recovers() -> None:
     assert int(verdict["faults"]) == len(KINDS)
     assert int(verdict["requests"]) > 0
     assert (verdict["lost"], verdict["duplicated"], verdict["mismatched"]) == ("0", "0", "0")
+    assert verdict["after500"] == "0", "a 500 answered a command whose money had moved"
     assert verdict["verify"] == "ok"
     assert done.returncode == 0
     # Issue 13's target (points 1-2: no retry blocked by a stale claim, no 500 for posted money).

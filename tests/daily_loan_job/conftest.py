@@ -16,14 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowHandle
 
 from activities.db import in_transaction
-from activities.ledger_verify import verify_ledger
-from activities.loan_book_models import LoanInstallment, LoanTransaction
-from activities.setup import (
+from activities.ledger.chart import (
     INTEREST_INCOME,
     INTEREST_RECEIVABLE,
     PENALTIES_RECEIVABLE,
     PENALTY_INCOME,
 )
+from activities.ledger.verify import verify_ledger
+from activities.tables import LoanInstallment, LoanTransaction
 from schemas.daily_loan_job import DailyJobInput, DailyJobSummary
 from schemas.settings import Settings
 from tests.api.conftest import api_app, api_settings, client, staff  # noqa: F401  (API tests)

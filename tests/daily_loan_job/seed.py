@@ -10,8 +10,8 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.month_end import INSERT_JOURNAL, INSERT_POSTINGS, journal_hash
-from activities.setup import EQUITY, gl_code
+from activities.ledger import batch
+from activities.ledger.chart import EQUITY, gl_code
 
 # postings.line is SMALLINT: one disbursement journal carries at most this many copies.
 LINES_PER_JOURNAL = 30000
@@ -102,29 +102,13 @@ async def clone_loans(session: AsyncSession, template_loan_id: int, count: int, 
     for start in range(0, len(ids), LINES_PER_JOURNAL):
         chunk = ids[start : start + LINES_PER_JOURNAL]
         lines = [(a, int(equity), int(principal), str(currency)) for a in chunk]
-        journal_id = f"bench-disbursement-{tag}-{start}"
-        await session.execute(
-            INSERT_JOURNAL,
-            {
-                "id": journal_id,
-                "kind": "loan_disbursement",
-                "description": "bench loans",
-                "value_date": disbursed_on,
-                "hash": journal_hash("loan_disbursement", disbursed_on, lines),
-                "process_id": None,
-                "metadata": "{}",
-            },
-        )
-        await session.execute(
-            INSERT_POSTINGS,
-            {
-                "journal_id": journal_id,
-                "lines": list(range(1, len(lines) + 1)),
-                "debits": [line[0] for line in lines],
-                "credits": [line[1] for line in lines],
-                "amounts": [line[2] for line in lines],
-                "currencies": [line[3] for line in lines],
-            },
+        await batch.insert_journal(
+            session,
+            journal_id=f"bench-disbursement-{tag}-{start}",
+            kind="loan_disbursement",
+            description="bench loans",
+            value_date=disbursed_on,
+            lines=lines,
         )
     await session.execute(
         text(

@@ -17,14 +17,14 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from activities.db import in_transaction
-from activities.loan_statement import payoff_quote
-from activities.repayments import post_repayment
-from activities.setup import (
+from activities.ledger.chart import (
     INTEREST_INCOME,
     INTEREST_RECEIVABLE,
     PENALTIES_RECEIVABLE,
     PENALTY_INCOME,
 )
+from activities.reads.loan_statement import payoff_quote
+from activities.repayments import post_repayment
 from schemas.repayments import RepaymentRequest
 from tests.daily_loan_job.conftest import Stack
 from tests.workflows.conftest import record_history

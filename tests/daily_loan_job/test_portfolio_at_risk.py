@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.daily_loan_par import par_report, write_par_snapshot
 from activities.db import in_transaction
-from activities.loan_book_models import ParSnapshot
+from activities.tables import ParSnapshot
 from tests.api.conftest import Staff
 from tests.daily_loan_job.conftest import Stack
 

@@ -15,9 +15,9 @@ from temporalio.client import (
 )
 from typer.testing import CliRunner
 
-from api.cli import app
-from api.daily_loan_job import run_day
-from api.schedules import sync_schedules
+from cli.daily_loan_job import run_day
+from cli.main import app
+from cli.schedules import sync_schedules
 from schemas.daily_loan_job import SCHEDULE_ID, DailyJobProgress, DailyJobSummary
 from schemas.month_end import SCHEDULE_ID as MONTH_END_SCHEDULE_ID
 from schemas.settings import Settings

@@ -19,7 +19,7 @@ from temporalio.client import Client
 from activities.accounts import create_member
 from activities.db import in_transaction
 from activities.kyc import store_document
-from activities.models import Member
+from activities.tables import Member
 from schemas.kyc import DocumentMeta, KycInput, KycPolicy
 from schemas.members import MemberCreate
 from schemas.settings import Settings

@@ -13,8 +13,7 @@ from httpx import AsyncClient, Response
 from sqlalchemy import func, select
 from temporalio.client import Client
 
-from activities.kyc_models import KycDocument
-from activities.models import Member
+from activities.tables import KycDocument, Member
 from api.app import create_app
 from schemas.settings import Settings
 from tests.api.conftest import Staff, make_client, new_staff

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import func, select
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from activities.kyc_models import WatchlistEntry
+from activities.tables import WatchlistEntry
 from schemas import search_attributes as sa
 from scripts.local_postgres import drop_app_database, provision
 from tests.conftest import Sessions

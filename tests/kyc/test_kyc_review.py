@@ -15,9 +15,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from activities.db import in_transaction
-from activities.kyc_models import KycCase
-from activities.models import LedgerAccount, Member
-from activities.notification_models import Notification
+from activities.tables import KycCase, LedgerAccount, Member, Notification
 from activities.watchlist import replace_watchlist
 from schemas.errors import ErrorCode
 from schemas.kyc import DecisionInput, KycState, Resubmission, Stage, WatchlistRow

@@ -11,9 +11,8 @@ from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
 
 from activities.db import in_transaction
-from activities.models import Member
-from activities.notification_models import Notification
 from activities.staff import create_staff_user
+from activities.tables import Member, Notification
 from schemas.kyc import DecisionInput, KycState, Stage
 from schemas.settings import Settings
 from tests.conftest import Sessions

@@ -20,8 +20,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from activities.notification_models import Notification
 from activities.notifications import NotificationActivities
+from activities.tables import Notification
 from schemas.notifications import NotificationRequest, NotificationResult
 from schemas.settings import Settings
 from tests.api.conftest import Staff, make_client

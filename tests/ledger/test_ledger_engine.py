@@ -13,12 +13,12 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from activities import ledger_engine as engine
 from activities.accounts import close_account
 from activities.db import in_transaction
-from activities.ledger_verify import verify_ledger
-from activities.models import Journal, Posting
-from activities.setup import CASH
+from activities.ledger import engine, holds
+from activities.ledger.chart import CASH
+from activities.ledger.verify import verify_ledger
+from activities.tables import Journal, Posting
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import (
     HoldRequest,
@@ -207,17 +207,17 @@ async def test_hold_reserves_funds_until_posted(sessions: Sessions, factory: Fac
     a = await factory.savings_account(100_00)
     b = await factory.savings_account()
     h = hold(f"h-{uuid.uuid4().hex}", a.id, b.id, 80_00)
-    await in_transaction(sessions, lambda s: engine.place_hold(s, h))
+    await in_transaction(sessions, lambda s: holds.place_hold(s, h))
     with pytest.raises(BankflowError) as err:  # 20.00 available, not 30.00
         await post(sessions, journal(jid(), (a.id, b.id, 30_00)))
     assert err.value.code == ErrorCode.INSUFFICIENT_FUNDS
-    again = await in_transaction(sessions, lambda s: engine.place_hold(s, h))
+    again = await in_transaction(sessions, lambda s: holds.place_hold(s, h))
     assert again.status == "pending"
     acc = await factory.account(a.id)
     assert acc.debits_pending_minor == 80_00  # the repeated placement reserved nothing more
     with pytest.raises(BankflowError) as err:
         other = h.model_copy(update={"amount_minor": 1_00})
-        await in_transaction(sessions, lambda s: engine.place_hold(s, other))
+        await in_transaction(sessions, lambda s: holds.place_hold(s, other))
     assert err.value.code == ErrorCode.HOLD_CONFLICT
 
 
@@ -226,7 +226,7 @@ async def test_hold_over_available_is_refused(sessions: Sessions, factory: Facto
     b = await factory.savings_account()
     h = hold(f"h-{uuid.uuid4().hex}", a.id, b.id, 10_01)
     with pytest.raises(BankflowError) as err:
-        await in_transaction(sessions, lambda s: engine.place_hold(s, h))
+        await in_transaction(sessions, lambda s: holds.place_hold(s, h))
     assert err.value.code == ErrorCode.INSUFFICIENT_FUNDS
     assert (await factory.account(a.id)).debits_pending_minor == 0
 
@@ -237,7 +237,7 @@ async def test_hold_posts_or_voids_exactly_once_under_race(
     a = await factory.savings_account(100_00)
     b = await factory.savings_account()
     h = hold(f"h-{uuid.uuid4().hex}", a.id, b.id, 60_00)
-    await in_transaction(sessions, lambda s: engine.place_hold(s, h))
+    await in_transaction(sessions, lambda s: holds.place_hold(s, h))
 
     async def attempt(i: int) -> str:
         try:
@@ -248,10 +248,10 @@ async def test_hold_posts_or_voids_exactly_once_under_race(
                     kind="withdrawal",
                     value_date=TODAY,
                 )
-                await in_transaction(sessions, lambda s: engine.post_hold(s, req))
+                await in_transaction(sessions, lambda s: holds.post_hold(s, req))
                 return "posted"
             void = VoidHoldRequest(hold_id=h.hold_id, reason="race")
-            await in_transaction(sessions, lambda s: engine.void_hold(s, void))
+            await in_transaction(sessions, lambda s: holds.void_hold(s, void))
             return "voided"
         except BankflowError as exc:
             assert exc.code == ErrorCode.HOLD_ALREADY_RESOLVED
@@ -275,17 +275,17 @@ async def test_post_hold_is_idempotent_for_the_same_journal(
     a = await factory.savings_account(100_00)
     b = await factory.savings_account()
     h = hold(f"h-{uuid.uuid4().hex}", a.id, b.id, 60_00)
-    await in_transaction(sessions, lambda s: engine.place_hold(s, h))
+    await in_transaction(sessions, lambda s: holds.place_hold(s, h))
     req = PostHoldRequest(
         hold_id=h.hold_id, journal_id=f"{h.hold_id}:post", kind="withdrawal", value_date=TODAY
     )
-    first = await in_transaction(sessions, lambda s: engine.post_hold(s, req))
-    second = await in_transaction(sessions, lambda s: engine.post_hold(s, req))
+    first = await in_transaction(sessions, lambda s: holds.post_hold(s, req))
+    second = await in_transaction(sessions, lambda s: holds.post_hold(s, req))
     assert first.created and not second.created
     assert await balance(factory, b.id) == 60_00
     with pytest.raises(BankflowError) as err:
         void = VoidHoldRequest(hold_id=h.hold_id, reason="too late")
-        await in_transaction(sessions, lambda s: engine.void_hold(s, void))
+        await in_transaction(sessions, lambda s: holds.void_hold(s, void))
     assert err.value.code == ErrorCode.HOLD_ALREADY_RESOLVED
 
 

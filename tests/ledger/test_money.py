@@ -25,6 +25,7 @@ from domain.money import (
     to_major,
     to_minor,
 )
+from schemas.kyc_tier import minor_units
 
 # ISO 4217 exponents, and the larger scales an institution may choose at setup.
 CURRENCY_SCALES = {"JPY": 0, "KES": 2, "USD": 2, "EUR": 2, "KWD": 3, "BHD": 3, "CLF": 4, "X9": 9}
@@ -141,3 +142,11 @@ def test_a_threshold_compares_exactly_in_minor_units(
     assert (amount > floor_minor(threshold, scale)) == (
         Fraction(amount, 10**scale) > Fraction(threshold)
     )
+
+
+def test_a_basic_tier_limit_finer_than_28_digits_rounds_down_exactly() -> None:
+    """Decimal's default context rounded 1500.0099...9 (31 digits) up to 1500.01 first: one
+    minor unit more than the limit allows."""
+    assert minor_units(Decimal("1500.009999999999999999999999999"), 2) == 150000
+    assert minor_units(Decimal("1500.01"), 2) == 150001
+    assert minor_units(Decimal("1e40"), 2) == MAX_MINOR  # beyond BIGINT: no limit at all

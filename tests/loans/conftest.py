@@ -15,10 +15,9 @@ from temporalio.client import Client, WorkflowHandle
 
 from activities.db import in_transaction
 from activities.loan_applications import register_application
-from activities.loan_models import Loan, LoanEvent
 from activities.loan_products import create_product
-from activities.models import LedgerAccount, Member
 from activities.staff import Principal
+from activities.tables import LedgerAccount, Loan, LoanEvent, Member
 from schemas.loan_products import LoanProductCreate
 from schemas.loans import (
     Actor,

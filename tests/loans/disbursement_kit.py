@@ -13,11 +13,10 @@ from typing import Any
 from sqlalchemy import func, select
 from temporalio.client import Client
 
-from activities.ledger_verify import verify_ledger
+from activities.ledger.chart import FEE_INCOME
+from activities.ledger.verify import verify_ledger
 from activities.loan_book import member_savings_account
-from activities.loan_book_models import Disbursement, LoanInstallment
-from activities.models import Hold, Journal, LedgerAccount, Member
-from activities.setup import FEE_INCOME
+from activities.tables import Disbursement, Hold, Journal, LedgerAccount, LoanInstallment, Member
 from schemas.disbursements import (
     DisbursementInput,
     DisbursementState,

@@ -14,14 +14,21 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from activities import ledger_engine, loan_book
+from activities import loan_book
 from activities.db import in_transaction
-from activities.ledger_verify import verify_ledger
-from activities.loan_book_models import LoanInstallment, LoanTransaction
-from activities.loan_models import Loan, LoanEvent
-from activities.models import Hold, LedgerAccount, Member
-from activities.notification_models import Notification
-from activities.setup import SUSPENSE
+from activities.ledger import holds as ledger_holds
+from activities.ledger.chart import SUSPENSE
+from activities.ledger.verify import verify_ledger
+from activities.tables import (
+    Hold,
+    LedgerAccount,
+    Loan,
+    LoanEvent,
+    LoanInstallment,
+    LoanTransaction,
+    Member,
+    Notification,
+)
 from schemas.ledger import HoldRequest
 from tests.api.conftest import Staff
 from tests.conftest import CURRENCY
@@ -70,7 +77,7 @@ async def active_loan(
         if guarantor is not None:
             lien = f"{process}:lien:{guarantor}"
             gl = await loan_book.gl_ids(session, CURRENCY, [SUSPENSE])
-            await ledger_engine.place_hold(
+            await ledger_holds.place_hold(
                 session,
                 HoldRequest(
                     hold_id=lien,

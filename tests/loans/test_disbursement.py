@@ -9,10 +9,9 @@ from datetime import date, timedelta
 from sqlalchemy import select
 from temporalio.client import Client
 
+from activities.ledger.chart import PAYMENT_CLEARING, SETTLEMENT_BANK
 from activities.loan_book import loan_schedule
-from activities.loan_models import Loan
-from activities.notification_models import Notification
-from activities.setup import PAYMENT_CLEARING, SETTLEMENT_BANK
+from activities.tables import Loan, Notification
 from schemas.disbursements import DisbursementState, Stage
 from schemas.settings import Settings
 from tests.loans.conftest import LoanKit

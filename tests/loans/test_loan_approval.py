@@ -11,11 +11,10 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from activities import ledger_engine
 from activities.db import in_transaction
-from activities.models import LedgerAccount
-from activities.notification_models import Notification
-from activities.setup import CASH
+from activities.ledger import engine as ledger_engine
+from activities.ledger.chart import CASH
+from activities.tables import LedgerAccount, Notification
 from schemas.errors import ErrorCode
 from schemas.ledger import JournalRequest, PostingLine
 from schemas.loans import Actor, Amendment, Decision, Stage, Withdrawal

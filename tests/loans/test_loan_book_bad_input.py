@@ -11,8 +11,7 @@ from typing import Any
 from httpx import AsyncClient
 from sqlalchemy import func, select
 
-from activities.loan_book_models import Disbursement, LoanTransaction
-from activities.models import Journal
+from activities.tables import Disbursement, Journal, LoanTransaction
 from tests.api.conftest import Staff
 from tests.loans.conftest import LoanKit
 from tests.loans.repayment_kit import active_loan

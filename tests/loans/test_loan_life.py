@@ -12,7 +12,7 @@ from typing import Any
 from httpx import AsyncClient, Response
 from temporalio.client import Client
 
-from activities.setup import CASH, INTEREST_INCOME
+from activities.ledger.chart import CASH, INTEREST_INCOME
 from schemas.disbursements import DisbursementState
 from tests.api.conftest import Staff
 from tests.loans.conftest import LoanKit

@@ -8,8 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from temporalio.testing import WorkflowEnvironment
 
-from activities.models import StaffUser
-from activities.notification_models import Notification
+from activities.tables import Notification, StaffUser
 from schemas.loans import Stage
 from tests.loans.conftest import LoanKit, query_state, send, start, vote
 from tests.workflows.conftest import record_history

@@ -12,7 +12,7 @@ import pytest
 from httpx import AsyncClient, Response
 from sqlalchemy import func, select
 
-from activities.loan_models import Loan, LoanProduct
+from activities.tables import Loan, LoanProduct
 from tests.api.conftest import Staff
 from tests.loans.conftest import LoanKit, product_body
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from httpx import AsyncClient
 from temporalio.client import Client
 
-from activities.setup import INTEREST_INCOME
+from activities.ledger.chart import INTEREST_INCOME
 from domain.money import to_major, to_minor
 from tests.api.conftest import Staff
 from tests.loans.conftest import LoanKit

@@ -10,9 +10,9 @@ from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from activities import ledger_engine
 from activities.db import in_transaction
-from activities.setup import (
+from activities.ledger import engine as ledger_engine
+from activities.ledger.chart import (
     CASH,
     INTEREST_INCOME,
     INTEREST_RECEIVABLE,

@@ -19,14 +19,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowHandle
 from typer.testing import CliRunner, Result
 
-from activities import ledger_engine
 from activities.accounts import create_member, open_account
 from activities.db import in_transaction, make_engine, make_sessionmaker
-from activities.ledger_verify import verify_ledger
+from activities.ledger import engine as ledger_engine
+from activities.ledger.chart import CASH, ensure_branch, ensure_chart
+from activities.ledger.verify import verify_ledger
 from activities.migrate import upgrade
 from activities.savings import create_product, enroll_account
-from activities.setup import CASH, ensure_branch, ensure_chart
-from api.cli import app
+from cli.main import app
 from schemas.ledger import JournalRequest, PostingLine, VerifyReport
 from schemas.members import AccountOpen, MemberCreate
 from schemas.month_end import MonthEndInput, MonthEndSummary

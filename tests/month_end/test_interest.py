@@ -4,12 +4,13 @@ days, leap years, withholding tax, rounding modes and the residue carried forwar
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
-from activities.month_end import journal_hash
+from activities.ledger.batch import as_lines, content_hash
 from domain.interest import Carry, Terms, Tier, balance_runs, day_balances, month_interest
-from schemas.ledger import PostingLine, content_hash
+from schemas.ledger import PostingLine
 
 D = Decimal
 FIVE = Terms(annual_rate=D("0.05"))
@@ -122,13 +123,23 @@ def test_day_balances_step_back_from_the_closing_balance() -> None:
     assert balances == [D(10), D(30), D(30)]
 
 
-def test_batch_journal_hash_matches_the_ledger() -> None:
+def test_journal_hash_is_the_stored_canonical_form() -> None:
+    """Every stored journal's hash was computed over this exact JSON; `ledger verify` recomputes
+    it, so the form may never drift, whichever path (engine or batch) wrote the journal."""
     lines = [(5, 900, 411, "USD"), (900, 7, 62, "USD"), (5, 901, 1, "KES")]
     models = [PostingLine(debit_account_id=d, credit_account_id=c, amount_minor=a, currency=k)
               for d, c, a, k in lines]  # fmt: skip
     value_date = date(2026, 11, 30)
-    assert journal_hash("interest", value_date, lines) == content_hash(
-        "interest", value_date, models
+    canonical = (
+        b'{"kind":"interest","value_date":"2026-11-30","reverses":null,'
+        b'"postings":[[5,900,411,"USD"],[900,7,62,"USD"],[5,901,1,"KES"]]}'
+    )
+    assert content_hash("interest", value_date, lines) == hashlib.sha256(canonical).hexdigest()
+    assert content_hash("interest", value_date, as_lines(models)) == content_hash(
+        "interest", value_date, lines
+    )
+    assert content_hash("interest", value_date, lines, "j-1") != content_hash(
+        "interest", value_date, lines
     )
 
 

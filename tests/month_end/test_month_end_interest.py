@@ -12,7 +12,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from activities.db import in_transaction
-from activities.month_end import post_interest_batch
+from activities.month_end_batch import post_interest_batch
 from schemas.month_end import BatchRequest, Stage
 from tests.month_end.conftest import FINANCE, Stack
 from tests.workflows.conftest import record_history

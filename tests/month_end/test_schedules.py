@@ -12,7 +12,7 @@ from temporalio.client import (
     ScheduleOverlapPolicy,
 )
 
-from api.schedules import run_period, sync_schedules
+from cli.schedules import run_period, sync_schedules
 from schemas.daily_loan_job import SCHEDULE_ID as DAILY_SCHEDULE_ID
 from schemas.month_end import SCHEDULE_ID, MonthEndProgress, MonthEndSummary, Stage
 from schemas.settings import Settings

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from activities.db import in_transaction
-from activities.savings import seed_synthetic_accounts
+from activities.seed.synthetic import seed_synthetic_accounts
 from schemas.month_end import MonthEndSummary
 from tests.month_end.conftest import Stack
 from workflows.month_end_interest import MonthEndInterestWorkflow

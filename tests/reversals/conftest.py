@@ -10,9 +10,9 @@ from sqlalchemy import select
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
-from activities import ledger_engine
 from activities.db import in_transaction
-from activities.models import LedgerAccount
+from activities.ledger import engine as ledger_engine
+from activities.tables import LedgerAccount
 from schemas.ledger import JournalRequest, JournalResult, PostingLine
 from schemas.reversals import DecisionInput, ReversalInput, ReversalState, ReversalTier
 from tests.api.conftest import api_settings, idem, staff  # noqa: F401  (fixtures)

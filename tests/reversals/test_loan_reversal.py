@@ -12,15 +12,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client, WorkflowHandle
 
-from activities import ledger_engine
 from activities.db import in_transaction
-from activities.loan_book_models import Disbursement, LoanInstallment, LoanTransaction
-from activities.loan_models import Loan
-from activities.loan_statement import payoff_quote
-from activities.models import Hold
+from activities.ledger import engine as ledger_engine
+from activities.ledger.chart import INTEREST_INCOME
+from activities.reads.loan_statement import payoff_quote
 from activities.repayments import post_repayment
 from activities.reversal_checks import check_reversible
-from activities.setup import INTEREST_INCOME
+from activities.tables import Disbursement, Hold, Loan, LoanInstallment, LoanTransaction
 from schemas.errors import ErrorCode
 from schemas.repayments import RepaymentRequest
 from schemas.reversals import ReversalState, Stage

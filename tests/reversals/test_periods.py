@@ -11,12 +11,13 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from activities import ledger_engine
 from activities.db import in_transaction
-from activities.ledger_verify import verify_ledger
-from activities.periods import close_period, is_closed
-from activities.reversal_models import PERIOD_LOCK_CLASS
-from activities.setup import CASH
+from activities.ledger import engine as ledger_engine
+from activities.ledger import holds as ledger_holds
+from activities.ledger.chart import CASH
+from activities.ledger.periods import close_period, is_closed
+from activities.ledger.verify import verify_ledger
+from activities.tables import PERIOD_LOCK_CLASS
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import (
     HoldRequest,
@@ -58,13 +59,13 @@ async def test_a_closed_month_refuses_journals_holds_posted_and_reversals(
         amount_minor=5_00,
         currency=CURRENCY,
     )
-    await in_transaction(sessions, lambda s: ledger_engine.place_hold(s, hold))
+    await in_transaction(sessions, lambda s: ledger_holds.place_hold(s, hold))
     posted = PostHoldRequest(
         hold_id=hold.hold_id, journal_id=f"j-{uuid.uuid4().hex}", kind="withdrawal",
         value_date=date(1991, 4, 15),
     )  # fmt: skip
     with pytest.raises(BankflowError) as err:
-        await in_transaction(sessions, lambda s: ledger_engine.post_hold(s, posted))
+        await in_transaction(sessions, lambda s: ledger_holds.post_hold(s, posted))
     assert err.value.code == ErrorCode.PERIOD_CLOSED
     reversal = ReversalRequest(
         original_journal_id=before.journal_id, journal_id=f"r-{uuid.uuid4().hex}",

@@ -14,9 +14,9 @@ from temporalio.client import Client
 
 from activities.accounts import create_member, open_account
 from activities.db import in_transaction
-from activities.ledger_verify import verify_ledger
-from activities.models import Journal, LedgerAccount
-from activities.setup import CASH
+from activities.ledger.chart import CASH
+from activities.ledger.verify import verify_ledger
+from activities.tables import Journal, LedgerAccount
 from schemas.members import AccountOpen, MemberCreate
 from schemas.settings import Settings
 from tests.api.conftest import Staff, new_staff

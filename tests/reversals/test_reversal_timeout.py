@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack
 
 from temporalio.testing import WorkflowEnvironment
 
-from activities.setup import CASH
+from activities.ledger.chart import CASH
 from schemas.reversals import Stage
 from schemas.settings import Settings
 from tests.conftest import Factory, Sessions

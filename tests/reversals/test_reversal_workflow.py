@@ -12,12 +12,12 @@ from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from activities import ledger_engine
 from activities.db import in_transaction
-from activities.ledger_verify import verify_ledger
-from activities.reversal_models import ReversalEvent
+from activities.ledger import engine as ledger_engine
+from activities.ledger.chart import CASH, FEE_INCOME, INTEREST_EXPENSE, gl_code
+from activities.ledger.verify import verify_ledger
 from activities.reversals import OVERDRAFT_RECEIVABLE, execute
-from activities.setup import CASH, FEE_INCOME, INTEREST_EXPENSE, gl_code
+from activities.tables import ReversalEvent
 from schemas.errors import BankflowError, ErrorCode
 from schemas.reversals import DecisionInput, ExecuteRequest, ReversalState, Stage
 from tests.conftest import CURRENCY, Factory, Sessions

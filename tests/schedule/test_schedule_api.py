@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from activities.models import ROLES
+from activities.tables import ROLES
 from api.app import create_app
 from schemas.settings import Settings
 from tests.api.conftest import NO_TEMPORAL, Staff, make_client, new_staff

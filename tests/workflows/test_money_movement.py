@@ -11,7 +11,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from activities.setup import CASH
+from activities.ledger.chart import CASH
 from schemas.errors import ErrorCode
 from schemas.movements import DecisionInput, MovementInput, MovementState, Stage
 from tests.conftest import CURRENCY, Factory

@@ -18,7 +18,7 @@ from temporalio.client import Client
 
 from activities.db import make_engine, make_sessionmaker
 from activities.errors import classify
-from activities.setup import CASH
+from activities.ledger.chart import CASH
 from api.app import create_app
 from schemas.movements import MovementState, Stage
 from schemas.settings import Settings

@@ -1,0 +1,78 @@
+"""The skeleton the batch-queue jobs (DailyLoanJob, MonthEndInterest) share: the business key a
+Schedule's nominal fire time implies, local time in the institution's zone, bounded fan-out of
+range batches, and continue-as-new once the handlers are done. Deterministic code only: these
+helpers issue no commands of their own beyond those the job's steps already did, in the same
+order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from datetime import timezone as dt_timezone
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey
+
+from workflows.common import refuse
+
+with workflow.unsafe.imports_passed_through():
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from schemas.errors import ErrorCode
+
+SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def scheduled_fire_time(missing: str) -> datetime:
+    """The schedule's nominal fire time (not the actual start: a catch-up firing later still
+    works on the date or period it was meant for); `missing` is the refusal when the job was
+    neither given its key nor started by a schedule."""
+    fired = workflow.info().typed_search_attributes.get(SCHEDULED_START)
+    if fired is None:
+        raise refuse(ErrorCode.VALIDATION, missing)
+    return fired
+
+
+def local(moment: datetime, timezone: str) -> datetime:
+    """`moment` in the institution's zone. The sandbox proxies zoneinfo; the tz database is
+    fixed data, so reading it unrestricted stays deterministic."""
+    with workflow.unsafe.sandbox_unrestricted():
+        try:
+            zone = ZoneInfo(timezone)
+            offset = zone.utcoffset(moment)
+            return moment.astimezone(dt_timezone(offset)) if offset is not None else moment
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise refuse(ErrorCode.VALIDATION, f"unknown time zone {timezone!r}") from exc
+
+
+async def fan_out(
+    items: Sequence[T],
+    concurrency: int,
+    run: Callable[[T], Awaitable[R]],
+    done: Callable[[R], None],
+) -> None:
+    """`run` every item, at most `concurrency` in flight, then `done` with each result as it
+    arrives (outside the slot). asyncio inside a workflow is deterministic, so the order of
+    commands is the same on replay."""
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(item: T) -> None:
+        async with slots:
+            result = await run(item)
+        done(result)
+
+    await asyncio.gather(*(one(item) for item in items))
+
+
+async def continue_with(inp: BaseModel, update: dict[str, Any]) -> None:
+    """Continue as new with `inp` updated (the cursor and counters), once every update and
+    query handler has finished. Never returns."""
+    await workflow.wait_condition(workflow.all_handlers_finished)
+    workflow.continue_as_new(inp.model_copy(update=update))
