@@ -1,4 +1,4 @@
-# The bankflow image: API (`uvicorn api.app:app`), worker (`python worker.py`) and CLI
+# The bankflow image: API (`python -m api.serve`), worker (`python worker.py`) and CLI
 # (`bankflow db upgrade`). Used by docker-compose.yml.
 FROM python:3.11-slim
 
@@ -21,12 +21,16 @@ COPY . .
 # --no-deps: already installed above; this adds the `bankflow` console script.
 # .data/audit-spool: where the API keeps audit entries while Postgres is down (a volume in
 # docker-compose); owned by the app user so the volume is created writable for it.
+# compileall: the workflow sandbox imports a workflow's module for every run; with bytecode in
+# the image it loads instead of compiling (PYTHONDONTWRITEBYTECODE keeps the image read-only).
 RUN pip install --no-deps . \
     && rm -rf build *.egg-info \
+    && python -m compileall -q activities api domain schemas workflows worker.py \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin bankflow \
     && mkdir -p /app/.data/audit-spool && chown bankflow /app/.data/audit-spool
 
 USER bankflow
 EXPOSE 8000
-# --no-proxy-headers: X-Forwarded-For is believed only from BANKFLOW_TRUSTED_PROXIES (api.app).
-CMD ["uvicorn", "api.app:app", "--host", "0.0.0.0", "--port", "8000", "--no-proxy-headers"]
+# api.serve: uvicorn believes no X-Forwarded-For (only the app does, from BANKFLOW_TRUSTED_PROXIES);
+# WEB_CONCURRENCY sets the number of API processes.
+CMD ["python", "-m", "api.serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -11,8 +11,11 @@ import asyncio
 import logging
 import signal
 import socket
+import sys
+import tempfile
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -98,6 +101,21 @@ def activities_for(
     return QueueActivities(interactive, batch)
 
 
+def keep_workflow_bytecode() -> None:
+    """Let the sandbox load workflow modules from cached bytecode.
+
+    The sandbox imports a workflow's module afresh for every workflow run (that is what keeps
+    one run's module state from leaking into another's; the modules it imports are passed
+    through). With PYTHONDONTWRITEBYTECODE set, as in many images and shells, there is no .pyc,
+    so every run compiled the module from source: about a third of the worker's CPU for a
+    movement. Bytecode is then cached under the temp directory (sys.pycache_prefix), never
+    beside the code; an image built with compileall already has it.
+    """
+    if sys.dont_write_bytecode:
+        sys.pycache_prefix = sys.pycache_prefix or str(Path(tempfile.gettempdir()) / "bankflow-pyc")
+        sys.dont_write_bytecode = False
+
+
 def build_workers(
     client: Client,
     settings: Settings,
@@ -107,6 +125,7 @@ def build_workers(
     batch_queue: str | None = None,
 ) -> list[Worker]:
     """The two workers of one process; tests pass their own task queues."""
+    keep_workflow_bytecode()
     activities = activities_for(settings, sessions)
     return [
         Worker(

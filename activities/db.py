@@ -29,7 +29,13 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 _UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 
-def make_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
+def make_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+    """The process's engine: `settings.db_pool_size` connections kept (unless `pool_size`), as
+    many again in a burst.
+
+    Pre-ping stays on: after a Postgres restart a stale pooled connection costs one `SELECT 1`
+    instead of a request answered 503."""
+    pool_size = pool_size or settings.db_pool_size
     # hide_parameters: an error's text (logged, or recorded by Temporal) never carries the
     # statement's parameters, which may be names or e-mail addresses.
     engine = create_async_engine(
@@ -45,6 +51,16 @@ def make_engine(settings: Settings, *, pool_size: int = 10) -> AsyncEngine:
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions for a read that is one statement (the caller's user and roles, an account's
+    balance): autocommit, so the SELECT goes alone, without the BEGIN and the ROLLBACK round
+    trips a transaction adds. One statement sees one snapshot; a read of several statements
+    that must agree (a statement page and its opening balance) uses `make_sessionmaker`."""
+    return async_sessionmaker(
+        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
+    )
 
 
 def sqlstate(exc: BaseException) -> str | None:

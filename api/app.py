@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from activities.db import make_engine, make_sessionmaker
+from activities.db import make_engine, make_read_sessionmaker, make_sessionmaker
 from api import routes
 from api.audit import AuditMiddleware
 from api.audit_spool import AuditTrail
@@ -43,6 +43,7 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings)
         app.state.sessions = make_sessionmaker(engine)
+        app.state.read_sessions = make_read_sessionmaker(engine)
         app.state.audit = AuditTrail(app.state.sessions, settings.audit_spool_dir)
         # Entries a previous process spooled during an outage, then every few seconds.
         flusher = asyncio.create_task(app.state.audit.keep_flushing())

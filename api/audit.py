@@ -52,7 +52,12 @@ class PersonalDataRead:
         self._shown.update(n for n in member_numbers if n)
 
 
-ShownMembers = Annotated[PersonalDataRead, Depends()]
+async def _shown_members(request: Request) -> PersonalDataRead:
+    """A coroutine, not the class itself: FastAPI would construct a class in the thread pool."""
+    return PersonalDataRead(request)
+
+
+ShownMembers = Annotated[PersonalDataRead, Depends(_shown_members)]
 
 
 class AuditMiddleware:
@@ -89,7 +94,7 @@ class AuditMiddleware:
 
 def _reads(scope: Scope) -> bool:
     info = route_for(scope)
-    return info is not None and info.depends_on(PersonalDataRead)
+    return info is not None and info.depends_on(_shown_members)
 
 
 def _error_code(body: bytes, status: int) -> str:

@@ -35,6 +35,7 @@ __all__ = [
     "LoanNumber",
     "LoanReader",
     "Principal",
+    "ReadSessionsDep",
     "Session",
     "SessionsDep",
     "SettingsDep",
@@ -97,13 +98,20 @@ class TemporalConnector:
         return client
 
 
-def _settings(request: Request) -> Settings:
+# Every dependency is a coroutine: a plain function would run in the thread pool, a thread
+# hand-off on every request for what is an attribute read.
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+async def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
     sessions: async_sessionmaker[AsyncSession] = request.app.state.sessions
+    return sessions
+
+
+async def _read_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
+    sessions: async_sessionmaker[AsyncSession] = request.app.state.read_sessions
     return sessions
 
 
@@ -114,6 +122,8 @@ async def _temporal(request: Request) -> Client:
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
+# For a read of one statement only (activities.db.make_read_sessionmaker).
+ReadSessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_read_sessions)]
 # The type of the session a route's transaction hands to activity helpers (`in_transaction`):
 # routes name it, and build no SQL with it (tests/test_layout.py).
 Session = AsyncSession
@@ -147,7 +157,7 @@ async def authenticate(
 async def _current_principal(
     request: Request,
     settings: SettingsDep,
-    sessions: SessionsDep,
+    sessions: ReadSessionsDep,
     token: Annotated[str | None, Depends(_bearer)],
 ) -> Principal:
     """The authenticated caller; the request guard (api.guard) has already looked a command's

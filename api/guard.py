@@ -93,7 +93,7 @@ class RequestGuardMiddleware:
         ):
             try:
                 state[PRINCIPAL] = await authenticated(
-                    app_state.settings, app_state.sessions, headers.get("authorization", "")
+                    app_state.settings, app_state.read_sessions, headers.get("authorization", "")
                 )
             except BankflowError as exc:
                 await bankflow_error_response(exc)(scope, receive, send)

@@ -9,11 +9,18 @@ member numbers and would make a series per member. A request no route serves cou
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 
 from fastapi import FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    multiprocess,
+)
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
@@ -85,10 +92,21 @@ class TelemetryMiddleware:
             telemetry.REQUEST_ID.reset(token)
 
 
+def registry() -> CollectorRegistry:
+    """What `/metrics` shows: this process's metrics, or, when several API processes serve one
+    port (api.serve sets PROMETHEUS_MULTIPROC_DIR for them), the sum over all of them, whichever
+    process the scrape reaches."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        combined = CollectorRegistry()
+        multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+        return combined
+    return REGISTRY
+
+
 async def metrics_endpoint(request: Request) -> Response:
-    """Prometheus exposition of this process's metrics (no personal data: see activities/metrics)."""
+    """Prometheus exposition (no personal data: see activities/metrics)."""
     del request
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(registry()), media_type=CONTENT_TYPE_LATEST)
 
 
 def install(app: FastAPI, *, serve_metrics: bool) -> None:

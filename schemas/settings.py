@@ -60,6 +60,14 @@ class Settings(BaseSettings):
         description="the owning role's URL, used by `bankflow db upgrade` only; without it "
         "migrations run on database_url",
     )
+    db_pool_size: int = Field(
+        default=20,
+        ge=1,
+        le=200,
+        description="connections each API or worker process keeps open (and as many more in a "
+        "burst); below the concurrency it serves, every burst opens and closes connections, "
+        "and a Postgres backend costs a fork",
+    )
     temporal_address: str = "localhost:7233"
     temporal_namespace: str = "default"
     interactive_task_queue: str = INTERACTIVE_TASK_QUEUE

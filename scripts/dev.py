@@ -56,6 +56,7 @@ from scripts.temporal_dev import (  # noqa: E402
 DATA = ROOT / ".data"
 LOGS = DATA / "logs"
 API_PORT = 8000
+API_WORKERS_MAX = 4
 # Not local_postgres.PRIVATE_PORT: the test harness may run its own private server there.
 DEV_PG_PORT = 54330
 STARTUP_TIMEOUT = 120.0
@@ -179,12 +180,19 @@ def run_step(cmd: list[str], env: Mapping[str, str], log: Path) -> None:
         raise LaunchError(f"`{' '.join(cmd[-3:])}` failed; last lines of {log}:\n{tail(log)}")
 
 
-def api_command(port: int) -> list[str]:
-    """uvicorn serving the API. --no-proxy-headers: uvicorn would otherwise believe
-    X-Forwarded-For from 127.0.0.1, so any local caller could claim any address; the app itself
-    believes it only from BANKFLOW_TRUSTED_PROXIES (api.app)."""
-    return [sys.executable, "-m", "uvicorn", "api.app:app", "--host", HOST, "--port", str(port),
-            "--no-proxy-headers"]  # fmt: skip
+def api_command(port: int, workers: int = 1) -> list[str]:
+    """The API (api/serve.py: uvicorn, `workers` processes on one port, proxy headers never
+    believed by uvicorn itself)."""
+    return [sys.executable, "-m", "api.serve", "--host", HOST, "--port", str(port),
+            "--workers", str(workers)]  # fmt: skip
+
+
+def api_workers(env: Mapping[str, str]) -> int:
+    """API processes for `make run`: WEB_CONCURRENCY (uvicorn's own variable), else one per
+    core up to API_WORKERS_MAX; a read is CPU-bound in Python, so one process uses one core."""
+    if env.get("WEB_CONCURRENCY"):
+        return max(1, int(env["WEB_CONCURRENCY"]))
+    return max(1, min(API_WORKERS_MAX, os.cpu_count() or 1))
 
 
 def http_ok(url: str) -> bool:
@@ -262,7 +270,7 @@ class Launcher:
         self.children.append(spawn("worker", worker, env, self.logs, grace=WORKER_GRACE))
         # Month-end (and later the daily jobs) on Temporal Schedules; idempotent at every start.
         run_step([bankflow, "schedules", "sync"], env, setup_log)
-        self.children.append(spawn("api", api_command(API_PORT), env, self.logs))
+        self.children.append(spawn("api", api_command(API_PORT, api_workers(env)), env, self.logs))
         self.wait_until("API /ready", lambda: http_ok(f"http://{HOST}:{API_PORT}/ready"))
         if any(child.name == "temporal" for child in self.children):
             self.wait_until("Temporal UI", lambda: http_ok(f"http://{HOST}:{UI_PORT}/"))

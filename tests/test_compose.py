@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import yaml  # type: ignore[import-untyped]
 from temporalio.common import SearchAttributeKey
 
 from activities.migrate import upgrade
+from api import serve as api_serve
 from schemas import search_attributes
 from schemas.keyring import KeyRing
 from schemas.settings import Settings, get_settings
@@ -119,6 +121,8 @@ def test_app_services_configure_only_real_settings(services: dict[str, dict[str,
     # BANKFLOW_SECRETS_DIR is read before the settings are built (schemas.settings.get_settings).
     fields = {f"BANKFLOW_{name.upper()}" for name in Settings.model_fields}
     fields.add("BANKFLOW_SECRETS_DIR")
+    # WEB_CONCURRENCY: uvicorn's (and api.serve's) number of API processes.
+    fields.add("WEB_CONCURRENCY")
     for name in ("api", "worker", "migrate"):
         env: dict[str, str] = services[name]["environment"]
         assert set(env) <= fields, f"{name} sets unknown settings {set(env) - fields}"
@@ -226,11 +230,31 @@ def test_the_compose_init_script_makes_the_two_roles_the_migration_grants(
 def test_uvicorn_believes_no_forwarding_header_in_any_deployment(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    assert "--no-proxy-headers" in services["api"]["command"]
-    assert "--proxy-headers" not in services["api"]["command"]
-    assert "--no-proxy-headers" in dev.api_command(8000)
+    """Every deployment serves through api.serve, whose uvicorn never believes proxy headers,
+    whatever the command line says."""
+    serve = ["python", "-m", "api.serve"]
+    assert services["api"]["command"][:3] == serve
+    assert dev.api_command(8000)[1:3] == serve[1:]
     cmd = re.search(r"^CMD (.+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
-    assert cmd and "--no-proxy-headers" in json.loads(cmd.group(1))
+    assert cmd and json.loads(cmd.group(1))[:3] == serve
+    for argv in ([], ["--workers", "3"], ["--port", "8001"]):
+        assert api_serve.config(argv).proxy_headers is False
+
+
+def test_several_api_processes_answer_without_delayed_ack_stalls() -> None:
+    """uvicorn's own multi-process socket has protocol 0, so asyncio never sets TCP_NODELAY on
+    its connections; api.serve sets it on the listening socket, which accepted ones inherit."""
+    cfg = api_serve.config(["--workers", "2", "--port", "0"])
+    sock = api_serve.listening_socket(cfg)
+    try:
+        sock.listen()
+        client = socket.create_connection(sock.getsockname()[:2])
+        accepted, _ = sock.accept()
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        accepted.close()
+        client.close()
+    finally:
+        sock.close()
 
 
 def test_temporal_persists_to_the_shared_postgres_in_its_own_databases(
@@ -251,7 +275,7 @@ def test_processes_and_published_ports(services: dict[str, dict[str, Any]]) -> N
     assert services["worker"]["command"] == ["python", "worker.py"]
     assert services["migrate"]["command"] == ["bankflow", "db", "upgrade"]
     api = services["api"]["command"]
-    assert api[:2] == ["uvicorn", "api.app:app"]
+    assert api[:3] == ["python", "-m", "api.serve"]
     assert api[api.index("--host") + 1] == "0.0.0.0"
     assert (8000, 8000) in published_ports(services["api"])
     assert (8233, 8080) in published_ports(services["temporal-ui"])

@@ -107,6 +107,7 @@ class Stack:
     pg_port: int = field(default_factory=free_port)
     temporal_port: int = field(default_factory=free_port)
     api_port: int = field(default_factory=free_port)
+    api_workers: int = 1
     postgres: subprocess.Popen[bytes] | None = None
     services: dict[str, Service] = field(default_factory=dict)
     server_url: str = ""
@@ -174,7 +175,9 @@ class Stack:
         self.wait_temporal()
         register_search_attributes(binary, self.temporal_address)
         self._service("worker", [sys.executable, "worker.py"], env)
-        self._service("api", [*api_command(self.api_port), "--no-access-log"], env)
+        self._service(
+            "api", [*api_command(self.api_port, self.api_workers), "--no-access-log"], env
+        )
         self.wait_api()
 
     def _check_running(self) -> None:
