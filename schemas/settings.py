@@ -31,7 +31,10 @@ INTERACTIVE_TASK_QUEUE = "bankflow-interactive"
 BATCH_TASK_QUEUE = "bankflow-batch"
 # Every key-ring setting, with how an operator names it. No ring has a default outside
 # BANKFLOW_ENV=dev; `make run` generates each one under .data/ (scripts/dev.py).
-KEY_RINGS: dict[str, str] = {"jwt_keys": "BANKFLOW_JWT_KEYS (or BANKFLOW_JWT_SECRET)"}
+KEY_RINGS: dict[str, str] = {
+    "jwt_keys": "BANKFLOW_JWT_KEYS (or BANKFLOW_JWT_SECRET)",
+    "payload_keys": "BANKFLOW_PAYLOAD_KEYS",
+}
 # The key id BANKFLOW_JWT_SECRET's single key gets; rotating away from it means writing
 # BANKFLOW_JWT_KEYS=<new kid>:<new secret>,default:<the old secret>.
 SHORTHAND_KID = "default"
@@ -74,6 +77,11 @@ class Settings(BaseSettings):
         default=None, description=f"shorthand for a ring of one key, kid {SHORTHAND_KID!r}"
     )
     jwt_issuer: str = "bankflow"
+    payload_keys: Annotated[KeyRing, NoDecode] = Field(
+        default_factory=KeyRing,
+        description="Temporal payload encryption keys, kid:secret[,kid:secret...] newest first: "
+        "the newest encrypts, every one decrypts (schemas/payload_codec.py)",
+    )
     jwt_ttl: timedelta = timedelta(hours=8)
 
     # the client address and the login limits (api/routes/auth.py)

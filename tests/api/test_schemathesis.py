@@ -98,7 +98,9 @@ class Stack:
         self._exit.push_async_callback(engine.dispose)
         sessions = make_sessionmaker(engine)
         await in_transaction(sessions, self._seed)
-        client = await Client.connect(self._target, data_converter=temporal.data_converter())
+        client = await Client.connect(
+            self._target, data_converter=temporal.data_converter(settings)
+        )
         for worker in build_workers(
             client, settings, sessions, interactive_queue=queue, batch_queue=f"{queue}-b"
         ):

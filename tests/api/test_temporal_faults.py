@@ -67,7 +67,7 @@ async def app_client(
     settings: Settings, temporal_server: tuple[str, subprocess.Popen[bytes]], chart: dict[str, int]
 ) -> AsyncIterator[AsyncClient]:
     address, _ = temporal_server
-    client = await Client.connect(address, data_converter=temporal.data_converter())
+    client = await Client.connect(address, data_converter=temporal.data_converter(settings))
     # No worker polls this queue: the movement's update waits until the server is killed.
     app = create_app(
         settings.model_copy(
