@@ -84,6 +84,13 @@ class Settings(BaseSettings):
     )
     jwt_ttl: timedelta = timedelta(hours=8)
 
+    # the Web UI's remote codec (api/routes/codec.py)
+    codec_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8233", "http://localhost:8233"],
+        description="comma-separated origins of the Temporal Web UI that may call /codec "
+        "(with credentials); no other origin may read its answers",
+    )
+
     # the client address and the login limits (api/routes/auth.py)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -222,7 +229,7 @@ class Settings(BaseSettings):
         'borrow, e.g. {"USD": {"withdrawals_per_day": "1500", "loan_principal": "1000"}}.',
     )
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "codec_cors_origins", mode="before")
     @classmethod
     def _split_proxies(cls, value: Any) -> Any:
         if isinstance(value, str):  # from the environment: comma-separated

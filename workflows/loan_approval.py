@@ -28,12 +28,14 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 from workflows import loan_approval_rules as rules
+from workflows import recipients
 from workflows.common import DB_ACTIVITY, business_failure, refuse
 
 with workflow.unsafe.imports_passed_through():
     import email_validator  # noqa: F401  (NotificationRequest validates e-mail addresses)
 
     from activities.loans import LoanActivities
+    from activities.notifications import NotificationActivities
     from schemas import search_attributes as sa
     from schemas.disbursements import (
         DisbursementInput,
@@ -65,7 +67,12 @@ with workflow.unsafe.imports_passed_through():
         Vote,
         Withdrawal,
     )
-    from schemas.notifications import NotificationRequest, NotificationResult
+    from schemas.notifications import (
+        NotificationRequest,
+        NotificationResult,
+        StaffRecipients,
+        StaffRecipientsQuery,
+    )
 
 # Update, signal and query names, shared with the API.
 INITIAL_OUTCOME = "initial_outcome"
@@ -317,9 +324,17 @@ class LoanApprovalWorkflow:
             reason=f"no decision within {self._inp.escalate_after if escalated else self._inp.reminder_after}",
             data={"level": progress.level, "roles": progress.allowed_roles},
         )
-        staff = await self._activity(
-            LoanActivities.loan_staff_recipients, StaffRecipientsRequest(roles=[role])
-        )
+        staff: list[dict[str, Any]]
+        if workflow.patched(recipients.STAFF_PATCH):
+            found: StaffRecipients = await self._activity(
+                NotificationActivities.staff_recipients, StaffRecipientsQuery(roles=[role])
+            )
+            staff = [recipients.staff(user_id) for user_id in found.user_ids]
+        else:  # a run from before recipient ids
+            people: list[Recipient] = await self._activity(
+                LoanActivities.loan_staff_recipients, StaffRecipientsRequest(roles=[role])
+            )
+            staff = [recipients.legacy(p.email, p.name) for p in people if p.email]
         kind = "escalation" if escalated else "reminder"
         for person in staff:
             await self._notify(
@@ -561,24 +576,29 @@ class LoanApprovalWorkflow:
         return await workflow.execute_activity_method(method, arg, **DB_ACTIVITY)
 
     async def _notify_member(self, template: str, context: dict[str, Any]) -> None:
-        member = await self._activity(LoanActivities.loan_member_recipient, self._inp.member_id)
-        await self._notify(template, member, workflow.info().workflow_id, context)
-
-    async def _notify(
-        self, template: str, to: Recipient, process: str, context: dict[str, Any]
-    ) -> None:
-        """Send one e-mail; a message the notification service refuses is noted, not fatal."""
-        if not to.email:
+        process = workflow.info().workflow_id
+        if workflow.patched(recipients.MEMBER_PATCH):
+            await self._notify(template, recipients.member(self._inp.member_id), process, context)
+            return
+        member: Recipient = await self._activity(  # a run from before recipient ids
+            LoanActivities.loan_member_recipient, self._inp.member_id
+        )
+        if not member.email:
             await self._record("notification_skipped", reason=f"{template}: no e-mail address")
             return
+        await self._notify(template, recipients.legacy(member.email, member.name), process, context)
+
+    async def _notify(
+        self, template: str, to: dict[str, Any], process: str, context: dict[str, Any]
+    ) -> None:
+        """Send one e-mail; a message the notification service refuses is noted, not fatal."""
         try:
-            await workflow.execute_activity(
+            result: NotificationResult = await workflow.execute_activity(
                 "send_notification",
                 NotificationRequest(
                     process_id=process,
                     template=template,
-                    recipient=to.email,
-                    recipient_name=to.name,
+                    **to,
                     context={
                         "loan_number": self._inp.loan_number,
                         "product": self._inp.product.name,
@@ -593,6 +613,9 @@ class LoanApprovalWorkflow:
             if failure is None:
                 raise
             await self._record("notification_failed", reason=f"{template}: {failure.detail}")
+            return
+        if result.status == "skipped":
+            await self._record("notification_skipped", reason=f"{template}: no e-mail address")
 
     # --- handlers ------------------------------------------------------------------------------
 
