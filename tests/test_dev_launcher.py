@@ -50,6 +50,11 @@ def test_temporal_command_persists_to_data_dir_and_registers_search_attributes(
     assert cmd[cmd.index("--ui-port") + 1] == "8233"
     assert cmd[cmd.index("--ip") + 1] == "127.0.0.1"
     assert "--ui-disable-news-fetch" in cmd  # the bundled CLI supports it
+    assert "--ui-codec-endpoint" not in cmd
+    with_codec = temporal_dev.temporal_command(
+        dev.venv_tool("temporal"), db_file, codec_endpoint=dev.CODEC_ENDPOINT
+    )
+    assert with_codec[with_codec.index("--ui-codec-endpoint") + 1] == "http://127.0.0.1:8000/codec"
     registered = {cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--search-attribute"}
     assert registered == {f"{key.name}={cli_type(key)}" for key in search_attributes.ALL}
 
@@ -324,3 +329,17 @@ def test_signing_keys_are_generated_once_under_data_and_are_strong(tmp_path: Pat
     own = Settings(jwt_keys=KeyRing.parse(KeyRing.generate_entry("mine")))
     assert dev.dev_secrets(tmp_path / "other", own) == {}
     assert not (tmp_path / "other").exists()
+
+
+def test_the_payload_key_is_generated_once_under_data_like_the_signing_key(
+    tmp_path: Path,
+) -> None:
+    unset = Settings(jwt_keys=KeyRing(), payload_keys=KeyRing())
+    first = dev.dev_secrets(tmp_path, unset)
+    assert set(first) == {"BANKFLOW_JWT_KEYS", "BANKFLOW_PAYLOAD_KEYS"}
+    path = tmp_path / "secrets" / "payload_keys"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert dev.dev_secrets(tmp_path, unset) == first
+    ring = KeyRing.parse(first["BANKFLOW_PAYLOAD_KEYS"])
+    assert ring.weaknesses() == [] and ring != KeyRing.parse(first["BANKFLOW_JWT_KEYS"])
+    Settings(jwt_keys=first["BANKFLOW_JWT_KEYS"], payload_keys=ring).refuse_insecure()
