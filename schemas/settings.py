@@ -245,6 +245,19 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(f"trusted proxies are IP addresses or networks: {exc}") from None
 
+    @field_validator("codec_cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: list[str]) -> list[str]:
+        # Credentials are allowed on /codec: a wildcard or a path would let any page read
+        # decrypted payloads, so each entry is exactly scheme://host[:port].
+        for origin in value:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.hostname or "*" in origin:
+                raise ValueError(f"codec CORS origins are scheme://host[:port], not {origin!r}")
+            if origin != f"{parts.scheme}://{parts.netloc}":
+                raise ValueError(f"a codec CORS origin has no path or query: {origin!r}")
+        return value
+
     @field_validator("login_limit_per_username", "login_limit_per_address")
     @classmethod
     def _limits_parse(cls, value: str) -> str:

@@ -174,3 +174,14 @@ async def test_cors_lets_the_web_ui_origin_in_and_nobody_else(client: AsyncClien
     assert "access-control-allow-origin" not in evil.headers
     elsewhere = await client.get("/health", headers={"Origin": UI})
     assert "access-control-allow-origin" not in elsewhere.headers
+
+
+@pytest.mark.parametrize(
+    "origins", ["*", "http://ui.example/path", "ftp://ui.example", "https://*.example"]
+)
+def test_codec_cors_origins_must_be_exact_origins(origins: str) -> None:
+    with pytest.raises(ValueError, match="codec CORS origin"):
+        Settings(codec_cors_origins=origins)
+    assert Settings(codec_cors_origins="https://ui.bank.example:8443").codec_cors_origins == [
+        "https://ui.bank.example:8443"
+    ]
