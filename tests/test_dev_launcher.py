@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from temporalio.common import SearchAttributeKey
@@ -71,7 +72,11 @@ def temporal_server(tmp_path: Path) -> Iterator[tuple[str, int]]:
     binary = dev.venv_tool("temporal")
     port, ui_port = free_port(), free_port()
     cmd = temporal_dev.temporal_command(
-        binary, tmp_path / "temporal.db", port=port, ui_port=ui_port
+        binary,
+        tmp_path / "temporal.db",
+        port=port,
+        ui_port=ui_port,
+        codec_endpoint=dev.CODEC_ENDPOINT,
     )
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -103,6 +108,9 @@ def test_dev_server_serves_ui_and_knows_our_search_attributes(
     assert code == 0, listing
     for key in search_attributes.ALL:
         assert key.name in listing
+    # what the UI's page reads at start-up: it decodes through the API's codec
+    settings = httpx.get(f"http://127.0.0.1:{ui_port}/api/v1/settings", timeout=10).json()
+    assert settings["Codec"]["Endpoint"] == "http://127.0.0.1:8000/codec", settings["Codec"]
 
 
 def test_registering_on_an_existing_server_is_idempotent_but_rejects_a_type_clash(

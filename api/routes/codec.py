@@ -68,10 +68,13 @@ def _b64(text: str) -> bytes:
 
 
 def _from_json(body: JsonPayloads) -> list[Payload]:
-    return [
-        Payload(metadata={k: _b64(v) for k, v in p.metadata.items()}, data=_b64(p.data))
-        for p in body.payloads
-    ]
+    try:
+        return [
+            Payload(metadata={k: _b64(v) for k, v in p.metadata.items()}, data=_b64(p.data))
+            for p in body.payloads
+        ]
+    except ValueError:  # a metadata key protobuf cannot encode (a lone surrogate, say)
+        raise BankflowError(ErrorCode.VALIDATION, "metadata keys must be valid text") from None
 
 
 def _to_json(payloads: list[Payload]) -> JsonPayloads:

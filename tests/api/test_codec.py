@@ -185,3 +185,15 @@ def test_codec_cors_origins_must_be_exact_origins(origins: str) -> None:
     assert Settings(codec_cors_origins="https://ui.bank.example:8443").codec_cors_origins == [
         "https://ui.bank.example:8443"
     ]
+
+
+async def test_a_metadata_key_protobuf_cannot_take_is_a_validation_error(
+    client: AsyncClient, staff: dict[str, Staff]
+) -> None:
+    body = '{"payloads": [{"metadata": {"\\ud800": ""}, "data": ""}]}'
+    r = await client.post(
+        "/codec/decode",
+        content=body,
+        headers=staff["ops"].headers | {"Content-Type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
