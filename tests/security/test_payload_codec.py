@@ -8,6 +8,8 @@ import json
 import pytest
 from pydantic import BaseModel
 from temporalio.api.common.v1 import Payload
+from temporalio.api.failure.v1 import Failure
+from temporalio.exceptions import ApplicationError
 
 from schemas import temporal
 from schemas.keyring import KeyRing
@@ -145,3 +147,19 @@ def test_production_settings_without_payload_keys_are_refused() -> None:
         settings.refuse_insecure()
     dev = Settings(env="dev", payload_keys=KeyRing())
     assert dev.payload_keys.newest.kid == "dev"  # dev only: a built-in, published key
+
+
+async def test_a_failures_message_and_stack_trace_are_encrypted_too() -> None:
+    converter = temporal.data_converter(Settings(payload_keys=OLD))
+    try:
+        raise ApplicationError("no savings for kwame.asante@example.org", type="InvalidData")
+    except ApplicationError as error:
+        failure = Failure()
+        await converter.encode_failure(error, failure)
+    assert failure.message == "Encoded failure" and not failure.stack_trace
+    assert failure.encoded_attributes.metadata["encoding"] == ENCODING
+    assert b"kwame" not in failure.SerializeToString()
+    assert failure.application_failure_info.type == "InvalidData"  # the code stays readable
+    back = await converter.decode_failure(failure)
+    assert isinstance(back, ApplicationError) and back.type == "InvalidData"
+    assert back.message == "no savings for kwame.asante@example.org"
