@@ -379,10 +379,13 @@ class KycActivities:
 
     @activity.defn(name="kyc_member_contact")
     async def member_contact(self, member_id: int) -> Contact | None:
+        """Only for KycReview runs from before recipient ids (workflows/recipients.py), whose
+        history has this lookup; new runs name the member by id and never see the address."""
         return await transaction(self.sessions, lambda s: member_contact(s, member_id))
 
     @activity.defn(name="kyc_staff_contacts")
     async def staff_contacts(self, role: str) -> list[Contact]:
+        """Only for runs from before recipient ids; new runs use notification_staff_recipients."""
         return await transaction(self.sessions, lambda s: staff_contacts(s, role))
 
     def all(self) -> list[Callable[..., Any]]:

@@ -291,6 +291,9 @@ class LoanActivities:
 
     @activity.defn(name="loan_member_recipient")
     async def loan_member_recipient(self, member_id: int) -> Recipient:
+        """Only for runs from before recipient ids (workflows/recipients.py), whose history has
+        this lookup; new runs name the member by id and never see the address."""
+
         async def work(session: AsyncSession) -> Recipient:
             member = await session.get(Member, member_id)
             assert member is not None
@@ -300,7 +303,8 @@ class LoanActivities:
 
     @activity.defn(name="loan_staff_recipients")
     async def loan_staff_recipients(self, req: StaffRecipientsRequest) -> list[Recipient]:
-        """Active staff holding any of the roles, with an e-mail address (SLA reminders)."""
+        """Active staff holding any of the roles, with an e-mail address (SLA reminders). Only for
+        runs from before recipient ids; new runs use notification_staff_recipients."""
 
         async def work(session: AsyncSession) -> list[Recipient]:
             rows = await session.execute(

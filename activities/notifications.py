@@ -1,6 +1,10 @@
 """Notifications: render a versioned Jinja2 template and deliver it once per (process, template,
 recipient), through SendGrid or the Postgres outbox.
 
+Workflows name a person by kind and id; the name and address are read here (activities/recipients)
+and stay in Postgres: they are never an activity's input or result. A recipient without an
+address is `skipped`, not an error: the process goes on.
+
 Exactly once: the `notifications` row is the idempotency record. A send claims it with a row lock
 and holds the lock while the transport runs, so a concurrent duplicate waits and then finds it
 `sent`; a retry after a failed attempt finds it `pending` and tries again. The one window left is
@@ -29,9 +33,15 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import as_application_error, transaction
+from activities.recipients import Addressee, addressee, staff_ids
 from activities.tables import Notification
 from schemas.errors import BankflowError, ErrorCode
-from schemas.notifications import NotificationRequest, NotificationResult
+from schemas.notifications import (
+    NotificationRequest,
+    NotificationResult,
+    StaffRecipients,
+    StaffRecipientsQuery,
+)
 from schemas.settings import Settings
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -57,10 +67,10 @@ class Rendered:
     html: str
 
 
-def render(env: jinja2.Environment, req: NotificationRequest) -> Rendered:
+def render(env: jinja2.Environment, req: NotificationRequest, to: Addressee) -> Rendered:
     """`<template>.subject.j2`, `.txt.j2` and `.html.j2`; a missing file or variable is the
     caller's bug and fails the send for good."""
-    context = {**req.context, "recipient_name": req.recipient_name or req.recipient}
+    context = {**req.context, "recipient_name": to.name or to.email}
     try:
         parts = [
             env.get_template(f"{req.template}.{part}.j2").render(context)
@@ -74,14 +84,18 @@ def render(env: jinja2.Environment, req: NotificationRequest) -> Rendered:
 
 
 def sendgrid_message(
-    settings: Settings, req: NotificationRequest, rendered: Rendered, notification_id: int
+    settings: Settings,
+    req: NotificationRequest,
+    to: Addressee,
+    rendered: Rendered,
+    notification_id: int,
 ) -> dict[str, Any]:
     """The v3 /mail/send body."""
-    to: dict[str, str] = {"email": req.recipient}
-    if req.recipient_name:
-        to["name"] = req.recipient_name
+    recipient: dict[str, str] = {"email": to.email}
+    if to.name:
+        recipient["name"] = to.name
     return {
-        "personalizations": [{"to": [to]}],
+        "personalizations": [{"to": [recipient]}],
         "from": {
             "email": settings.notification_from_email,
             "name": settings.notification_from_name,
@@ -135,19 +149,29 @@ class NotificationActivities:
     @activity.defn(name="send_notification")
     async def send_notification(self, req: NotificationRequest) -> NotificationResult:
         """Render and deliver once; a repeat answers `duplicate` with the first row's id."""
+        transport = self.settings.notification_transport
+        to = await transaction(self.sessions, lambda s: addressee(s, req))
+        if to is None:
+            return NotificationResult(notification_id=None, status="skipped", transport=transport)
         try:
-            rendered = render(self.templates, req)
+            rendered = render(self.templates, req, to)
         except BankflowError as exc:
             raise as_application_error(exc) from exc
         # Shielded: if this attempt times out or is cancelled while SendGrid is answering, the
         # send still records itself, and the retry (waiting on the row lock) sees it as sent.
         delivery = asyncio.create_task(
-            transaction(self.sessions, lambda s: self._deliver(s, req, rendered))
+            transaction(self.sessions, lambda s: self._deliver(s, req, to, rendered))
         )
         return await asyncio.shield(delivery)
 
+    @activity.defn(name="notification_staff_recipients")
+    async def staff_recipients(self, query: StaffRecipientsQuery) -> StaffRecipients:
+        """Ids of the active staff holding any of the roles who can be e-mailed."""
+        ids = await transaction(self.sessions, lambda s: staff_ids(s, query.roles))
+        return StaffRecipients(user_ids=ids)
+
     async def _deliver(
-        self, session: AsyncSession, req: NotificationRequest, rendered: Rendered
+        self, session: AsyncSession, req: NotificationRequest, to: Addressee, rendered: Rendered
     ) -> NotificationResult:
         transport = self.settings.notification_transport
         await session.execute(
@@ -155,8 +179,8 @@ class NotificationActivities:
             .values(
                 process_id=req.process_id,
                 template=req.template,
-                recipient=req.recipient,
-                recipient_name=req.recipient_name,
+                recipient=to.email,
+                recipient_name=to.name,
                 transport=transport,
             )
             .on_conflict_do_nothing(constraint="uq_notifications_send_key")
@@ -167,7 +191,7 @@ class NotificationActivities:
             .where(
                 Notification.process_id == req.process_id,
                 Notification.template == req.template,
-                Notification.recipient == req.recipient,
+                Notification.recipient == to.email,
             )
             .with_for_update()
         )
@@ -186,7 +210,7 @@ class NotificationActivities:
         if transport == "outbox":
             values["status"] = "stored"
         else:
-            message = sendgrid_message(self.settings, req, rendered, row.id)
+            message = sendgrid_message(self.settings, req, to, rendered, row.id)
             try:
                 message_id = await asyncio.to_thread(_post_to_sendgrid, self.settings, message)
             except HTTPError as exc:
@@ -198,4 +222,4 @@ class NotificationActivities:
         )
 
     def all(self) -> list[Any]:
-        return [self.send_notification]
+        return [self.send_notification, self.staff_recipients]

@@ -303,7 +303,8 @@ async def record_event(session: AsyncSession, req: EventRecord) -> None:
 
 
 async def notices(session: AsyncSession, req: NoticeRequest) -> list[NotificationRequest]:
-    """One notice per member with an e-mail address whose account the original touched."""
+    """One notice per member with an e-mail address whose account the original touched, naming
+    the member by id: send_notification reads the address, so it never enters the history."""
     original = await ledger_engine.load_journal(session, req.journal_id)
     moved: dict[int, int] = defaultdict(int)  # what the reversal moves, member's view (+ credit)
     for p in original.postings:
@@ -311,9 +312,7 @@ async def notices(session: AsyncSession, req: NoticeRequest) -> list[Notificatio
         moved[p.credit_account_id] -= p.amount_minor
     rows = (
         await session.execute(
-            select(
-                A.id, A.code, A.currency, Member.id, Member.first_name, Member.email, Currency.scale
-            )
+            select(A.id, A.code, A.currency, Member.id, Member.email.is_not(None), Currency.scale)
             .join(Member, Member.id == A.member_id)
             .join(Currency, Currency.code == A.currency)
             .where(A.id.in_(moved))
@@ -321,16 +320,16 @@ async def notices(session: AsyncSession, req: NoticeRequest) -> list[Notificatio
         )
     ).all()
     by_member: dict[int, NotificationRequest] = {}
-    for account_id, code, currency, member_id, first_name, email, scale in rows:
-        if not email:
+    for account_id, code, currency, member_id, reachable, scale in rows:
+        if not reachable:
             continue
         notice = by_member.setdefault(
             member_id,
             NotificationRequest(
                 process_id=req.reversal_id,
                 template=NOTICE_TEMPLATE,
-                recipient=email,
-                recipient_name=first_name,
+                recipient_kind="member",
+                recipient_id=member_id,
                 context={
                     "journal_id": req.journal_id,
                     "reversal_journal_id": req.reversal_journal_id,

@@ -22,6 +22,7 @@ from api import routes
 from api.audit import AuditMiddleware
 from api.audit_spool import AuditTrail
 from api.auth import LoginLimiter
+from api.codec_http import CodecHttpMiddleware
 from api.deps import TemporalConnector
 from api.errors import install_error_handlers
 from api.guard import RequestGuardMiddleware
@@ -85,6 +86,8 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     app.add_middleware(RequestGuardMiddleware)
     app.add_middleware(AuditMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
+    # /codec only: the Web UI's origin may read the answers; its cookie counts as the bearer.
+    app.add_middleware(CodecHttpMiddleware, origins=settings.codec_cors_origins)
     # Outermost of all, and only for configured proxies: everything inside (the audit log, the
     # login limits) sees the client that proxy connected for, and nobody else can claim one.
     if settings.trusted_proxies:

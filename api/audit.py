@@ -37,6 +37,8 @@ from schemas.types import printable
 OK = "ok"
 # Set by routes that know who tried to act before a token exists (the token endpoint).
 ATTEMPTED_USERNAME = "audit_attempted_username"
+# Set by a route whose path alone does not say what it acted on (the codec: namespace, workflow).
+AUDIT_DETAIL = "audit_detail"
 _SHOWN = "audit_shown_members"
 _MEMBER_NUMBER = re.compile(r"M[0-9]{1,19}")
 
@@ -124,6 +126,8 @@ def _entry(scope: Scope, state: dict[str, Any], status: int, outcome: str) -> Au
     resource = scope["path"]
     if scope["method"] in READ_METHODS and scope["query_string"]:
         resource += "?" + scope["query_string"].decode("latin-1")
+    if state.get(AUDIT_DETAIL):
+        resource += " " + str(state[AUDIT_DETAIL])
     members: set[str] = set(state.get(_SHOWN, ()))
     on_path = scope.get("path_params", {}).get("member_number")
     if isinstance(on_path, str) and _MEMBER_NUMBER.fullmatch(on_path):

@@ -41,6 +41,7 @@ from activities.ledger.verify import verify_ledger  # noqa: E402
 from activities.migrate import upgrade  # noqa: E402
 from schemas import search_attributes, temporal  # noqa: E402
 from schemas.daily_loan_job import DailyJobInput, DailyJobSummary  # noqa: E402
+from schemas.keyring import KeyRing  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 from scripts.local_postgres import DEFAULT_URL, create_database, drop_database  # noqa: E402
 from tests.conftest import Factory  # noqa: E402
@@ -126,11 +127,11 @@ async def main() -> None:
     name = f"bankflow_bench_dl_{uuid.uuid4().hex[:8]}"
     url = create_database(DEFAULT_URL, name)
     upgrade(url)
-    settings = Settings(database_url=url)
+    settings = Settings(database_url=url, payload_keys=KeyRing.generate_entry("bench"))
     engine = make_engine(settings, pool_size=10)
     sessions = make_sessionmaker(engine)
     env = await WorkflowEnvironment.start_local(
-        data_converter=temporal.data_converter(),
+        data_converter=temporal.data_converter(settings),
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",

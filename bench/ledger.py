@@ -62,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.migrate import upgrade
     from activities.tables import LedgerAccount
     from schemas import search_attributes, temporal
+    from schemas.keyring import KeyRing
     from schemas.ledger import JournalRequest, PostingLine
     from schemas.members import AccountOpen, MemberCreate
     from schemas.movements import MovementInput, Stage
@@ -244,7 +245,7 @@ async def balance(sessions: Sessions, ids: list[int]) -> int:
 async def bench(url: str, n: int, m: int, c: int) -> int:
     retries = RetryCounter()
     logging.getLogger("activities.db").addHandler(retries)
-    settings = Settings(database_url=url)
+    settings = Settings(database_url=url, payload_keys=KeyRing.generate_entry("bench"))
     engine = make_engine(settings, pool_size=max(10, c))
     sessions = make_sessionmaker(engine)
 
@@ -268,7 +269,7 @@ async def bench(url: str, n: int, m: int, c: int) -> int:
     hot_rate = await closed_loop("b. postings into one hot account", n, c, contended)
     print(f"   deadlock/serialization retries so far: {retries.count}")
     env = await WorkflowEnvironment.start_local(
-        data_converter=temporal.data_converter(),
+        data_converter=temporal.data_converter(settings),
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         search_attributes=search_attributes.ALL,
         ui=False,

@@ -50,6 +50,7 @@ from activities.savings import create_product  # noqa: E402
 from activities.seed.synthetic import seed_synthetic_accounts  # noqa: E402
 from domain.periods import previous_period  # noqa: E402
 from schemas import search_attributes, temporal  # noqa: E402
+from schemas.keyring import KeyRing  # noqa: E402
 from schemas.month_end import MonthEndInput  # noqa: E402
 from schemas.savings import ProductCreate  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
@@ -161,7 +162,7 @@ async def main() -> None:
     name = f"bankflow_bench_me_{uuid.uuid4().hex[:8]}"
     url = create_database(server, name)
     upgrade(url)
-    settings = Settings(database_url=url)
+    settings = Settings(database_url=url, payload_keys=KeyRing.generate_entry("bench"))
     engine = make_engine(settings, pool_size=10)
     sessions = make_sessionmaker(engine)
     today = date.today()
@@ -257,7 +258,7 @@ async def measure_workflow(
     concurrency: int,
 ) -> tuple[float, float, tuple[int, int]]:
     env = await WorkflowEnvironment.start_local(
-        data_converter=temporal.data_converter(),
+        data_converter=temporal.data_converter(settings),
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",

@@ -48,6 +48,7 @@ from activities.ledger.chart import CASH, ensure_branch, ensure_chart  # noqa: E
 from activities.migrate import upgrade  # noqa: E402
 from bench.ledger import RUN_LIMIT, Sessions, closed_loop, deposit, new_account  # noqa: E402
 from schemas import search_attributes, telemetry, temporal  # noqa: E402
+from schemas.keyring import KeyRing  # noqa: E402
 from schemas.movements import Stage  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 from scripts.local_postgres import DEFAULT_URL, create_database, drop_database  # noqa: E402
@@ -100,10 +101,11 @@ async def movements(
 
 
 async def bench(url: str, m: int, c: int, rounds: int) -> int:
-    off_settings = Settings(database_url=url, metrics_enabled=False)
-    on_settings = Settings(database_url=url, metrics_enabled=True)
+    keys = KeyRing.generate_entry("bench")
+    off_settings = Settings(database_url=url, metrics_enabled=False, payload_keys=keys)
+    on_settings = Settings(database_url=url, metrics_enabled=True, payload_keys=keys)
     env = await WorkflowEnvironment.start_local(
-        data_converter=temporal.data_converter(),
+        data_converter=temporal.data_converter(off_settings),
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         search_attributes=search_attributes.ALL,
         ui=False,

@@ -206,6 +206,9 @@ class CompleteResult(BaseModel):
 
 
 class Contact(BaseModel):
+    """The result of KycReview's contact lookup in runs from before recipient ids (see
+    workflows/recipients.py); kept so their histories replay. Nothing new returns one."""
+
     email: str
     name: str
 

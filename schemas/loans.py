@@ -278,6 +278,9 @@ class LoanEventRecord(BaseModel):
 
 
 class Recipient(BaseModel):
+    """The result of the loan processes' contact lookup in runs from before recipient ids (see
+    workflows/recipients.py); kept so their histories replay. Nothing new returns one."""
+
     email: str | None
     name: str
 

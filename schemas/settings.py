@@ -31,7 +31,10 @@ INTERACTIVE_TASK_QUEUE = "bankflow-interactive"
 BATCH_TASK_QUEUE = "bankflow-batch"
 # Every key-ring setting, with how an operator names it. No ring has a default outside
 # BANKFLOW_ENV=dev; `make run` generates each one under .data/ (scripts/dev.py).
-KEY_RINGS: dict[str, str] = {"jwt_keys": "BANKFLOW_JWT_KEYS (or BANKFLOW_JWT_SECRET)"}
+KEY_RINGS: dict[str, str] = {
+    "jwt_keys": "BANKFLOW_JWT_KEYS (or BANKFLOW_JWT_SECRET)",
+    "payload_keys": "BANKFLOW_PAYLOAD_KEYS",
+}
 # The key id BANKFLOW_JWT_SECRET's single key gets; rotating away from it means writing
 # BANKFLOW_JWT_KEYS=<new kid>:<new secret>,default:<the old secret>.
 SHORTHAND_KID = "default"
@@ -82,7 +85,19 @@ class Settings(BaseSettings):
         default=None, description=f"shorthand for a ring of one key, kid {SHORTHAND_KID!r}"
     )
     jwt_issuer: str = "bankflow"
+    payload_keys: Annotated[KeyRing, NoDecode] = Field(
+        default_factory=KeyRing,
+        description="Temporal payload encryption keys, kid:secret[,kid:secret...] newest first: "
+        "the newest encrypts, every one decrypts (schemas/payload_codec.py)",
+    )
     jwt_ttl: timedelta = timedelta(hours=8)
+
+    # the Web UI's remote codec (api/routes/codec.py)
+    codec_cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8233", "http://localhost:8233"],
+        description="comma-separated origins of the Temporal Web UI that may call /codec "
+        "(with credentials); no other origin may read its answers",
+    )
 
     # the client address and the login limits (api/routes/auth.py)
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
@@ -251,7 +266,7 @@ class Settings(BaseSettings):
             return self.log_format
         return "console" if self.env == "dev" else "json"
 
-    @field_validator("trusted_proxies", mode="before")
+    @field_validator("trusted_proxies", "codec_cors_origins", mode="before")
     @classmethod
     def _split_proxies(cls, value: Any) -> Any:
         if isinstance(value, str):  # from the environment: comma-separated
@@ -266,6 +281,19 @@ class Settings(BaseSettings):
             return [str(ipaddress.ip_network(entry, strict=False)) for entry in value]
         except ValueError as exc:
             raise ValueError(f"trusted proxies are IP addresses or networks: {exc}") from None
+
+    @field_validator("codec_cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, value: list[str]) -> list[str]:
+        # Credentials are allowed on /codec: a wildcard or a path would let any page read
+        # decrypted payloads, so each entry is exactly scheme://host[:port].
+        for origin in value:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.hostname or "*" in origin:
+                raise ValueError(f"codec CORS origins are scheme://host[:port], not {origin!r}")
+            if origin != f"{parts.scheme}://{parts.netloc}":
+                raise ValueError(f"a codec CORS origin has no path or query: {origin!r}")
+        return value
 
     @field_validator("login_limit_per_username", "login_limit_per_address")
     @classmethod

@@ -7,19 +7,31 @@ can never disagree on how a payload is encoded.
 
 from __future__ import annotations
 
+import dataclasses
+
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from schemas import telemetry
+from schemas.payload_codec import EncryptionCodec
 from schemas.settings import Settings
 
 
-def data_converter(settings: Settings | None = None) -> DataConverter:
-    """The converter every client, worker and replayer uses (pydantic models as JSON)."""
-    del settings  # the payload codec will read its keys from settings
-    return pydantic_data_converter
+def data_converter(settings: Settings) -> DataConverter:
+    """The converter every client, worker and replayer uses: pydantic models as JSON, every
+    payload then encrypted with the newest key of `settings.payload_keys` (schemas/payload_codec).
+
+    Failures too: an error's message and stack trace (which may quote a value, an account or a
+    reason) travel as an encrypted payload, and the server keeps "Encoded failure" in their place;
+    every client and worker here, and the Web UI through the codec endpoint, decodes them back.
+    """
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=EncryptionCodec(settings.payload_keys),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 async def connect(

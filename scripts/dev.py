@@ -57,6 +57,8 @@ DATA = ROOT / ".data"
 LOGS = DATA / "logs"
 API_PORT = 8000
 API_WORKERS_MAX = 4
+# What the Web UI's page (in the operator's browser) calls to decode payloads: the API's codec.
+CODEC_ENDPOINT = f"http://{HOST}:{API_PORT}/codec"
 # Not local_postgres.PRIVATE_PORT: the test harness may run its own private server there.
 DEV_PG_PORT = 54330
 STARTUP_TIMEOUT = 120.0
@@ -304,7 +306,7 @@ class Launcher:
             )
             return
         state.parent.mkdir(parents=True, exist_ok=True)
-        cmd = temporal_command(self.temporal, state)
+        cmd = temporal_command(self.temporal, state, codec_endpoint=CODEC_ENDPOINT)
         self.children.append(spawn("temporal", cmd, os.environ, self.logs))
 
     def supervise(self) -> None:
@@ -336,7 +338,8 @@ def banner(database_url: str, settings: Settings | None = None) -> str:
         "bankflow is running. Ctrl-C stops everything.",
         f"  API          http://{HOST}:{API_PORT}",
         f"  API docs     http://{HOST}:{API_PORT}/docs",
-        f"  Temporal UI  http://{HOST}:{UI_PORT}",
+        f"  Temporal UI  http://{HOST}:{UI_PORT} (payloads are encrypted: sign in at "
+        f"{CODEC_ENDPOINT}/sign-in as ops1 to see them decoded; README, Security)",
         f"  Temporal     {HOST}:{TEMPORAL_PORT} (namespace default)",
         f"  Postgres     {database_url} (the runtime role)",
         *metrics_urls(settings or Settings()),

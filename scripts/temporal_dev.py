@@ -18,11 +18,19 @@ class TemporalSetupError(Exception):
 
 
 def temporal_command(
-    binary: str, db_file: Path, *, port: int = TEMPORAL_PORT, ui_port: int = UI_PORT
+    binary: str,
+    db_file: Path,
+    *,
+    port: int = TEMPORAL_PORT,
+    ui_port: int = UI_PORT,
+    codec_endpoint: str | None = None,
 ) -> list[str]:
-    """`temporal server start-dev` with a persistent SQLite file and our search attributes."""
+    """`temporal server start-dev` with a persistent SQLite file and our search attributes; with
+    `codec_endpoint`, its Web UI decodes payloads through the API's /codec (api/routes/codec)."""
     cmd = [binary, "server", "start-dev", "--ip", HOST, "--port", str(port)]
     cmd += ["--ui-port", str(ui_port), "--db-filename", str(db_file)]
+    if codec_endpoint:
+        cmd += ["--ui-codec-endpoint", codec_endpoint]
     if "--ui-disable-news-fetch" in _cli(binary, "server", "start-dev", "--help")[1]:
         cmd.append("--ui-disable-news-fetch")  # no outbound call from the UI (offline machines)
     return cmd + cli_flags()

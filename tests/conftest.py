@@ -55,9 +55,15 @@ CURRENCY = "USD"
 Sessions = async_sessionmaker[AsyncSession]
 BRANCH = "HQ"
 
+# The payload key is fixed, not random: the histories under tests/workflows/histories were
+# recorded encrypted with it, and the replay test decrypts them with it. It is published here,
+# so it is only ever a test key.
+TEST_PAYLOAD_KEYS = "test1:8H0c2vXqLw1tqkR5b3yZ4pN7uJ9sD6fA0eG2hK5mQ8rT1wV4xY7zB3nC6jE9"
+
 for _name in ("BANKFLOW_ENV", "BANKFLOW_JWT_SECRET"):
     os.environ.pop(_name, None)
 os.environ["BANKFLOW_JWT_KEYS"] = KeyRing.generate_entry("test")
+os.environ["BANKFLOW_PAYLOAD_KEYS"] = TEST_PAYLOAD_KEYS
 
 
 def free_port() -> int:
@@ -216,7 +222,7 @@ def temporal_binary() -> str:
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
-        data_converter=temporal.data_converter(),
+        data_converter=temporal.data_converter(Settings()),
         dev_server_existing_path=temporal_binary(),
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",
@@ -264,7 +270,7 @@ __all__ = ["CURRENCY", "EQUITY", "Factory", "gl_code"]
 async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server: a week of SLA timers passes in moments."""
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=temporal.data_converter(),
+        data_converter=temporal.data_converter(Settings()),
         test_server_existing_path=str(Path(sys.executable).parent / "temporal-test-server"),
     )
     # The test server knows no custom search attributes until told; LoanApproval upserts ours.

@@ -150,7 +150,7 @@ def test_signing_keys_come_from_a_docker_secret_the_settings_read(
     for name in ("api", "worker", "migrate"):
         env = services[name]["environment"]
         assert not {"BANKFLOW_JWT_SECRET", "BANKFLOW_JWT_KEYS"} & set(env)
-        assert services[name]["secrets"] == ["bankflow_jwt_keys"]
+        assert services[name]["secrets"] == ["bankflow_jwt_keys", "bankflow_payload_keys"]
         assert env["BANKFLOW_SECRETS_DIR"] == "/run/secrets"
     # what the container sees: /run/secrets/bankflow_jwt_keys, read as BANKFLOW_JWT_KEYS
     (tmp_path / "bankflow_jwt_keys").write_text(KeyRing.generate_entry("k1") + "\n")
@@ -160,6 +160,30 @@ def test_signing_keys_come_from_a_docker_secret_the_settings_read(
     settings = get_settings()
     get_settings.cache_clear()
     assert [k.kid for k in settings.jwt_keys] == ["k1"]
+
+
+def test_payload_keys_come_from_a_docker_secret_and_the_ui_decodes_through_the_api(
+    services: dict[str, dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert compose["secrets"]["bankflow_payload_keys"]["file"] == "./secrets/bankflow_payload_keys"
+    for name in ("api", "worker", "migrate"):
+        assert "BANKFLOW_PAYLOAD_KEYS" not in services[name]["environment"]
+    (tmp_path / "bankflow_payload_keys").write_text(KeyRing.generate_entry("p1") + "\n")
+    monkeypatch.delenv("BANKFLOW_PAYLOAD_KEYS")
+    monkeypatch.setenv("BANKFLOW_SECRETS_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    settings = get_settings()
+    get_settings.cache_clear()
+    assert [k.kid for k in settings.payload_keys] == ["p1"]
+    # the UI (in the browser) calls the API where it is published, with the codec cookie
+    ui = services["temporal-ui"]
+    (api_port,) = {host for host, container in published_ports(services["api"])}
+    (ui_port,) = {host for host, container in published_ports(ui)}
+    assert ui["environment"]["TEMPORAL_CODEC_ENDPOINT"] == f"http://127.0.0.1:{api_port}/codec"
+    assert ui["environment"]["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"
+    origins = services["api"]["environment"]["BANKFLOW_CODEC_CORS_ORIGINS"].split(",")
+    assert f"http://127.0.0.1:{ui_port}" in origins and "*" not in origins
 
 
 def test_migrate_runs_as_the_owner_and_api_and_worker_as_the_runtime_role(

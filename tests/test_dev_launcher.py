@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from temporalio.common import SearchAttributeKey
@@ -50,6 +51,11 @@ def test_temporal_command_persists_to_data_dir_and_registers_search_attributes(
     assert cmd[cmd.index("--ui-port") + 1] == "8233"
     assert cmd[cmd.index("--ip") + 1] == "127.0.0.1"
     assert "--ui-disable-news-fetch" in cmd  # the bundled CLI supports it
+    assert "--ui-codec-endpoint" not in cmd
+    with_codec = temporal_dev.temporal_command(
+        dev.venv_tool("temporal"), db_file, codec_endpoint=dev.CODEC_ENDPOINT
+    )
+    assert with_codec[with_codec.index("--ui-codec-endpoint") + 1] == "http://127.0.0.1:8000/codec"
     registered = {cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--search-attribute"}
     assert registered == {f"{key.name}={cli_type(key)}" for key in search_attributes.ALL}
 
@@ -66,7 +72,11 @@ def temporal_server(tmp_path: Path) -> Iterator[tuple[str, int]]:
     binary = dev.venv_tool("temporal")
     port, ui_port = free_port(), free_port()
     cmd = temporal_dev.temporal_command(
-        binary, tmp_path / "temporal.db", port=port, ui_port=ui_port
+        binary,
+        tmp_path / "temporal.db",
+        port=port,
+        ui_port=ui_port,
+        codec_endpoint=dev.CODEC_ENDPOINT,
     )
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
@@ -98,6 +108,9 @@ def test_dev_server_serves_ui_and_knows_our_search_attributes(
     assert code == 0, listing
     for key in search_attributes.ALL:
         assert key.name in listing
+    # what the UI's page reads at start-up: it decodes through the API's codec
+    settings = httpx.get(f"http://127.0.0.1:{ui_port}/api/v1/settings", timeout=10).json()
+    assert settings["Codec"]["Endpoint"] == "http://127.0.0.1:8000/codec", settings["Codec"]
 
 
 def test_registering_on_an_existing_server_is_idempotent_but_rejects_a_type_clash(
@@ -334,3 +347,17 @@ def test_banner_prints_the_metrics_urls_of_api_worker_and_sdk() -> None:
     assert "http://127.0.0.1:19465/metrics (Temporal SDK)" in text
     off = dev.banner("postgresql://app@127.0.0.1/bankflow", Settings(metrics_enabled=False))
     assert "/metrics" not in off
+
+
+def test_the_payload_key_is_generated_once_under_data_like_the_signing_key(
+    tmp_path: Path,
+) -> None:
+    unset = Settings(jwt_keys=KeyRing(), payload_keys=KeyRing())
+    first = dev.dev_secrets(tmp_path, unset)
+    assert set(first) == {"BANKFLOW_JWT_KEYS", "BANKFLOW_PAYLOAD_KEYS"}
+    path = tmp_path / "secrets" / "payload_keys"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert dev.dev_secrets(tmp_path, unset) == first
+    ring = KeyRing.parse(first["BANKFLOW_PAYLOAD_KEYS"])
+    assert ring.weaknesses() == [] and ring != KeyRing.parse(first["BANKFLOW_JWT_KEYS"])
+    Settings(jwt_keys=first["BANKFLOW_JWT_KEYS"], payload_keys=ring).refuse_insecure()

@@ -53,6 +53,17 @@ def command(component: str) -> list[str]:
             {"BANKFLOW_JWT_KEYS": KeyRing.generate_entry(), "BANKFLOW_JWT_SECRET": "y" * 40},
             "not both",
         ),
+        (
+            {"BANKFLOW_JWT_KEYS": KeyRing.generate_entry(), "BANKFLOW_PAYLOAD_KEYS": ""},
+            "BANKFLOW_PAYLOAD_KEYS is not set",
+        ),
+        (
+            {
+                "BANKFLOW_JWT_KEYS": KeyRing.generate_entry(),
+                "BANKFLOW_PAYLOAD_KEYS": "p1:too-short-for-aes",
+            },
+            "BANKFLOW_PAYLOAD_KEYS: key 'p1' is shorter than 32 bytes",
+        ),
     ],
 )
 def test_refuses_to_start_on_a_missing_or_weak_key(

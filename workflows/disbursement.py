@@ -22,6 +22,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, RetryState, TimeoutError
 
+from workflows import recipients
 from workflows.common import DB_ACTIVITY, business_failure
 
 with workflow.unsafe.imports_passed_through():
@@ -162,23 +163,24 @@ class DisbursementWorkflow:
         activation: Activation = await self._act(A.activate_loan, self._step())
         self._state.status = "completed"
         self._stage(Stage.COMPLETED)
-        member: Recipient = await self._act(
+        if workflow.patched(recipients.MEMBER_PATCH):
+            await self._notify(recipients.member(activation.member_id), activation)
+            return
+        member: Recipient = await self._act(  # a run from before recipient ids
             LoanActivities.loan_member_recipient, activation.member_id
         )
-        await self._notify(member, activation)
+        if member.email:
+            await self._notify(recipients.legacy(member.email, member.name), activation)
 
-    async def _notify(self, to: Recipient, activation: Activation) -> None:
+    async def _notify(self, to: dict[str, Any], activation: Activation) -> None:
         """The member's schedule by e-mail; a refused message does not undo a disbursement."""
-        if not to.email:
-            return
         try:
             await workflow.execute_activity(
                 "send_notification",
                 NotificationRequest(
                     process_id=self._state.workflow_id,
                     template="loan_disbursed",
-                    recipient=to.email,
-                    recipient_name=to.name,
+                    **to,
                     context={
                         "loan_number": self._inp.loan_number,
                         "currency": self._inp.currency,

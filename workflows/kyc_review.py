@@ -19,6 +19,7 @@ from typing import Any
 
 from temporalio import workflow
 
+from workflows import recipients
 from workflows.common import DB_ACTIVITY, NOTIFY_ACTIVITY, refuse
 
 with workflow.unsafe.imports_passed_through():
@@ -28,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     import idna.core  # noqa: F401
 
     from activities.kyc import KycActivities
+    from activities.notifications import NotificationActivities
     from schemas import search_attributes as sa
     from schemas.errors import ErrorCode
     from schemas.kyc import (
@@ -48,7 +50,12 @@ with workflow.unsafe.imports_passed_through():
         Resubmission,
         Stage,
     )
-    from schemas.notifications import NotificationRequest, NotificationResult
+    from schemas.notifications import (
+        NotificationRequest,
+        NotificationResult,
+        StaffRecipients,
+        StaffRecipientsQuery,
+    )
 
 # Handler names, shared with the API.
 INITIAL_OUTCOME = "initial_outcome"
@@ -212,18 +219,32 @@ class KycReviewWorkflow:
         self._enter(stage, reason)
 
     async def _notify_member(self, template: str, step: str, **context: Any) -> None:
-        contact: Contact | None = await self._activity(
+        process = f"kyc-{self._inp.case_number}-{step}"
+        if workflow.patched(recipients.MEMBER_PATCH):
+            await self._send(template, process, recipients.member(self._inp.member_id), context)
+            return
+        contact: Contact | None = await self._activity(  # a run from before recipient ids
             KycActivities.member_contact, self._inp.member_id
         )
         if contact is not None:
-            await self._send(template, f"kyc-{self._inp.case_number}-{step}", contact, context)
+            await self._send(
+                template, process, recipients.legacy(contact.email, contact.name), context
+            )
 
     async def _notify_staff(
         self, template: str, stage: Stage, role: str, waited: timedelta
     ) -> None:
         policy = self._inp.policy
         target = role if template == "kyc_reminder" else policy.supervisor_role
-        contacts: list[Contact] = await self._activity(KycActivities.staff_contacts, target)
+        to: list[dict[str, Any]]
+        if workflow.patched(recipients.STAFF_PATCH):
+            found: StaffRecipients = await self._activity(
+                NotificationActivities.staff_recipients, StaffRecipientsQuery(roles=[target])
+            )
+            to = [recipients.staff(user_id) for user_id in found.user_ids]
+        else:  # a run from before recipient ids
+            contacts: list[Contact] = await self._activity(KycActivities.staff_contacts, target)
+            to = [recipients.legacy(c.email, c.name) for c in contacts]
         hours = int(waited.total_seconds() // 3600)
         context = {
             "role": role,
@@ -232,20 +253,23 @@ class KycReviewWorkflow:
             "supervisor_role": policy.supervisor_role,
         }
         process = f"kyc-{self._inp.case_number}-r{self._state.round}-{stage.value}"
-        for contact in contacts:
-            await self._send(template, process, contact, context)
-        self._note(f"{template.removeprefix('kyc_')} sent to {len(contacts)} {target}(s)")
+        for recipient in to:
+            await self._send(template, process, recipient, context)
+        self._note(f"{template.removeprefix('kyc_')} sent to {len(to)} {target}(s)")
 
     async def _send(
-        self, template: str, process_id: str, contact: Contact, context: dict[str, Any]
+        self,
+        template: str,
+        process_id: str,
+        recipient: dict[str, Any],
+        context: dict[str, Any],
     ) -> NotificationResult:
         result: NotificationResult = await workflow.execute_activity(
             "send_notification",
             NotificationRequest(
                 process_id=process_id,
                 template=template,
-                recipient=contact.email,
-                recipient_name=contact.name,
+                **recipient,
                 context={
                     "case_number": self._inp.case_number,
                     "institution": INSTITUTION,

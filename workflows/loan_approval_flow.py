@@ -11,20 +11,24 @@ from typing import Any
 from temporalio import workflow
 
 from workflows import loan_approval_rules as rules
+from workflows import recipients
 
 with workflow.unsafe.imports_passed_through():
     import email_validator  # noqa: F401  (NotificationRequest validates e-mail addresses)
 
     from activities.loans import LoanActivities
+    from activities.notifications import NotificationActivities
     from schemas.loan_products import DEFAULT_ESCALATION, ApprovalLevel
     from schemas.loans import (
         CoverRequest,
         Decision,
         LevelProgress,
+        Recipient,
         StaffRecipientsRequest,
         Stage,
         Vote,
     )
+    from schemas.notifications import StaffRecipients, StaffRecipientsQuery
 from workflows.loan_approval_steps import CONSENT_RULES_PATCH, LoanApprovalSteps
 
 
@@ -230,9 +234,17 @@ class LoanApprovalFlow(LoanApprovalSteps):
             reason=f"no decision within {self._inp.escalate_after if escalated else self._inp.reminder_after}",
             data={"level": progress.level, "roles": progress.allowed_roles},
         )
-        staff = await self._activity(
-            LoanActivities.loan_staff_recipients, StaffRecipientsRequest(roles=[role])
-        )
+        staff: list[dict[str, Any]]
+        if workflow.patched(recipients.STAFF_PATCH):
+            found: StaffRecipients = await self._activity(
+                NotificationActivities.staff_recipients, StaffRecipientsQuery(roles=[role])
+            )
+            staff = [recipients.staff(user_id) for user_id in found.user_ids]
+        else:  # a run from before recipient ids
+            people: list[Recipient] = await self._activity(
+                LoanActivities.loan_staff_recipients, StaffRecipientsRequest(roles=[role])
+            )
+            staff = [recipients.legacy(p.email, p.name) for p in people if p.email]
         kind = "escalation" if escalated else "reminder"
         for person in staff:
             await self._notify(

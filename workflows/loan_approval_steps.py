@@ -15,6 +15,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ParentClosePolicy
 
 from workflows import loan_approval_rules as rules
+from workflows import recipients
 from workflows.common import DB_ACTIVITY, business_failure
 
 with workflow.unsafe.imports_passed_through():
@@ -279,24 +280,29 @@ class LoanApprovalSteps:
         return await workflow.execute_activity_method(method, arg, **DB_ACTIVITY)
 
     async def _notify_member(self, template: str, context: dict[str, Any]) -> None:
-        member = await self._activity(LoanActivities.loan_member_recipient, self._inp.member_id)
-        await self._notify(template, member, workflow.info().workflow_id, context)
-
-    async def _notify(
-        self, template: str, to: Recipient, process: str, context: dict[str, Any]
-    ) -> None:
-        """Send one e-mail; a message the notification service refuses is noted, not fatal."""
-        if not to.email:
+        process = workflow.info().workflow_id
+        if workflow.patched(recipients.MEMBER_PATCH):
+            await self._notify(template, recipients.member(self._inp.member_id), process, context)
+            return
+        member: Recipient = await self._activity(  # a run from before recipient ids
+            LoanActivities.loan_member_recipient, self._inp.member_id
+        )
+        if not member.email:
             await self._record("notification_skipped", reason=f"{template}: no e-mail address")
             return
+        await self._notify(template, recipients.legacy(member.email, member.name), process, context)
+
+    async def _notify(
+        self, template: str, to: dict[str, Any], process: str, context: dict[str, Any]
+    ) -> None:
+        """Send one e-mail; a message the notification service refuses is noted, not fatal."""
         try:
-            await workflow.execute_activity(
+            result: NotificationResult = await workflow.execute_activity(
                 "send_notification",
                 NotificationRequest(
                     process_id=process,
                     template=template,
-                    recipient=to.email,
-                    recipient_name=to.name,
+                    **to,
                     context={
                         "loan_number": self._inp.loan_number,
                         "product": self._inp.product.name,
@@ -311,5 +317,8 @@ class LoanApprovalSteps:
             if failure is None:
                 raise
             await self._record("notification_failed", reason=f"{template}: {failure.detail}")
+            return
+        if result.status == "skipped":
+            await self._record("notification_skipped", reason=f"{template}: no e-mail address")
 
     # --- handlers ------------------------------------------------------------------------------

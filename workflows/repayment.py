@@ -18,6 +18,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
+from workflows import recipients
 from workflows.common import DB_ACTIVITY, NOTIFY_ACTIVITY, BusinessFailure, business_failure
 
 with workflow.unsafe.imports_passed_through():
@@ -94,11 +95,16 @@ class LoanRepaymentWorkflow:
             raise failure from exc
 
     async def _notify_member(self, result: RepaymentResult) -> None:
-        member = await workflow.execute_activity_method(
-            LoanActivities.loan_member_recipient, self._inp.member_id, **DB_ACTIVITY
-        )
-        if not member.email:
-            return  # nobody to tell; the repayment stands
+        to: dict[str, Any]
+        if workflow.patched(recipients.MEMBER_PATCH):
+            to = recipients.member(self._inp.member_id)
+        else:  # a run from before recipient ids
+            member: Recipient = await workflow.execute_activity_method(
+                LoanActivities.loan_member_recipient, self._inp.member_id, **DB_ACTIVITY
+            )
+            if not member.email:
+                return  # nobody to tell; the repayment stands
+            to = recipients.legacy(member.email, member.name)
         context = {
             "loan_number": result.loan_number,
             "amount": self._money(result.amount_minor),
@@ -110,22 +116,20 @@ class LoanRepaymentWorkflow:
             "overpayment": self._money(result.overpayment_minor),
             "outstanding": self._money(result.outstanding_minor),
         }
-        await self._send("loan_repayment_received", member, context)
+        await self._send("loan_repayment_received", to, context)
         if result.closed:
-            await self._send("loan_closed", member, {**context, "state": result.state})
+            await self._send("loan_closed", to, {**context, "state": result.state})
 
-    async def _send(self, template: str, to: Recipient, context: dict[str, Any]) -> None:
+    async def _send(self, template: str, to: dict[str, Any], context: dict[str, Any]) -> None:
         """A message the notification service refuses for good is not worth failing a posted
         repayment over: the receipt is on the statement either way."""
-        assert to.email is not None
         try:
             await workflow.execute_activity(
                 "send_notification",
                 NotificationRequest(
                     process_id=workflow.info().workflow_id,
                     template=template,
-                    recipient=to.email,
-                    recipient_name=to.name,
+                    **to,
                     context=context,
                 ),
                 result_type=NotificationResult,

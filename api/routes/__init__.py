@@ -7,6 +7,7 @@ from api.routes import (
     approvals,
     audit,
     auth,
+    codec,
     disbursements,
     health,
     kyc,
@@ -46,4 +47,5 @@ ROUTERS: list[APIRouter] = [
     loan_reports.router,
     repayments.router,
     audit.router,
+    codec.router,
 ]

@@ -104,6 +104,7 @@ class Stack:
     workdir: Path
     keep: bool = False
     secret: str = field(default_factory=lambda: secrets.token_hex(32))
+    payload_keys: str = field(default_factory=lambda: f"chaos:{secrets.token_urlsafe(48)}")
     pg_port: int = field(default_factory=free_port)
     temporal_port: int = field(default_factory=free_port)
     api_port: int = field(default_factory=free_port)
@@ -144,7 +145,13 @@ class Stack:
         inherited = {
             k: v
             for k, v in os.environ.items()
-            if k not in {"BANKFLOW_JWT_SECRET", "BANKFLOW_JWT_KEYS", "BANKFLOW_ENV"}
+            if k
+            not in {
+                "BANKFLOW_JWT_SECRET",
+                "BANKFLOW_JWT_KEYS",
+                "BANKFLOW_PAYLOAD_KEYS",
+                "BANKFLOW_ENV",
+            }
         }
         return {
             **inherited,
@@ -154,6 +161,7 @@ class Stack:
             "BANKFLOW_MIGRATION_DATABASE_URL": self.app_database.owner_url,
             "BANKFLOW_TEMPORAL_ADDRESS": self.temporal_address,
             "BANKFLOW_JWT_KEYS": f"chaos:{self.secret}",
+            "BANKFLOW_PAYLOAD_KEYS": self.payload_keys,
             "PYTHONUNBUFFERED": "1",
         }
 

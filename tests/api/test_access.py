@@ -64,8 +64,10 @@ PROTECTED = [
     ("POST", "/v1/kyc/M0000001-1/resubmit", "finance"),
     ("GET", "/v1/kyc", "teller"),
     ("GET", "/v1/audit", "teller"),
+    ("POST", "/codec/decode", "teller"),
+    ("POST", "/codec/encode", "teller"),
 ]
-PUBLIC = {"/health", "/ready", "/v1/auth/token"}
+PUBLIC = {"/health", "/ready", "/v1/auth/token", "/codec/sign-in", "/codec/session"}
 
 
 @pytest.mark.parametrize(("method", "path", "wrong_role"), PROTECTED)

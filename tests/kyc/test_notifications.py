@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -20,9 +20,13 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from activities.accounts import create_member
+from activities.db import in_transaction
 from activities.notifications import NotificationActivities
+from activities.staff import create_staff_user
 from activities.tables import Notification
-from schemas.notifications import NotificationRequest, NotificationResult
+from schemas.members import MemberCreate
+from schemas.notifications import NotificationRequest, NotificationResult, StaffRecipientsQuery
 from schemas.settings import Settings
 from tests.api.conftest import Staff, make_client
 from tests.kyc.conftest import FakeSendGrid
@@ -224,3 +228,94 @@ async def test_outbox_stores_once_and_lists_it(
         assert item["subject"].startswith("Your membership details are verified")
         refused = await api.get(url, headers=staff["teller"].headers)
         assert refused.status_code == 403 and refused.json()["error"] == "Forbidden"
+
+
+async def new_member(sessions: Sessions, email: str | None) -> int:
+    async def work(session: AsyncSession) -> int:
+        member = await create_member(
+            session,
+            MemberCreate(
+                first_name="Efua",
+                last_name=f"Boateng{uuid.uuid4().hex[:4]}",
+                date_of_birth=date(1988, 3, 9),
+                email=email,
+                branch_code="HQ",
+            ),
+        )
+        return member.id
+
+    return await in_transaction(sessions, work)
+
+
+async def test_a_member_named_by_id_is_addressed_from_postgres(
+    temporal_client: Client, via_outbox: str, sessions: Sessions, chart: dict[str, int]
+) -> None:
+    address = f"efua-{uuid.uuid4().hex[:6]}@example.org"
+    member_id = await new_member(sessions, address)
+    req = request(
+        recipient=None, recipient_name="", recipient_kind="member", recipient_id=member_id
+    )
+    first = await notify(temporal_client, via_outbox, req)
+    again = await notify(temporal_client, via_outbox, req)
+    assert (first.status, again.status) == ("stored", "duplicate")
+    (row,) = await rows(sessions, req.process_id)
+    assert row.recipient == address and row.recipient_name.startswith("Efua Boateng")
+    assert "Dear Efua Boateng" in row.body_text
+
+
+async def test_a_member_without_an_address_is_skipped(
+    temporal_client: Client, via_outbox: str, sessions: Sessions, chart: dict[str, int]
+) -> None:
+    member_id = await new_member(sessions, None)
+    req = request(
+        recipient=None, recipient_name="", recipient_kind="member", recipient_id=member_id
+    )
+    result = await notify(temporal_client, via_outbox, req)
+    assert result.status == "skipped" and result.notification_id is None
+    assert await rows(sessions, req.process_id) == []
+
+
+async def test_staff_by_id_and_the_staff_recipients_of_a_role(
+    temporal_client: Client, via_outbox: str, sessions: Sessions, settings: Settings
+) -> None:
+    role = "credit_committee"
+
+    async def work(session: AsyncSession) -> tuple[int, int, int]:
+        made = []
+        for email, active in (("cc1@bank.example.org", True), (None, True), ("x@b.org", False)):
+            user = await create_staff_user(
+                session,
+                username=f"cc-{uuid.uuid4().hex[:8]}",
+                full_name="Committee Member",
+                password="committee-pass-1234",
+                roles=[role],
+                email=email,
+            )
+            user.is_active = active
+            made.append(user.id)
+        return made[0], made[1], made[2]
+
+    reachable, no_address, disabled = await in_transaction(sessions, work)
+    activities = NotificationActivities(settings, sessions)
+    found = await activities.staff_recipients(StaffRecipientsQuery(roles=[role]))
+    assert reachable in found.user_ids
+    assert no_address not in found.user_ids and disabled not in found.user_ids
+    req = request(recipient=None, recipient_name="", recipient_kind="staff", recipient_id=reachable)
+    assert (await notify(temporal_client, via_outbox, req)).status == "stored"
+    (row,) = await rows(sessions, req.process_id)
+    assert row.recipient == "cc1@bank.example.org"
+    off = request(recipient=None, recipient_name="", recipient_kind="staff", recipient_id=disabled)
+    assert (await notify(temporal_client, via_outbox, off)).status == "skipped"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"recipient": None, "recipient_kind": None},
+        {"recipient_kind": "member", "recipient_id": 1},
+        {"recipient": None, "recipient_kind": "member", "recipient_id": None},
+    ],
+)
+def test_a_request_names_exactly_one_recipient(fields: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="recipient_kind and recipient_id, or a mailbox"):
+        request(**fields)

@@ -33,7 +33,8 @@ def with_new(cls: type) -> list[type]:
 
 def replayer(cls: type) -> Replayer:
     return Replayer(
-        workflows=with_new(cls) + BATCH_WORKFLOWS, data_converter=temporal.data_converter()
+        workflows=with_new(cls) + BATCH_WORKFLOWS,
+        data_converter=temporal.data_converter(Settings()),
     )
 
 

@@ -31,7 +31,8 @@ async def replays_and_is_running(name: str, workflow_type: str) -> None:
     closing = {"EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED", "EVENT_TYPE_WORKFLOW_EXECUTION_FAILED"}
     assert not closing & {e["eventType"] for e in events}, "recorded mid-wait, not finished"
     replayer = Replayer(
-        workflows=INTERACTIVE_WORKFLOWS + BATCH_WORKFLOWS, data_converter=temporal.data_converter()
+        workflows=INTERACTIVE_WORKFLOWS + BATCH_WORKFLOWS,
+        data_converter=temporal.data_converter(Settings()),
     )
     await replayer.replay_workflow(WorkflowHistory.from_json(name, recorded))
 

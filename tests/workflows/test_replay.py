@@ -12,6 +12,7 @@ from temporalio.worker import Replayer
 from temporalio.workflow import _Definition
 
 from schemas import temporal
+from schemas.settings import Settings
 from worker import BATCH_WORKFLOWS, INTERACTIVE_WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -38,7 +39,8 @@ def test_every_workflow_type_has_recorded_histories() -> None:
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_replay(path: Path) -> None:
     replayer = Replayer(
-        workflows=INTERACTIVE_WORKFLOWS + BATCH_WORKFLOWS, data_converter=temporal.data_converter()
+        workflows=INTERACTIVE_WORKFLOWS + BATCH_WORKFLOWS,
+        data_converter=temporal.data_converter(Settings()),
     )
     history = WorkflowHistory.from_json(path.stem, json.loads(HISTORY_TEXT[path]))
     await replayer.replay_workflow(history)
