@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
+from temporalio.common import RetryPolicy, SearchAttributeKey
 
 from workflows.common import refuse
 
@@ -25,6 +25,12 @@ with workflow.unsafe.imports_passed_through():
     from schemas.errors import ErrorCode
 
 SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
+# A job's own steps (plan, ranges, finish): one short query each, retried until they succeed.
+STEP: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(minutes=5),
+    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
+}
+BATCH_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -69,6 +75,30 @@ async def fan_out(
         done(result)
 
     await asyncio.gather(*(one(item) for item in items))
+
+
+async def run_batches(
+    batch: Callable[[Any, T], Awaitable[R]],
+    requests: Sequence[T],
+    *,
+    concurrency: int,
+    heartbeat_s: int,
+    done: Callable[[R], None],
+) -> None:
+    """Run the `batch` activity once per request, at most `concurrency` in flight, each with
+    ten minutes to finish and a heartbeat every `heartbeat_s` (a dead worker's batch runs again
+    elsewhere: it rolled back, or it is done); `done` with each result as it arrives."""
+
+    async def run(req: T) -> R:
+        return await workflow.execute_activity_method(
+            batch,
+            req,
+            start_to_close_timeout=timedelta(minutes=10),
+            heartbeat_timeout=timedelta(seconds=heartbeat_s),
+            retry_policy=BATCH_RETRY,
+        )
+
+    await fan_out(requests, concurrency, run, done)
 
 
 async def continue_with(inp: BaseModel, update: dict[str, Any]) -> None:
