@@ -17,7 +17,16 @@ from datetime import date, timedelta
 
 from temporalio import workflow
 
-from workflows.batch_job import STEP, continue_with, local, run_batches, scheduled_fire_time
+from workflows.batch_job import (
+    STEP,
+    add_totals,
+    begin,
+    carried,
+    continue_with,
+    local,
+    run_batches,
+    scheduled_fire_time,
+)
 from workflows.common import refuse
 
 with workflow.unsafe.imports_passed_through():
@@ -49,25 +58,14 @@ class DailyLoanJobWorkflow:
 
     @workflow.init
     def __init__(self, inp: DailyJobInput) -> None:
-        self._progress = DailyJobProgress(
-            business_date=inp.business_date,
-            stage=Stage.PLANNING,
-            loans_total=inp.loans_total,
-            loans_done=inp.loans_done,
-            penalty_minor=dict(inp.penalty_minor),
-            accrual_minor=dict(inp.accrual_minor),
-            scales=dict(inp.scales),
-        )
+        self._progress = carried(DailyJobProgress, inp, stage=Stage.PLANNING)
 
     @workflow.run
     async def run(self, inp: DailyJobInput) -> DailyJobSummary:
         day = inp.business_date or self._scheduled_date(inp.timezone)
         self._check_ended(day, inp.timezone)
         self._progress.business_date = day
-        wf_id = workflow.info().workflow_id
-        workflow.upsert_search_attributes(
-            [sa.PROCESS.value_set(PROCESS), sa.BUSINESS_ID.value_set(day.isoformat())]
-        )
+        wf_id = begin(PROCESS, day.isoformat())
         if inp.after_loan_id == 0:
             self._enter(Stage.PLANNING)
             plan: PlanResult = await workflow.execute_activity_method(
@@ -128,19 +126,11 @@ class DailyLoanJobWorkflow:
         def done(result: BatchResult) -> None:
             p = self._progress
             p.loans_done += result.loans
-            for currency, amount in result.penalty_minor.items():
-                p.penalty_minor[currency] = p.penalty_minor.get(currency, 0) + amount
-            for currency, amount in result.accrual_minor.items():
-                p.accrual_minor[currency] = p.accrual_minor.get(currency, 0) + amount
+            add_totals(p.penalty_minor, result.penalty_minor)
+            add_totals(p.accrual_minor, result.accrual_minor)
             self._enter(Stage.SERVICING)
 
-        await run_batches(
-            DailyLoanJobActivities.service_batch,
-            requests,
-            concurrency=inp.concurrency,
-            heartbeat_s=inp.heartbeat_s,
-            done=done,
-        )
+        await run_batches(DailyLoanJobActivities.service_batch, requests, inp, done)
 
     def _scheduled_date(self, timezone: str) -> date:
         """The day before the schedule's nominal fire time, in the institution's zone (the

@@ -18,7 +18,16 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from workflows.batch_job import STEP, continue_with, local, run_batches, scheduled_fire_time
+from workflows.batch_job import (
+    STEP,
+    add_totals,
+    begin,
+    carried,
+    continue_with,
+    local,
+    run_batches,
+    scheduled_fire_time,
+)
 from workflows.common import refuse
 
 with workflow.unsafe.imports_passed_through():
@@ -58,24 +67,14 @@ NOTIFY: dict[str, Any] = {
 class MonthEndInterestWorkflow:
     @workflow.init
     def __init__(self, inp: MonthEndInput) -> None:
-        self._progress = MonthEndProgress(
-            period=inp.period,
-            stage=Stage.PLANNING,
-            accounts_total=inp.accounts_total,
-            accounts_done=inp.accounts_done,
-            interest_minor=dict(inp.interest_minor),
-            scales=dict(inp.scales),
-        )
+        self._progress = carried(MonthEndProgress, inp, stage=Stage.PLANNING)
 
     @workflow.run
     async def run(self, inp: MonthEndInput) -> MonthEndSummary:
         period = inp.period or self._scheduled_period(inp.timezone)
         self._check_ended(period, inp.timezone)
         self._progress.period = period
-        wf_id = workflow.info().workflow_id
-        workflow.upsert_search_attributes(
-            [sa.PROCESS.value_set(PROCESS), sa.BUSINESS_ID.value_set(period)]
-        )
+        wf_id = begin(PROCESS, period)
         started_at = inp.started_at or workflow.now()
         if inp.started_at is None:
             self._enter(Stage.PLANNING)
@@ -149,18 +148,10 @@ class MonthEndInterestWorkflow:
 
         def done(result: BatchResult) -> None:
             self._progress.accounts_done += result.accounts
-            for currency, amount in result.interest_minor.items():
-                total = self._progress.interest_minor.get(currency, 0) + amount
-                self._progress.interest_minor[currency] = total
+            add_totals(self._progress.interest_minor, result.interest_minor)
             self._enter(Stage.POSTING)
 
-        await run_batches(
-            MonthEndActivities.post_batch,
-            requests,
-            concurrency=inp.concurrency,
-            heartbeat_s=inp.heartbeat_s,
-            done=done,
-        )
+        await run_batches(MonthEndActivities.post_batch, requests, inp, done)
 
     async def _notify(self, summary: MonthEndSummary, recipient: str, wf_id: str) -> None:
         # By name: the notifications module owns the activity; its contract is the schema.
