@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities import daily_loan_batch
+from activities.batch_ranges import id_ranges
 from activities.daily_loan_par import write_par_snapshot
 from activities.errors import transaction
 from activities.tables import Currency
@@ -38,31 +39,16 @@ async def plan_daily_job(session: AsyncSession, req: PlanRequest) -> PlanResult:
     return PlanResult(loans_total=int(total or 0), scales={c: int(n) for c, n in scales})
 
 
-RANGES = text(
-    """
-    SELECT min(id) AS lo, max(id) AS hi
-    FROM (SELECT id, (row_number() OVER (ORDER BY id) - 1) / :size AS b
-          FROM (SELECT id FROM loans WHERE state = 'active' AND id > :after
-                ORDER BY id LIMIT :rows) x) y
-    GROUP BY b ORDER BY b
-    """
-)
+ACTIVE_IDS = "SELECT id FROM loans WHERE state = 'active' AND id > :after ORDER BY id LIMIT :rows"
 
 
 async def loan_ranges(session: AsyncSession, req: RangesRequest) -> RangesResult:
     """The next `limit` ranges of `batch_size` active loans after `after_loan_id`."""
-    rows = (
-        await session.execute(
-            RANGES,
-            {
-                "size": req.batch_size,
-                "after": req.after_loan_id,
-                "rows": req.batch_size * req.limit + 1,
-            },
-        )
-    ).all()
-    ranges = [LoanRange(first_loan_id=r.lo, last_loan_id=r.hi) for r in rows]
-    return RangesResult(ranges=ranges[: req.limit], more=len(ranges) > req.limit)
+    found, more = await id_ranges(
+        session, ACTIVE_IDS, after=req.after_loan_id, size=req.batch_size, limit=req.limit
+    )
+    ranges = [LoanRange(first_loan_id=lo, last_loan_id=hi) for lo, hi in found]
+    return RangesResult(ranges=ranges, more=more)
 
 
 # The date's penalties and accruals, all of them and the ones this run's journals carry (every

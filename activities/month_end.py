@@ -13,6 +13,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.batch_ranges import id_ranges
 from activities.errors import transaction
 from activities.month_end_batch import ELIGIBLE, post_interest_batch
 from activities.tables import Currency, MonthEndRun
@@ -55,31 +56,19 @@ async def plan_month_end(session: AsyncSession, req: PlanRequest) -> PlanResult:
     return PlanResult(accounts_total=int(total or 0), scales={c: int(n) for c, n in scales})
 
 
-RANGES = text(
-    """
-    SELECT min(account_id) AS lo, max(account_id) AS hi
-    FROM (SELECT account_id, (row_number() OVER (ORDER BY account_id) - 1) / :size AS b
-          FROM (SELECT account_id FROM savings_accounts WHERE account_id > :after
-                ORDER BY account_id LIMIT :rows) x) y
-    GROUP BY b ORDER BY b
-    """
+SAVINGS_IDS = (
+    "SELECT account_id AS id FROM savings_accounts WHERE account_id > :after"
+    " ORDER BY account_id LIMIT :rows"
 )
 
 
 async def account_ranges(session: AsyncSession, req: RangesRequest) -> RangesResult:
     """The next `limit` ranges of `batch_size` savings accounts after `after_account_id`."""
-    rows = (
-        await session.execute(
-            RANGES,
-            {
-                "size": req.batch_size,
-                "after": req.after_account_id,
-                "rows": req.batch_size * req.limit + 1,
-            },
-        )
-    ).all()
-    ranges = [AccountRange(first_account_id=r.lo, last_account_id=r.hi) for r in rows]
-    return RangesResult(ranges=ranges[: req.limit], more=len(ranges) > req.limit)
+    found, more = await id_ranges(
+        session, SAVINGS_IDS, after=req.after_account_id, size=req.batch_size, limit=req.limit
+    )
+    ranges = [AccountRange(first_account_id=lo, last_account_id=hi) for lo, hi in found]
+    return RangesResult(ranges=ranges, more=more)
 
 
 TOTALS = text(

@@ -9,25 +9,48 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import SearchAttributeKey
+from temporalio.common import RetryPolicy, SearchAttributeKey
 
 from workflows.common import refuse
 
 with workflow.unsafe.imports_passed_through():
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+    from schemas import search_attributes as sa
     from schemas.errors import ErrorCode
 
 SCHEDULED_START = SearchAttributeKey.for_datetime("TemporalScheduledStartTime")
+# A job's own steps (plan, ranges, finish): one short query each, retried until they succeed.
+STEP: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(minutes=5),
+    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
+}
+BATCH_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
 
 T = TypeVar("T")
 R = TypeVar("R")
+P = TypeVar("P", bound=BaseModel)
+
+
+def carried(progress: type[P], inp: BaseModel, **values: Any) -> P:
+    """The progress a run starts from: every progress field the input carries across
+    continue-as-new (same name in both models), then `values`."""
+    shared = progress.model_fields.keys() & type(inp).model_fields.keys()
+    return progress.model_validate({**{f: getattr(inp, f) for f in shared}, **values})
+
+
+def begin(process: str, business_id: str) -> str:
+    """Name the run in the Web UI (process and business key) and return its workflow id."""
+    workflow.upsert_search_attributes(
+        [sa.PROCESS.value_set(process), sa.BUSINESS_ID.value_set(business_id)]
+    )
+    return workflow.info().workflow_id
 
 
 def scheduled_fire_time(missing: str) -> datetime:
@@ -69,6 +92,41 @@ async def fan_out(
         done(result)
 
     await asyncio.gather(*(one(item) for item in items))
+
+
+class BatchOptions(Protocol):
+    concurrency: int
+    heartbeat_s: int
+
+
+def add_totals(totals: dict[str, int], more: dict[str, int]) -> None:
+    """Add a batch's amounts per currency into the run's."""
+    for currency, amount in more.items():
+        totals[currency] = totals.get(currency, 0) + amount
+
+
+async def run_batches(
+    batch: Callable[[Any, T], Awaitable[R]],
+    requests: Sequence[T],
+    options: BatchOptions,
+    done: Callable[[R], None],
+) -> None:
+    """Run the `batch` activity once per request, at most `options.concurrency` in flight, each
+    with ten minutes to finish and a heartbeat every `options.heartbeat_s` (a dead worker's batch
+    runs again elsewhere: it rolled back, or it is done); `done` with each result as it arrives.
+    """
+    concurrency, heartbeat_s = options.concurrency, options.heartbeat_s
+
+    async def run(req: T) -> R:
+        return await workflow.execute_activity_method(
+            batch,
+            req,
+            start_to_close_timeout=timedelta(minutes=10),
+            heartbeat_timeout=timedelta(seconds=heartbeat_s),
+            retry_policy=BATCH_RETRY,
+        )
+
+    await fan_out(requests, concurrency, run, done)
 
 
 async def continue_with(inp: BaseModel, update: dict[str, Any]) -> None:

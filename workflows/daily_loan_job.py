@@ -14,12 +14,19 @@ catches up the days a missed run left.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 
-from workflows.batch_job import continue_with, fan_out, local, scheduled_fire_time
+from workflows.batch_job import (
+    STEP,
+    add_totals,
+    begin,
+    carried,
+    continue_with,
+    local,
+    run_batches,
+    scheduled_fire_time,
+)
 from workflows.common import refuse
 
 with workflow.unsafe.imports_passed_through():
@@ -43,11 +50,6 @@ with workflow.unsafe.imports_passed_through():
     from schemas.errors import ErrorCode
 
 PROCESS = "DailyLoanJob"
-SHORT: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(minutes=5),
-    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
-}
-BATCH_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
 
 
 @workflow.defn(name=PROCESS)
@@ -56,29 +58,18 @@ class DailyLoanJobWorkflow:
 
     @workflow.init
     def __init__(self, inp: DailyJobInput) -> None:
-        self._progress = DailyJobProgress(
-            business_date=inp.business_date,
-            stage=Stage.PLANNING,
-            loans_total=inp.loans_total,
-            loans_done=inp.loans_done,
-            penalty_minor=dict(inp.penalty_minor),
-            accrual_minor=dict(inp.accrual_minor),
-            scales=dict(inp.scales),
-        )
+        self._progress = carried(DailyJobProgress, inp, stage=Stage.PLANNING)
 
     @workflow.run
     async def run(self, inp: DailyJobInput) -> DailyJobSummary:
         day = inp.business_date or self._scheduled_date(inp.timezone)
         self._check_ended(day, inp.timezone)
         self._progress.business_date = day
-        wf_id = workflow.info().workflow_id
-        workflow.upsert_search_attributes(
-            [sa.PROCESS.value_set(PROCESS), sa.BUSINESS_ID.value_set(day.isoformat())]
-        )
+        wf_id = begin(PROCESS, day.isoformat())
         if inp.after_loan_id == 0:
             self._enter(Stage.PLANNING)
             plan: PlanResult = await workflow.execute_activity_method(
-                DailyLoanJobActivities.plan, PlanRequest(business_date=day), **SHORT
+                DailyLoanJobActivities.plan, PlanRequest(business_date=day), **STEP
             )
             self._progress.loans_total = plan.loans_total
             self._progress.scales = plan.scales
@@ -90,7 +81,7 @@ class DailyLoanJobWorkflow:
                 batch_size=inp.batch_size,
                 limit=inp.batches_per_run,
             ),
-            **SHORT,
+            **STEP,
         )
         await self._service_all(day, wf_id, found.ranges, inp)
         if found.more:
@@ -114,7 +105,7 @@ class DailyLoanJobWorkflow:
                 workflow_id=wf_id,
                 run_id=workflow.info().first_execution_run_id,
             ),
-            **SHORT,
+            **STEP,
         )
         self._progress.summary = summary
         self._enter(Stage.COMPLETED)
@@ -125,32 +116,21 @@ class DailyLoanJobWorkflow:
         self, day: date, wf_id: str, ranges: list[LoanRange], inp: DailyJobInput
     ) -> None:
         """Every range, at most `concurrency` batches in flight."""
-
-        async def run(r: LoanRange) -> BatchResult:
-            return await workflow.execute_activity_method(
-                DailyLoanJobActivities.service_batch,
-                BatchRequest(
-                    business_date=day,
-                    workflow_id=wf_id,
-                    first_loan_id=r.first_loan_id,
-                    last_loan_id=r.last_loan_id,
-                    run_id=workflow.info().first_execution_run_id,
-                ),
-                start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=timedelta(seconds=inp.heartbeat_s),
-                retry_policy=BATCH_RETRY,
-            )
+        run_id = workflow.info().first_execution_run_id
+        requests = [
+            BatchRequest(business_date=day, workflow_id=wf_id, first_loan_id=r.first_loan_id,
+                         last_loan_id=r.last_loan_id, run_id=run_id)
+            for r in ranges
+        ]  # fmt: skip
 
         def done(result: BatchResult) -> None:
             p = self._progress
             p.loans_done += result.loans
-            for currency, amount in result.penalty_minor.items():
-                p.penalty_minor[currency] = p.penalty_minor.get(currency, 0) + amount
-            for currency, amount in result.accrual_minor.items():
-                p.accrual_minor[currency] = p.accrual_minor.get(currency, 0) + amount
+            add_totals(p.penalty_minor, result.penalty_minor)
+            add_totals(p.accrual_minor, result.accrual_minor)
             self._enter(Stage.SERVICING)
 
-        await fan_out(ranges, inp.concurrency, run, done)
+        await run_batches(DailyLoanJobActivities.service_batch, requests, inp, done)
 
     def _scheduled_date(self, timezone: str) -> date:
         """The day before the schedule's nominal fire time, in the institution's zone (the

@@ -18,7 +18,16 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-from workflows.batch_job import continue_with, fan_out, local, scheduled_fire_time
+from workflows.batch_job import (
+    STEP,
+    add_totals,
+    begin,
+    carried,
+    continue_with,
+    local,
+    run_batches,
+    scheduled_fire_time,
+)
 from workflows.common import refuse
 
 with workflow.unsafe.imports_passed_through():
@@ -47,11 +56,6 @@ with workflow.unsafe.imports_passed_through():
 
 PROCESS = "MonthEndInterest"
 TEMPLATE = "month_end_summary"
-SHORT: dict[str, Any] = {
-    "start_to_close_timeout": timedelta(minutes=5),
-    "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=30)),
-}
-BATCH_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
 NOTIFY: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=60),
     "schedule_to_close_timeout": timedelta(days=1),
@@ -63,31 +67,21 @@ NOTIFY: dict[str, Any] = {
 class MonthEndInterestWorkflow:
     @workflow.init
     def __init__(self, inp: MonthEndInput) -> None:
-        self._progress = MonthEndProgress(
-            period=inp.period,
-            stage=Stage.PLANNING,
-            accounts_total=inp.accounts_total,
-            accounts_done=inp.accounts_done,
-            interest_minor=dict(inp.interest_minor),
-            scales=dict(inp.scales),
-        )
+        self._progress = carried(MonthEndProgress, inp, stage=Stage.PLANNING)
 
     @workflow.run
     async def run(self, inp: MonthEndInput) -> MonthEndSummary:
         period = inp.period or self._scheduled_period(inp.timezone)
         self._check_ended(period, inp.timezone)
         self._progress.period = period
-        wf_id = workflow.info().workflow_id
-        workflow.upsert_search_attributes(
-            [sa.PROCESS.value_set(PROCESS), sa.BUSINESS_ID.value_set(period)]
-        )
+        wf_id = begin(PROCESS, period)
         started_at = inp.started_at or workflow.now()
         if inp.started_at is None:
             self._enter(Stage.PLANNING)
             plan: PlanResult = await workflow.execute_activity_method(
                 MonthEndActivities.plan,
                 PlanRequest(period=period, workflow_id=wf_id, started_at=started_at),
-                **SHORT,
+                **STEP,
             )
             if plan.completed is not None:
                 done = plan.completed.model_copy(update={"this_run": []})  # posted nothing
@@ -106,7 +100,7 @@ class MonthEndInterestWorkflow:
                 batch_size=inp.batch_size,
                 limit=inp.batches_per_run,
             ),
-            **SHORT,
+            **STEP,
         )
         await self._post_all(period, wf_id, found.ranges, inp)
         if found.more:
@@ -131,7 +125,7 @@ class MonthEndInterestWorkflow:
                 started_at=started_at,
                 run_id=workflow.info().first_execution_run_id,
             ),
-            **SHORT,
+            **STEP,
         )
         self._progress.summary = summary
         self._enter(Stage.NOTIFYING)
@@ -145,30 +139,19 @@ class MonthEndInterestWorkflow:
         self, period: str, wf_id: str, ranges: list[AccountRange], inp: MonthEndInput
     ) -> None:
         """Every range, at most `concurrency` batches in flight."""
-
-        async def run(r: AccountRange) -> BatchResult:
-            return await workflow.execute_activity_method(
-                MonthEndActivities.post_batch,
-                BatchRequest(
-                    period=period,
-                    workflow_id=wf_id,
-                    first_account_id=r.first_account_id,
-                    last_account_id=r.last_account_id,
-                    run_id=workflow.info().first_execution_run_id,
-                ),
-                start_to_close_timeout=timedelta(minutes=10),
-                heartbeat_timeout=timedelta(seconds=inp.heartbeat_s),
-                retry_policy=BATCH_RETRY,
-            )
+        run_id = workflow.info().first_execution_run_id
+        requests = [
+            BatchRequest(period=period, workflow_id=wf_id, first_account_id=r.first_account_id,
+                         last_account_id=r.last_account_id, run_id=run_id)
+            for r in ranges
+        ]  # fmt: skip
 
         def done(result: BatchResult) -> None:
             self._progress.accounts_done += result.accounts
-            for currency, amount in result.interest_minor.items():
-                total = self._progress.interest_minor.get(currency, 0) + amount
-                self._progress.interest_minor[currency] = total
+            add_totals(self._progress.interest_minor, result.interest_minor)
             self._enter(Stage.POSTING)
 
-        await fan_out(ranges, inp.concurrency, run, done)
+        await run_batches(MonthEndActivities.post_batch, requests, inp, done)
 
     async def _notify(self, summary: MonthEndSummary, recipient: str, wf_id: str) -> None:
         # By name: the notifications module owns the activity; its contract is the schema.
