@@ -11,7 +11,10 @@ recording any new histories, run
 
     .venv/bin/python -m tests.workflows.history_manifest
 
-which adds the new fingerprint and notes new or re-recorded histories as recorded with it. The
+which adds the new fingerprint and notes new or re-recorded histories as recorded with it.
+The fingerprints are those of released code (main): a branch that changes a workflow in several
+steps keeps one new fingerprint, the last, since no workflow ever ran on the steps between. A
+history renamed rather than re-recorded keeps the fingerprint it was recorded with. The
 tests in test_history_coverage.py then require a history recorded with the previous code, which
 test_replay.py replays against the new code.
 """
