@@ -96,7 +96,7 @@ def activities_for(
         ledger.verify_ledger,  # LedgerVerify
         *MonthEndActivities(sessions).all(),
         *DailyLoanJobActivities(sessions).all(),
-        *notifications.all(),  # MonthEndInterest e-mails finance its summary
+        notifications.send_notification,  # MonthEndInterest e-mails finance its summary
     ]
     return QueueActivities(interactive, batch)
 

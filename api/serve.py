@@ -35,6 +35,9 @@ def config(argv: list[str] | None = None) -> uvicorn.Config:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", 1)))
+    # Off unless asked: the app writes its own access line (api/telemetry.py) by route template,
+    # while uvicorn's shows raw paths, which carry member numbers.
+    parser.add_argument("--access-log", dest="access_log", action="store_true", default=False)
     parser.add_argument("--no-access-log", dest="access_log", action="store_false")
     opts = parser.parse_args(argv)
     return uvicorn.Config(

@@ -363,3 +363,9 @@ def test_grafana_provisions_the_committed_dashboard_from_prometheus(
     assert uids == {source["uid"]}
     assert "GRAFANA_ADMIN_PASSWORD:?" in grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
     assert depends_on(grafana) == {"prometheus": "service_started"}
+
+
+def test_uvicorn_logs_no_raw_paths_unless_asked() -> None:
+    """The app's access line names the route template; uvicorn's would name the raw path."""
+    assert api_serve.config([]).access_log is False
+    assert api_serve.config(["--access-log"]).access_log is True
