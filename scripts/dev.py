@@ -344,8 +344,9 @@ def banner(database_url: str, settings: Settings | None = None) -> str:
         f"  Postgres     {database_url} (the runtime role)",
         *metrics_urls(settings or Settings()),
         f"  Logs         {LOGS.relative_to(ROOT)}/ (restarts of a dead child: launcher.log)",
-        "For the CLI in another shell:",
+        "For the CLI in another shell (it reads Temporal's encrypted payloads with this key):",
         f"  export BANKFLOW_DATABASE_URL={database_url}",
+        f"  export BANKFLOW_PAYLOAD_KEYS=$(cat {DATA / 'secrets' / 'payload_keys'})",
     ]
     tokens_file = DATA / "tokens.json"
     if tokens_file.exists():

@@ -345,6 +345,8 @@ def test_banner_prints_the_metrics_urls_of_api_worker_and_sdk() -> None:
     assert f"http://127.0.0.1:{dev.API_PORT}/metrics (API)" in text
     assert "http://127.0.0.1:19464/metrics (worker)" in text
     assert "http://127.0.0.1:19465/metrics (Temporal SDK)" in text
+    # the CLI in another shell needs make run's payload key to read Temporal's payloads
+    assert f"export BANKFLOW_PAYLOAD_KEYS=$(cat {dev.DATA / 'secrets' / 'payload_keys'})" in text
     off = dev.banner("postgresql://app@127.0.0.1/bankflow", Settings(metrics_enabled=False))
     assert "/metrics" not in off
 
