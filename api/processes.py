@@ -3,9 +3,11 @@ the API's error codes."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio.client import (
+    Client,
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHandle,
@@ -17,6 +19,30 @@ from temporalio.service import RPCError, RPCStatusCode
 from schemas.errors import BankflowError, ErrorCode, known_code
 
 T = TypeVar("T")
+
+
+async def earlier_update(
+    client: Client,
+    workflow_id: str,
+    update_id: str | None,
+    result_type: type[T],
+    rpc_timeout: timedelta,
+) -> T | None:
+    """The outcome of the Update `update_id` on `workflow_id`, when this request's own first
+    attempt sent it (it died before its answer was kept, and this is its retry); None when no
+    Update has that id (another request, or no key)."""
+    if update_id is None:
+        return None
+    handle = client.get_workflow_handle(workflow_id).get_update_handle(
+        update_id, result_type=result_type
+    )
+    try:
+        result: T = await handle.result(rpc_timeout=rpc_timeout)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return result
 
 
 async def execute_decision(

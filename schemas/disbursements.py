@@ -23,6 +23,11 @@ def disbursement_workflow_id(loan_number: str, attempt: int) -> str:
     return f"disbursement-{loan_number}-{attempt}"
 
 
+def disbursement_attempt(workflow_id: str) -> int:
+    """The attempt number a disbursement workflow id carries (its last part)."""
+    return int(workflow_id.rsplit("-", 1)[1])
+
+
 class ExternalAccount(BaseModel):
     """A bank account at another institution, paid through the payment rail."""
 

@@ -26,7 +26,8 @@ from api.audit import ShownMembers
 from api.deps import LoanNumber, Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.deps import LoanReader as Reader
 from api.errors import errors
-from api.idempotency import IdempotencyKey
+from api.idempotency import IdempotencyKey, UpdateId
+from api.processes import earlier_update
 from schemas.disbursements import (
     DISBURSER_ROLES,
     DisbursementAccepted,
@@ -34,6 +35,7 @@ from schemas.disbursements import (
     DisbursementInput,
     DisbursementView,
     DisburseRequest,
+    disbursement_attempt,
     disbursement_workflow_id,
 )
 from schemas.errors import BankflowError, ErrorCode, known_code
@@ -94,11 +96,13 @@ async def _start_input(
     return inp, loan.workflow_id
 
 
-async def _via_approval(client: Client, approval_id: str, req: DisburseRequest) -> bool:
+async def _via_approval(
+    client: Client, approval_id: str, req: DisburseRequest, update: str | None
+) -> bool:
     """Ask the running LoanApproval to disburse; False when it has already ended."""
     handle = client.get_workflow_handle(approval_id)
     try:
-        await handle.execute_update(DISBURSE, req, result_type=LoanApprovalState)
+        await handle.execute_update(DISBURSE, req, id=update, result_type=LoanApprovalState)
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         code = known_code(cause.type) if isinstance(cause, ApplicationError) else None
@@ -126,17 +130,33 @@ async def disburse_loan(
     sessions: SessionsDep,
     settings: SettingsDep,
     client: TemporalDep,
+    update: UpdateId,
 ) -> DisbursementAccepted:
     """Disburse an approved loan (branch managers and finance; needs an `Idempotency-Key`):
     to the member's savings account, or to an external bank account through the payment rail.
     202 with the Disbursement workflow id: the saga runs on; follow it with
     `GET /v1/loans/{loan_number}/disbursements`. A loan not approved, or already being
     disbursed, is 409 LoanStateConflict; an unknown loan 404; a bad body 422."""
+    response.headers["Location"] = f"/v1/loans/{loan_number}/disbursements"
+    async with sessions() as session:
+        approval_id = (await get_loan(session, loan_number)).workflow_id
+    earlier = await earlier_update(
+        client, approval_id, update, LoanApprovalState, settings.api_wait_timeout
+    )
+    if earlier is not None and earlier.disbursement_workflow_id is not None:
+        # A retry of a request that died after the LoanApproval took it: its first answer.
+        return DisbursementAccepted(
+            loan_number=loan_number,
+            workflow_id=earlier.disbursement_workflow_id,
+            attempt=disbursement_attempt(earlier.disbursement_workflow_id),
+            via="loan_approval",
+        )
     inp, approval_id = await _start_input(sessions, settings, loan_number, body, principal)
     actor = Actor(user_id=principal.id, username=principal.username, roles=sorted(principal.roles))
     workflow_id = disbursement_workflow_id(loan_number, inp.attempt)
     via = "loan_approval"
-    if not await _via_approval(client, approval_id, DisburseRequest(actor=actor, disbursement=inp)):
+    request = DisburseRequest(actor=actor, disbursement=inp)
+    if not await _via_approval(client, approval_id, request, update):
         via = "direct"
         try:
             await client.start_workflow(
@@ -151,7 +171,6 @@ async def disburse_loan(
             raise BankflowError(
                 ErrorCode.LOAN_STATE, f"{loan_number} is already being disbursed by {workflow_id}"
             ) from exc
-    response.headers["Location"] = f"/v1/loans/{loan_number}/disbursements"
     return DisbursementAccepted(
         loan_number=loan_number, workflow_id=workflow_id, attempt=inp.attempt, via=via
     )

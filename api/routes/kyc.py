@@ -17,7 +17,6 @@ from temporalio.client import (
     WorkflowHandle,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
 from activities.accounts import get_member
 from activities.db import in_transaction
@@ -28,7 +27,7 @@ from api.deps import Principal, Session, SessionsDep, SettingsDep, TemporalDep, 
 from api.errors import describe_validation, errors
 from api.idempotency import IdempotencyKey, UpdateId
 from api.kyc_start import policy, start_options
-from api.processes import execute_decision, process_state
+from api.processes import earlier_update, execute_decision, process_state
 from schemas import search_attributes as sa
 from schemas import types
 from schemas.errors import BankflowError, ErrorCode
@@ -48,7 +47,6 @@ from schemas.kyc import (
     Resubmission,
     Stage,
 )
-from schemas.settings import Settings
 from workflows.kyc_review import DECIDE, INITIAL_OUTCOME, RESUBMIT, KycReviewWorkflow
 
 router = APIRouter(tags=["kyc"])
@@ -171,7 +169,9 @@ async def submit_case(
         # The start operation holds the same error; read it so it is not logged as unretrieved.
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await start.workflow_handle()
-        earlier = await _earlier_outcome(client, options["id"], update, settings)
+        earlier = await earlier_update(
+            client, options["id"], update, KycState, settings.api_wait_timeout
+        )
         if earlier is None:
             raise BankflowError(
                 ErrorCode.DUPLICATE, f"member {member_number} already has an open KYC case"
@@ -179,23 +179,6 @@ async def submit_case(
         state = earlier
     response.headers["Location"] = f"/v1/kyc/{state.case_number}"
     response.status_code = 201 if state.stage in (Stage.APPROVED, Stage.REJECTED) else 202
-    return state
-
-
-async def _earlier_outcome(
-    client: Client, workflow_id: str, update: str | None, settings: Settings
-) -> KycState | None:
-    """The answer of this request's own first attempt, when it opened the open case (it died
-    before its answer was kept, and this is its retry); None when another request opened it."""
-    if update is None:
-        return None
-    handle = client.get_workflow_handle(workflow_id).get_update_handle(update, result_type=KycState)
-    try:
-        state: KycState = await handle.result(rpc_timeout=settings.api_wait_timeout)
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
     return state
 
 

@@ -156,3 +156,32 @@ async def test_auto_disburse_product_disburses_on_approval(
     assert (await kit.loan(loan.inp.loan_id)).state == "active"
     assert await books.verified()
     await record_history(loan.approval, "loan_approval_auto_disburse")
+
+
+async def test_a_disbursement_retried_after_a_crash_answers_the_first_202(
+    api: AsyncClient, temporal_client: Client, worker: str, kit: LoanKit
+) -> None:
+    """The API died after the LoanApproval accepted the disbursement, before keeping its answer:
+    the retry with the same Idempotency-Key answers that disbursement (the Update's id comes from
+    the key) instead of 409 LoanStateConflict; one disbursement, paid once."""
+    from tests.api.test_idempotency import leave_as_crashed
+
+    loan = await approved_loan(kit, temporal_client, worker)
+    number = loan.inp.loan_number
+    manager = await kit.staff("branch_manager")
+    body = {"destination": "savings", "disbursed_on": date.today().isoformat()}
+    headers = manager.headers | {"Idempotency-Key": uuid.uuid4().hex}
+    path = f"/v1/loans/{number}/disbursements"
+    first = await api.post(path, json=body, headers=headers)
+    assert first.status_code == 202, first.text
+    assert (await finished(temporal_client, first.json()["workflow_id"])).status == "completed"
+    assert await leave_as_crashed(kit.sessions, manager.id, headers["Idempotency-Key"], 0) == 1
+
+    again = await api.post(path, json=body, headers=headers)
+    assert again.status_code == 202, again.text
+    assert again.json() == first.json()
+    listed = await api.get(path, headers=manager.headers)
+    assert [row["status"] for row in listed.json()] == ["completed"]
+    other = await disburse(api, number, manager, body)  # another key: the loan is active now
+    assert other.status_code == 409 and other.json()["error"] == "LoanStateConflict"
+    assert await Books(kit).verified()
