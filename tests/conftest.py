@@ -18,7 +18,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, contextmanager
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -219,6 +219,9 @@ def temporal_binary() -> str:
     return found
 
 
+SERVER_STARTUP = timedelta(seconds=60)
+
+
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
@@ -227,6 +230,7 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         search_attributes=search_attributes.ALL,
         dev_server_log_level="error",
         ui=False,
+        dev_server_startup_timeout=SERVER_STARTUP,
     )
     yield env
     await env.shutdown()
@@ -272,6 +276,9 @@ async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=temporal.data_converter(Settings()),
         test_server_existing_path=str(Path(sys.executable).parent / "temporal-test-server"),
+        # The SDK gives a server 5 s to answer; a loaded 2-core CI machine can take longer, and
+        # one slow start would fail every timer test of the session.
+        test_server_startup_timeout=SERVER_STARTUP,
     )
     # The test server knows no custom search attributes until told; LoanApproval upserts ours.
     kinds = {
