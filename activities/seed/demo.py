@@ -111,18 +111,7 @@ async def seed_demo(session: AsyncSession) -> list[DemoUser]:
     users = await _staff(session)
     await _deposit(session, "seed-capital", chart[CASH.number], chart[EQUITY.number], CAPITAL)
     for first, last, born, email, opening in DEMO_MEMBERS:
-        member = await session.scalar(select(Member).where(Member.email == email))
-        if member is None:
-            member = await create_member(
-                session,
-                MemberCreate(
-                    first_name=first,
-                    last_name=last,
-                    date_of_birth=born,
-                    email=email,
-                    branch_code=BRANCH_CODE,
-                ),
-            )
+        member = await _demo_member(session, first, last, born, email)
         account = await session.scalar(
             select(LedgerAccount).where(
                 LedgerAccount.member_id == member.id, LedgerAccount.kind == "savings"
@@ -162,10 +151,10 @@ DEMO_PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 DEMO_PDF = b"%PDF-1.4\n%demo proof of address\n"
 
 
-async def seed_kyc_applicant(session: AsyncSession) -> tuple[str, int, bool]:
-    """The applicant's member number and id, and whether a KYC case should be started for it
-    (its documents are in and it never had a case)."""
-    first, last, born, email = KYC_APPLICANT
+async def _demo_member(
+    session: AsyncSession, first: str, last: str, born: date, email: str
+) -> Member:
+    """The demo member with this e-mail, registered at the demo branch on the first seed."""
     member = await session.scalar(select(Member).where(Member.email == email))
     if member is None:
         member = await create_member(
@@ -178,6 +167,14 @@ async def seed_kyc_applicant(session: AsyncSession) -> tuple[str, int, bool]:
                 branch_code=BRANCH_CODE,
             ),
         )
+    return member
+
+
+async def seed_kyc_applicant(session: AsyncSession) -> tuple[str, int, bool]:
+    """The applicant's member number and id, and whether a KYC case should be started for it
+    (its documents are in and it never had a case)."""
+    first, last, born, email = KYC_APPLICANT
+    member = await _demo_member(session, first, last, born, email)
     has_documents = await session.scalar(
         select(KycDocument.id).where(KycDocument.member_id == member.id).limit(1)
     )
