@@ -1,39 +1,48 @@
 """Month-end savings interest, a batch of accounts at a time, with set-based SQL.
 
-One batch = one account-id range = one transaction:
+One batch = one account-id range = one transaction, and no Python per account:
 1. lock the range's eligible savings accounts (open in the period, not yet in
-   `interest_postings` for it) in ascending id order, and read their balances and carry;
-2. read the net postings per account and day since the period started (end-of-day balances);
-3. price each account with domain.interest (off the event loop);
-4. write one journal for the batch, its postings (interest expense -> account, account ->
-   withholding tax payable), one `interest_postings` row per account, the member balances in
-   one UPDATE, and the GL side aggregated: one UPDATE per GL account, last, so the interest
-   expense row is held for milliseconds, not for the batch.
+   `interest_postings` for it) in ascending id order;
+2. price them into a temporary table: monthly-compounding products in Postgres, with the rules
+   of `domain.interest` as one statement (`activities.interest_sql`); daily-compounding ones,
+   which compound each day on the last, with `domain.interest` itself;
+3. write from that table, set-based: one journal for the batch with one posting per account for
+   its net interest (interest expense -> account) and one per currency for the tax the batch
+   withheld (interest expense -> withholding tax payable); one `interest_postings` row per
+   account (gross, tax and carry: what the member's statement shows beside the net line); the
+   member balances in one UPDATE; and the GL side aggregated, one UPDATE per GL account, last,
+   so the interest expense row is held for milliseconds, not for the batch.
+
+One net posting per account instead of a gross credit and a tax debit halves the rows a
+month-end writes (its largest cost); the member still sees gross, tax and net for the period,
+from the interest record, and the GL totals are the same.
 
 Exactly once per (account, period): the `interest_postings` primary key, written in the same
 transaction as the journal; a retried or re-run batch finds its accounts there and posts
 nothing. An advisory lock per (period, range) makes two attempts of one batch queue instead of
-racing. The journal, its postings and the GL side are written by `activities.ledger.batch`, the
-ledger's own batch-posting primitives, so `ledger verify` recomputes the same content hash.
+racing. The journal's content hash is computed in SQL exactly as `activities.ledger.batch`
+computes it, so `ledger verify` recomputes the same hash from the stored postings.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities.db import sqlstate
+from activities.interest_sql import PRICE, PRICED
 from activities.ledger import batch
-from activities.ledger.batch import Line
 from activities.ledger.chart import INTEREST_EXPENSE, WITHHOLDING_TAX, gl_code
 from activities.savings import terms_of
-from activities.tables import Currency, LedgerAccount, SavingsProduct
+from activities.tables import PERIOD_CLOSED_SQLSTATE, Currency, LedgerAccount, SavingsProduct
 from domain.interest import Carry, MonthInterest, Terms, month_interest
 from domain.periods import period_bounds, previous_period, year_month
 from schemas.errors import BankflowError, ErrorCode
@@ -43,7 +52,7 @@ from schemas.month_end import (
 )
 
 JOURNAL_KIND = "interest"
-# postings.line is SMALLINT: two lines per account keeps a batch under 32767 lines.
+# postings.line is SMALLINT: a line per account (and one per currency) stays under 32767.
 MAX_BATCH_ACCOUNTS = 15000
 
 
@@ -53,31 +62,37 @@ ELIGIBLE = """
     WHERE s.opened_on <= :end
       AND (a.closed_at IS NULL OR a.closed_at::date >= :start)
 """
-
-LOCK_ACCOUNTS = text(
-    """
-    SELECT s.account_id, s.product_id, s.opened_on, a.closed_at::date AS closed_on,
-           a.status, a.currency, a.credits_posted_minor - a.debits_posted_minor AS balance
-    """
-    + ELIGIBLE
-    + """
+PENDING = """
       AND s.account_id BETWEEN :lo AND :hi
       AND NOT EXISTS (SELECT 1 FROM interest_postings d
                       WHERE d.account_id = s.account_id AND d.period = :period)
-    ORDER BY s.account_id
-    FOR UPDATE OF a
-    """
+"""
+LOCK_ACCOUNTS = text(
+    "SELECT count(*) FROM (SELECT 1"
+    + ELIGIBLE
+    + PENDING
+    + " ORDER BY s.account_id FOR UPDATE OF a) locked"
 )
 COUNT_DONE = text(
     "SELECT count(*) FROM interest_postings WHERE period = :period "
     "AND account_id BETWEEN :lo AND :hi"
 )
-PREVIOUS = text(
-    "SELECT account_id, accrued, residue FROM interest_postings "
-    "WHERE period = :prev AND account_id = ANY(:ids)"
+# Daily compounding, priced by domain.interest: the accounts (already locked) and their carry.
+DAILY_ACCOUNTS = text(
+    """
+    SELECT s.account_id, s.product_id, s.opened_on, a.closed_at::date AS closed_on,
+           a.status, a.currency, a.credits_posted_minor - a.debits_posted_minor AS balance,
+           c.accrued, c.residue
+    FROM savings_accounts s
+    JOIN ledger_accounts a ON a.id = s.account_id
+    LEFT JOIN interest_postings c ON c.account_id = s.account_id AND c.period = :prev
+    WHERE s.opened_on <= :end
+      AND (a.closed_at IS NULL OR a.closed_at::date >= :start)
+      AND s.product_id = ANY(:products)
+    """
+    + PENDING
+    + " ORDER BY s.account_id"
 )
-# Net postings per account and value date from the period's first day on: the end-of-day
-# balances inside the period, and what was booked after it (to step back from today's balance).
 DAILY_CHANGES = text(
     """
     SELECT x.account_id, j.value_date, sum(x.amount) AS amount
@@ -91,18 +106,78 @@ DAILY_CHANGES = text(
     GROUP BY x.account_id, j.value_date
     """
 )
-INSERT_INTEREST = text(
+INSERT_PRICED = text(
+    f"""
+    INSERT INTO {PRICED} (account_id, currency, earned, posted_minor, tax_minor, accrued, residue)
+    SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:currencies AS text[]),
+                         CAST(CAST(:earned AS text[]) AS numeric[]), CAST(:posted AS bigint[]),
+                         CAST(:tax AS bigint[]), CAST(CAST(:accrued AS text[]) AS numeric[]),
+                         CAST(CAST(:residue AS text[]) AS numeric[]))
     """
+)
+# The batch's lines: one per account with net interest (in account order), then one per
+# currency for the tax withheld; `gl` maps each currency to its expense and tax GL accounts.
+LINES = f"""
+    gl AS (SELECT * FROM unnest(CAST(:gl_currencies AS text[]), CAST(:gl_expense AS bigint[]),
+                                CAST(:gl_tax AS bigint[])) AS g(currency, expense, tax)),
+    lines AS (
+        SELECT row_number() OVER (ORDER BY k, account_id, currency) AS line, debit, credit,
+               amount, currency
+        FROM (SELECT 0 AS k, p.account_id, g.expense AS debit,
+                     p.account_id AS credit, p.posted_minor - p.tax_minor AS amount, p.currency
+              FROM {PRICED} p JOIN gl g USING (currency)
+              WHERE p.posted_minor - p.tax_minor > 0
+              UNION ALL
+              SELECT 1, 0, g.expense, g.tax, sum(p.tax_minor), p.currency
+              FROM {PRICED} p JOIN gl g USING (currency)
+              GROUP BY p.currency, g.expense, g.tax HAVING sum(p.tax_minor) > 0) l
+    )
+"""
+# The journal and its postings in one statement. The content hash is
+# activities.ledger.batch.content_hash's canonical JSON, built in SQL.
+INSERT_JOURNAL = text(
+    "WITH"
+    + LINES
+    + r""",
+    journal AS (
+        INSERT INTO journals (id, kind, description, value_date, content_hash, process_id,
+                              metadata)
+        SELECT :id, CAST(:kind AS text), :description, :value_date,
+               encode(sha256(convert_to(
+                   '{"kind":' || to_json(CAST(:kind AS text)) || ',"value_date":"'
+                   || :value_iso || '","reverses"\:null,"postings":['
+                   || string_agg('[' || debit || ',' || credit || ',' || amount || ','
+                                 || to_json(currency) || ']', ',' ORDER BY line)
+                   || ']}', 'UTF8')), 'hex'),
+               :process_id, CAST(:metadata AS jsonb)
+        FROM lines HAVING count(*) > 0
+        RETURNING id
+    )
+    INSERT INTO postings (journal_id, line, debit_account_id, credit_account_id, amount_minor,
+                          currency)
+    SELECT j.id, l.line, l.debit, l.credit, l.amount, l.currency FROM lines l, journal j
+    """
+)
+INSERT_INTEREST = text(
+    f"""
     INSERT INTO interest_postings (account_id, period, journal_id, currency, earned,
                                    posted_minor, tax_minor, accrued, residue)
-    SELECT r.account_id, :period, CASE WHEN r.posted > 0 THEN :journal_id END, r.currency,
-           r.earned, r.posted, r.tax, r.accrued, r.residue
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:currencies AS text[]),
-                CAST(CAST(:earned AS text[]) AS numeric[]), CAST(:posted AS bigint[]), CAST(:tax AS bigint[]),
-                CAST(CAST(:accrued AS text[]) AS numeric[]),
-                CAST(CAST(:residue AS text[]) AS numeric[]))
-         AS r(account_id, currency, earned, posted, tax, accrued, residue)
+    SELECT account_id, :period, CASE WHEN posted_minor > 0 THEN :journal_id END, currency,
+           earned, posted_minor, tax_minor, accrued, residue
+    FROM {PRICED}
     """
+)
+CREDIT_MEMBERS = text(
+    f"""
+    UPDATE ledger_accounts a
+    SET credits_posted_minor = a.credits_posted_minor + p.posted_minor - p.tax_minor
+    FROM {PRICED} p
+    WHERE a.id = p.account_id AND p.posted_minor - p.tax_minor > 0
+    """
+)
+TOTALS = text(
+    f"SELECT currency, sum(posted_minor) AS gross, sum(tax_minor) AS tax FROM {PRICED}"
+    " GROUP BY currency ORDER BY currency"
 )
 
 
@@ -160,8 +235,8 @@ def _price(
     changes: dict[int, list[tuple[date, int]]],
     products: dict[int, tuple[Terms, str]],
 ) -> list[_Priced]:
-    """Pure: each account's month. Runs in a thread so the event loop keeps heartbeating and
-    feeding the other batches' SQL meanwhile."""
+    """Pure: each account's month by domain.interest. Runs in a thread so the event loop keeps
+    heartbeating meanwhile."""
     year, month = year_month(period)
     priced: list[_Priced] = []
     for acc in accounts:
@@ -191,28 +266,23 @@ def _price(
     return priced
 
 
-async def _lock_accounts(session: AsyncSession, req: BatchRequest) -> list[_Account]:
-    start, end = period_bounds(req.period)
+async def _price_daily_compounding(
+    session: AsyncSession, req: BatchRequest, params: dict[str, object]
+) -> None:
+    """Daily-compounding accounts of the batch, priced by domain.interest into the batch's
+    priced table (each day compounds on the last: a loop per day, not a set operation)."""
+    products = await _products(session)
+    daily = [pid for pid, (terms, _) in products.items() if terms.compounding == "daily"]
+    if not daily:
+        return
     rows = (
         await session.execute(
-            LOCK_ACCOUNTS,
-            {
-                "start": start,
-                "end": end,
-                "lo": req.first_account_id,
-                "hi": req.last_account_id,
-                "period": req.period,
-            },
+            DAILY_ACCOUNTS, {**params, "products": daily, "prev": previous_period(req.period)}
         )
     ).all()
-    carry = {
-        r.account_id: Carry(Decimal(r.accrued), Decimal(r.residue))
-        for r in await session.execute(
-            PREVIOUS,
-            {"prev": previous_period(req.period), "ids": [r.account_id for r in rows]},
-        )
-    }
-    return [
+    if not rows:
+        return
+    accounts = [
         _Account(
             account_id=r.account_id,
             product_id=r.product_id,
@@ -221,19 +291,32 @@ async def _lock_accounts(session: AsyncSession, req: BatchRequest) -> list[_Acco
             is_open=r.status == "open",
             currency=r.currency,
             balance_minor=int(r.balance),
-            carry=carry.get(r.account_id, Carry()),
+            carry=Carry(Decimal(r.accrued), Decimal(r.residue))
+            if r.accrued is not None
+            else Carry(),
         )
         for r in rows
     ]
-
-
-async def _daily_changes(
-    session: AsyncSession, ids: list[int], start: date
-) -> dict[int, list[tuple[date, int]]]:
-    changes: dict[int, list[tuple[date, int]]] = defaultdict(list)
-    for r in await session.execute(DAILY_CHANGES, {"ids": ids, "start": start}):
-        changes[r.account_id].append((r.value_date, int(r.amount)))
-    return changes
+    start, end = period_bounds(req.period)
+    changes: dict[int, list[tuple[date, int]]] = {}
+    for r in await session.execute(
+        DAILY_CHANGES, {"ids": [a.account_id for a in accounts], "start": start}
+    ):
+        changes.setdefault(r.account_id, []).append((r.value_date, int(r.amount)))
+    priced = await asyncio.to_thread(_price, req.period, start, end, accounts, changes, products)
+    await session.execute(
+        INSERT_PRICED,
+        {
+            "ids": [p.account.account_id for p in priced],
+            "currencies": [p.account.currency for p in priced],
+            # Decimals as text: psycopg's numeric array dumper costs more than the INSERT.
+            "earned": [str(p.interest.earned) for p in priced],
+            "posted": [p.posted_minor for p in priced],
+            "tax": [p.tax_minor for p in priced],
+            "accrued": [str(p.interest.carry.accrued) for p in priced],
+            "residue": [str(p.interest.carry.residue) for p in priced],
+        },
+    )
 
 
 async def post_interest_batch(
@@ -247,113 +330,93 @@ async def post_interest_batch(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
         {"key": f"month-end:{req.period}:{req.first_account_id}"},
     )
-    accounts = await _lock_accounts(session, req)
-    if len(accounts) > MAX_BATCH_ACCOUNTS:
+    params: dict[str, object] = {
+        "start": start,
+        "end": end,
+        "lo": req.first_account_id,
+        "hi": req.last_account_id,
+        "period": req.period,
+    }
+    locked = int(await session.scalar(LOCK_ACCOUNTS, params) or 0)
+    if locked > MAX_BATCH_ACCOUNTS:
         raise BankflowError(ErrorCode.VALIDATION, f"a batch holds at most {MAX_BATCH_ACCOUNTS}")
-    bounds = {"period": req.period, "lo": req.first_account_id, "hi": req.last_account_id}
-    already = int(await session.scalar(COUNT_DONE, bounds) or 0)
-    if not accounts:
+    already = int(await session.scalar(COUNT_DONE, params) or 0)
+    if not locked:
         return BatchResult(
             accounts=already, posted_now=0, journal_id=None, interest_minor={}, tax_minor={}
         )
     heartbeat("locked")
-    ids = [a.account_id for a in accounts]
-    changes = await _daily_changes(session, ids, start)
-    products = await _products(session)
-    priced = await asyncio.to_thread(_price, req.period, start, end, accounts, changes, products)
+    # The planner cannot estimate a chain of aggregates over a batch's few thousand rows and
+    # would JIT-compile it for seconds; the statement runs in milliseconds interpreted.
+    await session.execute(text("SET LOCAL jit = off"))
+    await session.execute(
+        PRICE, {**params, "prev": previous_period(req.period), "month": end.month}
+    )
+    await _price_daily_compounding(session, req, params)
     heartbeat("priced")
     # Another run may have posted part of this range (a different batch size): the suffix
     # keeps this journal's id distinct from that one's while staying deterministic.
     journal_id = f"month-end:{req.period}:{req.first_account_id}-{req.last_account_id}"
     if already:
         journal_id += f"+{already}"
-    totals = await _write(session, req, journal_id, end, priced)
+    gross, tax = await _write(session, req, journal_id, end)
     heartbeat("written")
     return BatchResult(
-        accounts=already + len(accounts),
-        posted_now=len(accounts),
-        journal_id=journal_id if totals[0] else None,
-        interest_minor=totals[0],
-        tax_minor=totals[1],
+        accounts=already + locked,
+        posted_now=locked,
+        journal_id=journal_id if gross else None,
+        interest_minor=gross,
+        tax_minor=tax,
     )
 
 
 async def _write(
-    session: AsyncSession,
-    req: BatchRequest,
-    journal_id: str,
-    value_date: date,
-    priced: list[_Priced],
+    session: AsyncSession, req: BatchRequest, journal_id: str, value_date: date
 ) -> tuple[dict[str, int], dict[str, int]]:
-    gl = await _gl_ids(session, {p.account.currency for p in priced})
-    lines: list[Line] = []
-    gross: dict[str, int] = defaultdict(int)
-    tax: dict[str, int] = defaultdict(int)
-    for p in priced:
-        cur, account_id = p.account.currency, p.account.account_id
-        if p.posted_minor:
-            lines.append((gl[(INTEREST_EXPENSE.number, cur)], account_id, p.posted_minor, cur))
-            gross[cur] += p.posted_minor
-        if p.tax_minor:
-            lines.append((account_id, gl[(WITHHOLDING_TAX.number, cur)], p.tax_minor, cur))
-            tax[cur] += p.tax_minor
-    if lines:
-        await _insert_journal(session, req, journal_id, value_date, lines)
-    await session.execute(
-        INSERT_INTEREST,
-        {
-            "period": req.period,
-            "journal_id": journal_id,
-            "ids": [p.account.account_id for p in priced],
-            "currencies": [p.account.currency for p in priced],
-            # Decimals as text: psycopg's numeric array dumper costs more than the INSERT.
-            "earned": [str(p.interest.earned) for p in priced],
-            "posted": [p.posted_minor for p in priced],
-            "tax": [p.tax_minor for p in priced],
-            "accrued": [str(p.interest.carry.accrued) for p in priced],
-            "residue": [str(p.interest.carry.residue) for p in priced],
-        },
-    )
-    moved = [p for p in priced if p.posted_minor]
-    if moved:
-        await batch.add_to_balances(
-            session,
-            ids=[p.account.account_id for p in moved],
-            credits=[p.posted_minor for p in moved],
-            debits=[p.tax_minor for p in moved],
+    """Everything from the priced table, set-based; the GL rows last. Returns the gross
+    interest and the tax per currency."""
+    totals = (await session.execute(TOTALS)).all()
+    gross = {r.currency: int(r.gross) for r in totals if r.gross}
+    tax = {r.currency: int(r.tax) for r in totals if r.tax}
+    gl = await _gl_ids(session, set(gross))
+    currencies = sorted(gross)
+    try:
+        await session.execute(
+            INSERT_JOURNAL,
+            {
+                "gl_currencies": currencies,
+                "gl_expense": [gl[(INTEREST_EXPENSE.number, c)] for c in currencies],
+                "gl_tax": [gl[(WITHHOLDING_TAX.number, c)] for c in currencies],
+                "id": journal_id,
+                "kind": JOURNAL_KIND,
+                "description": f"Savings interest {req.period}",
+                "value_date": value_date,
+                "value_iso": value_date.isoformat(),
+                "process_id": req.workflow_id,
+                # The run's tag tells this run's postings from an earlier, interrupted run's.
+                "metadata": json.dumps(
+                    {
+                        "period": req.period,
+                        "run": req.run_id,
+                        "accounts": [req.first_account_id, req.last_account_id],
+                    }
+                ),
+            },
         )
+    except DBAPIError as exc:
+        if sqlstate(exc) == PERIOD_CLOSED_SQLSTATE:
+            raise BankflowError(
+                ErrorCode.PERIOD_CLOSED, f"the period {req.period} is closed for postings"
+            ) from exc
+        raise
+    await session.execute(INSERT_INTEREST, {"period": req.period, "journal_id": journal_id})
+    await session.execute(CREDIT_MEMBERS)
     # Last: the GL rows every batch shares are locked only for the moment before commit.
-    gl_moves: dict[int, tuple[int, int]] = defaultdict(lambda: (0, 0))
+    # Interest expense is debited the gross (net to members + tax), the payable credited the tax.
+    moves: dict[int, tuple[int, int]] = {}
     for cur, amount in gross.items():
-        debit, credit = gl_moves[gl[(INTEREST_EXPENSE.number, cur)]]
-        gl_moves[gl[(INTEREST_EXPENSE.number, cur)]] = (debit + amount, credit)
-    for cur, amount in tax.items():
-        debit, credit = gl_moves[gl[(WITHHOLDING_TAX.number, cur)]]
-        gl_moves[gl[(WITHHOLDING_TAX.number, cur)]] = (debit, credit + amount)
-    await batch.update_gl(session, gl_moves)
-    return dict(gross), dict(tax)
-
-
-async def _insert_journal(
-    session: AsyncSession,
-    req: BatchRequest,
-    journal_id: str,
-    value_date: date,
-    lines: list[Line],
-) -> None:
-    await batch.insert_journal(
-        session,
-        journal_id=journal_id,
-        kind=JOURNAL_KIND,
-        description=f"Savings interest {req.period}",
-        value_date=value_date,
-        lines=lines,
-        process_id=req.workflow_id,
-        # The run's tag tells this run's postings from an earlier, interrupted run's.
-        metadata={
-            "period": req.period,
-            "run": req.run_id,
-            "accounts": [req.first_account_id, req.last_account_id],
-        },
-        period=req.period,
-    )
+        moves[gl[(INTEREST_EXPENSE.number, cur)]] = (amount, 0)
+        if tax.get(cur):
+            moves[gl[(WITHHOLDING_TAX.number, cur)]] = (0, tax[cur])
+    await batch.update_gl(session, moves)
+    return gross, tax

@@ -66,6 +66,16 @@ class AccountView(BaseModel):
     closed_at: datetime | None
 
 
+class InterestDetail(BaseModel):
+    """What a month-end interest line is made of: the ledger posts the net, the record keeps
+    the gross earned and the tax withheld."""
+
+    period: str = Field(description="YYYY-MM")
+    gross: str
+    tax: str
+    net: str
+
+
 class StatementLine(BaseModel):
     posting_id: int
     journal_id: str
@@ -76,6 +86,9 @@ class StatementLine(BaseModel):
     debit: str | None
     credit: str | None
     balance: str
+    interest: InterestDetail | None = Field(
+        default=None, description="on a month-end interest line: gross, tax withheld and net"
+    )
 
 
 class Statement(BaseModel):

@@ -13,10 +13,18 @@ from sqlalchemy import Select, and_, bindparam, case, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.ledger import engine as ledger_engine
-from activities.tables import Branch, Currency, Journal, LedgerAccount, Member, Posting
+from activities.tables import (
+    Branch,
+    Currency,
+    InterestPosting,
+    Journal,
+    LedgerAccount,
+    Member,
+    Posting,
+)
 from domain.money import to_major
 from schemas.errors import BankflowError, ErrorCode
-from schemas.members import AccountView, MemberView, Statement, StatementLine
+from schemas.members import AccountView, InterestDetail, MemberView, Statement, StatementLine
 
 A = LedgerAccount
 
@@ -268,6 +276,9 @@ async def statement(
         page_query = page_query.where(signed.c.id > after)
     rows = (await session.execute(page_query)).all()
     running = opening + page_base
+    interest = await _interest_details(
+        session, account.id, scale, {r[2] for r in rows[:limit] if r[3] == "interest"}
+    )
     lines = []
     for posting_id, amount, journal_id, kind, value_date, description, posted_at in rows[:limit]:
         running += amount
@@ -282,6 +293,7 @@ async def statement(
                 debit=to_major(-amount, scale) if amount < 0 else None,
                 credit=to_major(amount, scale) if amount > 0 else None,
                 balance=to_major(running, scale),
+                interest=interest.get(journal_id),
             )
         )
     return Statement(
@@ -291,6 +303,35 @@ async def statement(
         lines=lines,
         next_cursor=lines[-1].posting_id if len(rows) > limit else None,
     )
+
+
+async def _interest_details(
+    session: AsyncSession, account_id: int, scale: int, journal_ids: set[str]
+) -> dict[str, InterestDetail]:
+    """Gross, tax and net of the month-end interest journals on a statement page."""
+    if not journal_ids:
+        return {}
+    rows = await session.execute(
+        select(
+            InterestPosting.journal_id,
+            InterestPosting.period,
+            InterestPosting.posted_minor,
+            InterestPosting.tax_minor,
+        ).where(
+            InterestPosting.account_id == account_id,
+            InterestPosting.journal_id.in_(sorted(journal_ids)),
+        )
+    )
+    return {
+        journal_id: InterestDetail(
+            period=period,
+            gross=to_major(gross, scale),
+            tax=to_major(tax, scale),
+            net=to_major(gross - tax, scale),
+        )
+        for journal_id, period, gross, tax in rows
+        if journal_id is not None
+    }
 
 
 # ---- ledger -----------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from activities.db import in_transaction
+from activities.ledger.chart import INTEREST_EXPENSE, WITHHOLDING_TAX
 from activities.month_end_batch import post_interest_batch
+from activities.reads.books import statement
 from schemas.month_end import BatchRequest, Stage
 from tests.month_end.conftest import FINANCE, Stack
 from tests.workflows.conftest import record_history
@@ -134,3 +136,36 @@ async def test_refuses_a_period_that_has_not_ended(stack: Stack) -> None:
     cause = failed.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "PeriodNotEnded"
     assert await stack.scalar("SELECT count(*) FROM month_end_runs") == 0
+
+
+async def test_a_batch_posts_the_net_interest_per_account_and_the_tax_once(stack: Stack) -> None:
+    """One posting per account (net interest, expense -> member) and one per batch and currency
+    (the tax, expense -> withholding tax payable): half the rows of a gross-and-tax pair per
+    account, the same balances, and the statement still shows gross, tax and net."""
+    product = await stack.product(annual_rate="0.0365", withholding_tax_rate="0.15")
+    steady = await stack.account(product, date(2026, 9, 1), [(date(2026, 9, 1), 365000)])
+    other = await stack.account(product, date(2026, 9, 1), [(date(2026, 9, 1), 100000)])
+    await stack.run(PERIOD)
+    journal = await stack.scalar(
+        "SELECT journal_id FROM interest_postings WHERE account_id = :a AND period = :p",
+        a=steady, p=PERIOD)  # fmt: skip
+    lines = await stack.scalar(
+        "SELECT string_agg(CASE WHEN credit_account_id IN (:s, :o) THEN 'member:'"
+        " || amount_minor ELSE 'tax:' || amount_minor END, ',' ORDER BY line)"
+        " FROM postings WHERE journal_id = :j", s=steady, o=other, j=journal)  # fmt: skip
+    # 11.32 gross - 1.70 tax = 9.62; 3.10 - 0.46 = 2.64; tax 1.70 + 0.46 = 2.16
+    assert sorted(lines.split(",")) == ["member:264", "member:962", "tax:216"]
+    expense, wht = stack.chart[INTEREST_EXPENSE.number], stack.chart[WITHHOLDING_TAX.number]
+    assert await stack.scalar(
+        "SELECT debit_account_id || '>' || credit_account_id FROM postings"
+        " WHERE journal_id = :j AND amount_minor = 216", j=journal) == f"{expense}>{wht}"  # fmt: skip
+    assert await stack.balance(steady) == 365000 + 962
+    code = await stack.scalar("SELECT code FROM ledger_accounts WHERE id = :a", a=steady)
+    async with stack.sessions() as session:
+        page = await statement(session, code, date_from=date(2026, 10, 31))
+    [line] = page.lines
+    assert (line.kind, line.credit, line.debit) == ("interest", "9.62", None)
+    assert line.interest is not None
+    assert (line.interest.period, line.interest.gross, line.interest.tax, line.interest.net) == (
+        PERIOD, "11.32", "1.70", "9.62")  # fmt: skip
+    assert (await stack.verify()).ok
