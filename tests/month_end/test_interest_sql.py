@@ -164,13 +164,13 @@ async def run_case(url: str, chart: dict[str, dict[str, int]], case: Case) -> No
         tiers=[
             TierIn(min_balance=str(Decimal(m).scaleb(-scale)), annual_rate=r) for m, r in p.tiers
         ],
-        calculation=p.calculation,  # type: ignore[arg-type]
-        compounding=p.compounding,  # type: ignore[arg-type]
-        posting=p.posting,  # type: ignore[arg-type]
-        days_in_year=p.days_in_year,  # type: ignore[arg-type]
+        calculation=p.calculation,
+        compounding=p.compounding,
+        posting=p.posting,
+        days_in_year=p.days_in_year,
         min_balance=str(Decimal(p.min_balance_minor).scaleb(-scale)),
         withholding_tax_rate=p.tax_rate,
-        rounding=p.rounding,  # type: ignore[arg-type]
+        rounding=p.rounding,
     )
     try:
         await in_transaction(sessions, lambda s: create_product(s, body))
@@ -258,7 +258,11 @@ async def _open(
                 )
             ],
         )
-        await in_transaction(sessions, lambda s, r=req: ledger_engine.post_journal(s, r))
+
+        async def post(session: AsyncSession, req: JournalRequest = req) -> object:
+            return await ledger_engine.post_journal(session, req)
+
+        await in_transaction(sessions, post)
         balance += amount
         applied.append((day, amount))
 
