@@ -24,33 +24,36 @@ from sqlalchemy import text
 PRICED = "me_priced"
 
 
-def rounded(x: str, places: str, mode: str) -> str:
+def rounded(x: str, places: str, mode: str, factor: str) -> str:
     """SQL: the non-negative numeric `x` rounded to `places` decimals by `mode` (a column
-    holding a Decimal rounding name), as `Decimal.quantize` does. `x` should be a column or a
-    cheap expression: it is repeated."""
-    s = f"(10::numeric ^ ({places}))"
-    xs = f"(({x}) * {s})"
+    holding a Decimal rounding name), as `Decimal.quantize` does; `factor` is 10^places (a
+    literal or a column: computing a power per row costs more than the rounding). `x` should
+    be a column: it is repeated."""
+    xs = f"({x} * {factor})"
     return (
         f"(CASE {mode}"
         f" WHEN 'ROUND_HALF_UP' THEN round({x}, {places})"
         f" WHEN 'ROUND_DOWN' THEN trunc({x}, {places})"
-        f" WHEN 'ROUND_UP' THEN round(ceil({xs}) / {s}, {places})"
+        f" WHEN 'ROUND_UP' THEN round(ceil({xs}) / {factor}, {places})"
         f" ELSE CASE WHEN {xs} - trunc({xs}) = 0.5 AND mod(trunc({xs}), 2) = 0"
         f" THEN trunc({x}, {places}) ELSE round({x}, {places}) END END)"
     )
 
 
-def _rate_for(balance_minor: str) -> str:
+def _rate_for(balance_minor: str, t: str) -> str:
     """SQL: the tier rate for a balance in minor units (the highest tier whose minimum it
-    reaches; tiers are stored sorted with distinct minimums), else the product's rate."""
+    reaches; tiers are stored sorted with distinct minimums), else the product's rate; `t` is
+    the alias holding the product's `tiers` and `annual_rate`."""
     return (
-        "(CASE WHEN a.tiers = '[]'::jsonb THEN a.annual_rate ELSE coalesce("
-        "(SELECT CAST(t->>'annual_rate' AS numeric) FROM jsonb_array_elements(a.tiers) t"
-        f" WHERE CAST(t->>'min_balance_minor' AS numeric) <= {balance_minor}"
-        " ORDER BY CAST(t->>'min_balance_minor' AS numeric) DESC LIMIT 1), a.annual_rate) END)"
+        f"(CASE WHEN {t}.tiers = '[]'::jsonb THEN {t}.annual_rate ELSE coalesce("
+        f"(SELECT CAST(r->>'annual_rate' AS numeric) FROM jsonb_array_elements({t}.tiers) r"
+        f" WHERE CAST(r->>'min_balance_minor' AS numeric) <= {balance_minor}"
+        f" ORDER BY CAST(r->>'min_balance_minor' AS numeric) DESC LIMIT 1), {t}.annual_rate)"
+        " END)"
     )
 
 
+NINE = "1000000000"
 # Parameters: :lo, :hi (account ids), :period, :prev (the period before), :start, :end (its
 # first and last day), :month (1-12). Accounts: the range's eligible savings accounts on
 # monthly-compounding products not yet priced for the period (the caller has locked them).
@@ -66,7 +69,7 @@ PRICE = text(
                coalesce(c.accrued, 0) AS c_accrued, coalesce(c.residue, 0) AS c_residue,
                p.annual_rate, p.tiers, p.calculation, p.posting, p.days_in_year,
                p.min_balance_minor, p.withholding_tax_rate, p.rounding, cur.scale,
-               10::numeric ^ (-cur.scale) AS unit
+               10::numeric ^ (-cur.scale) AS unit, 10::numeric ^ cur.scale AS pow
         FROM savings_accounts s
         JOIN ledger_accounts a ON a.id = s.account_id
         JOIN savings_products p ON p.id = s.product_id
@@ -101,80 +104,77 @@ PRICE = text(
         WINDOW w AS (PARTITION BY account_id ORDER BY d)
     ),
     runs AS MATERIALIZED (
-        SELECT g.account_id,
-               a.balance - coalesce(f.amount, 0) - (g.tot - g.cum) AS bal_minor,
-               greatest(0, least(g.e - 1, a.last_day) - greatest(g.s, a.first_day) + 1)
-                   AS days
+        -- each run's open days and balance; a run counts when its balance is above zero and
+        -- at or above the product's minimum, and `day_raw` is then its day's interest before
+        -- rounding
+        SELECT g.account_id, a.rounding, x.days, x.bal_minor * a.unit AS b,
+               CASE WHEN x.days > 0 AND x.bal_minor > 0 AND x.bal_minor >= a.min_balance_minor
+                    THEN round((x.bal_minor * a.unit + a.c_accrued)
+                               * {_rate_for("x.bal_minor", "a")}, 30) / a.days_in_year
+               END AS day_raw
         FROM seg g JOIN acc a USING (account_id)
         LEFT JOIN (SELECT account_id, sum(amount) AS amount FROM chg WHERE d > :end
                    GROUP BY account_id) f USING (account_id)
-    ),
-    counted AS MATERIALIZED (
-        -- a run counts when it is open days at a balance above zero and at or above the
-        -- product's minimum; `day_raw` is its day's interest before rounding
-        SELECT r.account_id, r.days, r.bal_minor * a.unit AS b,
-               CASE WHEN r.days > 0 AND r.bal_minor > 0 AND r.bal_minor >= a.min_balance_minor
-                    THEN round((r.bal_minor * a.unit + a.c_accrued)
-                               * {_rate_for("r.bal_minor")}, 30) / a.days_in_year
-               END AS day_raw
-        FROM runs r JOIN acc a USING (account_id)
+        CROSS JOIN LATERAL (
+            SELECT a.balance - coalesce(f.amount, 0) - (g.tot - g.cum) AS bal_minor,
+                   greatest(0, least(g.e - 1, a.last_day) - greatest(g.s, a.first_day) + 1)
+                       AS days) x
     ),
     agg AS MATERIALIZED (
-        SELECT c.account_id, sum(c.days) AS open_days,
-               coalesce(sum(c.days * {rounded("c.day_raw", "9", "a.rounding")}), 0) AS earned_db,
-               coalesce(sum(CASE WHEN c.day_raw IS NOT NULL THEN c.b * c.days END), 0)
-                   AS total_b
-        FROM counted c JOIN acc a USING (account_id)
-        GROUP BY c.account_id
+        SELECT account_id, sum(days) AS open_days,
+               coalesce(sum(days * {rounded("day_raw", "9", "rounding", NINE)}), 0) AS earned_db,
+               coalesce(sum(CASE WHEN day_raw IS NOT NULL THEN b * days END), 0) AS total_b
+        FROM runs GROUP BY account_id
     ),
-    avg1 AS MATERIALIZED (
-        SELECT g.account_id, g.open_days, g.earned_db,
+    acct AS MATERIALIZED (
+        -- per account from here on, with its average daily balance before rounding
+        SELECT a.*, g.open_days, g.earned_db,
                CASE WHEN g.open_days > 0 THEN round(g.total_b, 30) / g.open_days ELSE 0 END
                    AS avg_raw
-        FROM agg g
+        FROM agg g JOIN acc a USING (account_id)
     ),
-    avg2 AS MATERIALIZED (
-        SELECT g.account_id, g.open_days, g.earned_db,
-               {rounded("g.avg_raw", "9", "a.rounding")} AS average
-        FROM avg1 g JOIN acc a USING (account_id)
+    avg AS MATERIALIZED (
+        SELECT t.*, {rounded("t.avg_raw", "9", "t.rounding", NINE)} AS average FROM acct t
+    ),
+    avg_day AS MATERIALIZED (
+        SELECT t.*,
+               CASE WHEN t.calculation = 'average_daily_balance' AND t.average > 0
+                    THEN round((t.average + t.c_accrued) * {_rate_for("t.average * t.pow", "t")},
+                               30) / t.days_in_year
+               END AS avg_day_raw
+        FROM avg t
     ),
     earned AS MATERIALIZED (
-        SELECT g.account_id,
-               CASE WHEN a.calculation = 'daily_balance' THEN g.earned_db
-                    WHEN g.average <= 0 THEN 0
-                    ELSE g.open_days * {
-        rounded(
-            "round((g.average + a.c_accrued) * "
-            + _rate_for("g.average / a.unit")
-            + ", 30) / a.days_in_year",
-            "9",
-            "a.rounding",
-        )
-    }
+        SELECT t.*,
+               CASE WHEN t.calculation = 'daily_balance' THEN t.earned_db
+                    WHEN t.avg_day_raw IS NULL THEN 0
+                    ELSE t.open_days * {rounded("t.avg_day_raw", "9", "t.rounding", NINE)}
                END AS earned
-        FROM avg2 g JOIN acc a USING (account_id)
+        FROM avg_day t
     ),
     due AS MATERIALIZED (
-        SELECT e.account_id, e.earned, a.c_accrued + e.earned AS accrued,
-               a.c_accrued + e.earned + a.c_residue AS due,
-               CASE a.posting WHEN 'monthly' THEN true
+        SELECT t.*, t.c_accrued + t.earned AS accrued, t.c_accrued + t.earned + t.c_residue AS due,
+               CASE t.posting WHEN 'monthly' THEN true
                               WHEN 'quarterly' THEN :month % 3 = 0
                               ELSE :month = 12 END AS posts
-        FROM earned e JOIN acc a USING (account_id)
+        FROM earned t
     ),
     posted AS MATERIALIZED (
-        SELECT d.account_id, d.earned, d.accrued, d.due, d.posts,
-               CASE WHEN d.posts AND a.is_open AND d.due > 0
-                    THEN {rounded("d.due", "a.scale", "a.rounding")} ELSE 0 END AS posted
-        FROM due d JOIN acc a USING (account_id)
+        SELECT t.*,
+               CASE WHEN t.posts AND t.is_open AND t.due > 0
+                    THEN {rounded("t.due", "t.scale", "t.rounding", "t.pow")} ELSE 0 END AS posted
+        FROM due t
+    ),
+    taxed AS MATERIALIZED (
+        SELECT t.*, t.posted * t.withholding_tax_rate AS tax_raw FROM posted t
     )
-    SELECT p.account_id, a.currency, p.earned,
-           CAST(p.posted / a.unit AS bigint) AS posted_minor,
-           CAST({rounded("p.posted * a.withholding_tax_rate", "a.scale", "a.rounding")} / a.unit
-                AS bigint) AS tax_minor,
-           CASE WHEN NOT a.is_open OR p.posts THEN 0 ELSE p.accrued END AS accrued,
-           CASE WHEN NOT a.is_open THEN 0 WHEN p.posts THEN p.due - p.posted
-                ELSE a.c_residue END AS residue
-    FROM posted p JOIN acc a USING (account_id)
+    SELECT t.account_id, t.currency, t.earned,
+           CAST(t.posted * t.pow AS bigint) AS posted_minor,
+           CAST({rounded("t.tax_raw", "t.scale", "t.rounding", "t.pow")} * t.pow AS bigint)
+               AS tax_minor,
+           CASE WHEN NOT t.is_open OR t.posts THEN 0 ELSE t.accrued END AS accrued,
+           CASE WHEN NOT t.is_open THEN 0 WHEN t.posts THEN t.due - t.posted
+                ELSE t.c_residue END AS residue
+    FROM taxed t
     """
 )

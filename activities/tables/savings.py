@@ -18,6 +18,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     func,
@@ -83,7 +84,8 @@ class InterestPosting(Base):
     __table_args__ = (
         CheckConstraint("period ~ '^[0-9]{4}-(0[1-9]|1[0-2])$'", name="period_format"),
         CheckConstraint("posted_minor >= 0 AND tax_minor >= 0", name="amounts_nonnegative"),
-        Index("ix_interest_postings_period", "period"),
+        # (period, account): month-end looks rows up by period and by account in one index.
+        PrimaryKeyConstraint("period", "account_id"),
     )
     account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"), primary_key=True)
     period: Mapped[str] = mapped_column(String(7), primary_key=True, doc="YYYY-MM")
