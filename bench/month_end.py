@@ -18,17 +18,20 @@ then measures:
   rerun_s: the same period started again (it must post nothing).
 It checks that the workflow posted exactly one interest row per account and the same totals as
 the floor. Figures depend on the machine and on whatever else runs on it; compare the ratio.
-The last line reads `month-end accounts=N wall_s=X floor_s=Y ratio=Z rerun_s=W`.
+The last line reads
+`month-end accounts=N wall_s=X floor_s=Y ratio=Z rerun_s=W worker_peak_rss_mb=M`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 import uuid
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -48,6 +51,7 @@ from activities.ledger.chart import (  # noqa: E402
     ensure_branch,
     ensure_chart,
 )
+from activities.ledger.verify import verify_ledger  # noqa: E402
 from activities.migrate import upgrade  # noqa: E402
 from activities.savings import create_product  # noqa: E402
 from activities.seed.synthetic import seed_synthetic_accounts  # noqa: E402
@@ -210,7 +214,7 @@ async def main() -> None:
         floor_s, floor_totals = await measure_floor(engine, chart, start, end, args.batch_size)
         print(f"floor: {floor_s:.1f} s (rolled back), interest/tax {floor_totals}")
 
-        wall_s, rerun_s, totals = await measure_workflow(
+        wall_s, rerun_s, totals, peak_mb = await measure_workflow(
             settings, sessions, period, args.batch_size, args.concurrency
         )
         async with sessions() as s:
@@ -220,13 +224,18 @@ async def main() -> None:
             eligible = await s.scalar(
                 text("SELECT count(*) FROM savings_accounts WHERE opened_on <= :e"), {"e": end}
             )
-        print(f"interest rows {rows:,} for {eligible:,} eligible accounts; totals {totals}")
+        async with sessions() as s, s.begin():
+            report = await verify_ledger(s)
+        print(f"interest rows {rows:,} for {eligible:,} eligible accounts; totals {totals}; "
+              f"ledger {'verified' if report.ok else 'NOT VERIFIED'}")  # fmt: skip
+        if not report.ok:
+            print("FAILED: ledger verify", file=sys.stderr)
         if rows != eligible or totals != floor_totals:
             print("MISMATCH: the workflow and the floor disagree", file=sys.stderr)
         print(f"workflow: {wall_s:.1f} s ({n / wall_s:,.0f} accounts/s), re-run {rerun_s:.2f} s")
         print(
             f"month-end accounts={n} wall_s={wall_s:.1f} floor_s={floor_s:.1f} "
-            f"ratio={wall_s / floor_s:.2f} rerun_s={rerun_s:.2f}"
+            f"ratio={wall_s / floor_s:.2f} rerun_s={rerun_s:.2f} worker_peak_rss_mb={peak_mb:.0f}"
         )
     finally:
         await engine.dispose()
@@ -271,7 +280,7 @@ async def measure_workflow(
     period: str,
     batch: int,
     concurrency: int,
-) -> tuple[float, float, tuple[int, int]]:
+) -> tuple[float, float, tuple[int, int], float]:
     env = await WorkflowEnvironment.start_local(
         data_converter=temporal.data_converter(settings),
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
@@ -288,18 +297,46 @@ async def measure_workflow(
         inp = MonthEndInput(period=period, batch_size=batch, concurrency=concurrency)
         times = []
         summary = None
+        rss = PeakRss()
         for attempt in range(2):
             t = time.perf_counter()
-            summary = await env.client.execute_workflow(
-                MonthEndInterestWorkflow.run,
-                inp,
-                id=f"month-end-{period}-{attempt}",
-                task_queue=f"{queue}-b",
-            )
+            async with rss.sampling():
+                summary = await env.client.execute_workflow(
+                    MonthEndInterestWorkflow.run,
+                    inp,
+                    id=f"month-end-{period}-{attempt}",
+                    task_queue=f"{queue}-b",
+                )
             times.append(time.perf_counter() - t)
         assert summary is not None
         [usd] = summary.totals
-        return times[0], times[1], (usd.interest_minor, usd.tax_minor)
+        return times[0], times[1], (usd.interest_minor, usd.tax_minor), rss.peak_mb
+
+
+class PeakRss:
+    """The worker's resident memory at its highest while the workflow runs (the workers run in
+    this process), sampled every 50 ms from /proc."""
+
+    def __init__(self) -> None:
+        self.peak_mb = 0.0
+
+    def now_mb(self) -> float:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    @asynccontextmanager
+    async def sampling(self) -> AsyncIterator[None]:
+        async def sample() -> None:
+            while True:
+                self.peak_mb = max(self.peak_mb, self.now_mb())
+                await asyncio.sleep(0.05)
+
+        task = asyncio.create_task(sample())
+        try:
+            yield
+        finally:
+            task.cancel()
+            self.peak_mb = max(self.peak_mb, self.now_mb())
 
 
 if __name__ == "__main__":
