@@ -11,9 +11,11 @@ One batch = one loan-id range = one transaction:
 3. service each loan day by day from serviced_through+1 (or disbursed_on+1) through D
    (`service_loan`, pure, off the event loop);
 4. write the loans' new arrears and counters, the installments' penalties and one journal for the
-   batch (a line per loan; the ledger engine aggregates the GL rows into one UPDATE each, taken
-   last, so the income accounts are held for milliseconds, not per loan), then the
-   `loan_transactions` rows pointing at it.
+   batch with the ledger's batch primitives: both sides of every posting are GL accounts
+   (receivable <- income), so the journal carries one line per currency and kind, and what each
+   loan was charged is its `loan_transactions` row pointing at that journal (one per loan and
+   kind, summing to the line); the GL rows are updated last, so the accounts every batch shares
+   are held for milliseconds.
 
 Exactly once per (loan, date): `loans.serviced_through` moves to D in the same transaction as the
 journal; a retried or re-run batch finds its loans serviced and posts nothing. A missed date is
@@ -27,15 +29,17 @@ from __future__ import annotations
 import asyncio
 import decimal
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities import metrics
 from activities.daily_loan_servicing import LoanRow, Serviced, service_all
-from activities.ledger import engine as ledger_engine
+from activities.ledger import batch
+from activities.ledger.batch import Line
 from activities.ledger.chart import (
     INTEREST_INCOME,
     INTEREST_RECEIVABLE,
@@ -46,11 +50,18 @@ from activities.loan_book import gl_ids
 from domain.allocation import Due
 from schemas.daily_loan_job import BatchRequest, BatchResult
 from schemas.errors import BankflowError, ErrorCode
-from schemas.ledger import JournalRequest, PostingLine
+from schemas.ledger import PostingLine
 
 JOURNAL_KIND = "loan_servicing"
-# postings.line is SMALLINT: at most two lines per loan keeps a batch under 32767 lines.
+# What one batch may lock and hold in memory (DailyJobInput.batch_size has the same bound).
 MAX_BATCH_LOANS = 15000
+# kind -> (debit, credit) of its line, and the order of the lines within a currency.
+PAIRS = {
+    "penalty": (PENALTIES_RECEIVABLE, PENALTY_INCOME),
+    "accrual": (INTEREST_RECEIVABLE, INTEREST_INCOME),
+}
+KINDS = {kind: n for n, kind in enumerate(PAIRS)}
+GL_ACCOUNTS = tuple(gl for pair in PAIRS.values() for gl in pair)
 
 ACTIVE = "FROM loans WHERE state = 'active' AND disbursed_on <= :d"
 LOCK_LOANS = text(
@@ -215,22 +226,24 @@ async def _write(
                 "amounts": [s.penalty_charged for s in charged],
             },
         )
-    lines, rows = await _lines(session, serviced)
-    if not lines:
+    accounts = {
+        cur: await gl_ids(session, cur, GL_ACCOUNTS)
+        for cur in sorted({s.loan.currency for s in serviced if s.penalty_posted or s.accrual})
+    }
+    if not accounts:
         return False
-    await ledger_engine.post_journal(
+    lines, moves, rows = journal_lines(serviced, accounts)
+    await batch.insert_journal(
         session,
-        JournalRequest(
-            journal_id=journal_id,
-            kind=JOURNAL_KIND,
-            value_date=d,
-            postings=lines,
-            description=f"Loan penalties and interest accrual {d}",
-            process_id=req.workflow_id,
-            # The run's tag tells this run's postings from an earlier run's of the same date.
-            metadata={"business_date": d.isoformat(), "run": req.run_id,
-                      "loans": [req.first_loan_id, req.last_loan_id]},
-        ),
+        journal_id=journal_id,
+        kind=JOURNAL_KIND,
+        description=f"Loan penalties and interest accrual {d}",
+        value_date=d,
+        lines=lines,
+        process_id=req.workflow_id,
+        # The run's tag tells this run's postings from an earlier run's of the same date.
+        metadata={"business_date": d.isoformat(), "run": req.run_id,
+                  "loans": [req.first_loan_id, req.last_loan_id]},
     )  # fmt: skip
     await session.execute(
         INSERT_TRANSACTIONS,
@@ -243,37 +256,35 @@ async def _write(
             "amounts": [r[2] for r in rows],
         },
     )
+    # Last: the GL rows every batch shares are locked only for the moment before commit.
+    await batch.update_gl(session, moves)
+    metrics.journal_posted(
+        session,
+        JOURNAL_KIND,
+        [PostingLine(debit_account_id=a, credit_account_id=b, amount_minor=m, currency=c)
+         for a, b, m, c in lines],
+    )  # fmt: skip
     return True
 
 
-async def _lines(
-    session: AsyncSession, serviced: list[Serviced]
-) -> tuple[list[PostingLine], list[tuple[int, str, int]]]:
-    """A posting per loan and kind (receivable <- income) and its loan_transactions row."""
-    accounts: dict[str, dict[str, int]] = {}
-    lines: list[PostingLine] = []
+def journal_lines(
+    serviced: list[Serviced], accounts: Mapping[str, Mapping[str, int]]
+) -> tuple[list[Line], dict[int, tuple[int, int]], list[tuple[int, str, int]]]:
+    """The batch journal's lines: one per currency and kind (receivable <- income; both are GL
+    accounts, so a line per loan would only repeat the same two accounts), the GL moves they
+    make, and the per-loan detail as loan_transactions rows (loan, kind, amount)."""
+    sums: dict[tuple[str, str], int] = defaultdict(int)
     rows: list[tuple[int, str, int]] = []
     for s in serviced:
-        cur = s.loan.currency
-        if (s.penalty_posted or s.accrual) and cur not in accounts:
-            accounts[cur] = await gl_ids(
-                session,
-                cur,
-                (INTEREST_RECEIVABLE, INTEREST_INCOME, PENALTIES_RECEIVABLE, PENALTY_INCOME),
-            )
-        for kind, amount, debit, credit in (
-            ("penalty", s.penalty_posted, PENALTIES_RECEIVABLE, PENALTY_INCOME),
-            ("accrual", s.accrual, INTEREST_RECEIVABLE, INTEREST_INCOME),
-        ):
+        for kind, amount in (("penalty", s.penalty_posted), ("accrual", s.accrual)):
             if amount:
-                gl = accounts[cur]
-                lines.append(
-                    PostingLine(
-                        debit_account_id=gl[debit.number],
-                        credit_account_id=gl[credit.number],
-                        amount_minor=amount,
-                        currency=cur,
-                    )
-                )
+                sums[(s.loan.currency, kind)] += amount
                 rows.append((s.loan.loan_id, kind, amount))
-    return lines, rows
+    lines: list[Line] = []
+    moves: dict[int, tuple[int, int]] = defaultdict(lambda: (0, 0))
+    for (cur, kind), amount in sorted(sums.items(), key=lambda kv: (kv[0][0], KINDS[kv[0][1]])):
+        debit, credit = (accounts[cur][gl.number] for gl in PAIRS[kind])
+        lines.append((debit, credit, amount, cur))
+        moves[debit] = (moves[debit][0] + amount, moves[debit][1])
+        moves[credit] = (moves[credit][0], moves[credit][1] + amount)
+    return lines, dict(moves), rows
