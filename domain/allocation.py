@@ -50,14 +50,28 @@ class Due:
     penalty_paid: int = 0
     interest_waived: int = 0
 
+    # Spelled out rather than looked up by name: the daily loan job asks these of every
+    # installment of every active loan, every day.
     def outstanding(self, component: Component) -> int:
         if component == "interest":
             return self.interest - self.interest_waived - self.interest_paid
-        return int(getattr(self, component)) - int(getattr(self, f"{component}_paid"))
+        if component == "principal":
+            return self.principal - self.principal_paid
+        if component == "fee":
+            return self.fee - self.fee_paid
+        if component == "penalty":
+            return self.penalty - self.penalty_paid
+        raise ValueError(f"no component {component!r}")
 
     @property
     def total_outstanding(self) -> int:
-        return sum(self.outstanding(c) for c in COMPONENTS)
+        """The sum of `outstanding` over the four components."""
+        return (
+            self.principal - self.principal_paid
+            + self.interest - self.interest_waived - self.interest_paid
+            + self.fee - self.fee_paid
+            + self.penalty - self.penalty_paid
+        )  # fmt: skip
 
     @property
     def complete(self) -> bool:
