@@ -64,7 +64,7 @@ from tests.conftest import Factory  # noqa: E402
 from tests.daily_loan_job.seed import clone_loans  # noqa: E402
 from tests.loans.book import disburse  # noqa: E402
 from tests.loans.conftest import LoanKit  # noqa: E402
-from worker import build_workers  # noqa: E402
+from worker import build_workers, settle_heap  # noqa: E402
 from workflows.daily_loan_job import DailyLoanJobWorkflow  # noqa: E402
 
 DAY = date(2026, 6, 30)
@@ -246,6 +246,7 @@ async def main() -> None:
                 env.client, settings, sessions, interactive_queue=queue, batch_queue=f"{queue}-b"
             ):
                 await stack.enter_async_context(w)
+            settle_heap()  # as worker.py's main does
             wall_s, summary = await run(env.client, f"{queue}-b", DAY, "first", **options)
             print(f"serviced {summary.loans:,} loans for {DAY}: penalties {summary.penalty_minor}, "
                   f"accrued {summary.accrual_minor}")  # fmt: skip
