@@ -7,7 +7,7 @@ Installment 1 runs 2026-01-01..02-01 (31 days), 2 runs 02-01..03-01 (28), 3 runs
 from __future__ import annotations
 
 import decimal
-from dataclasses import replace
+from dataclasses import FrozenInstanceError, replace
 from datetime import date, timedelta
 
 import pytest
@@ -162,6 +162,18 @@ def test_arrears_age_from_the_oldest_unpaid_due_date(days: int, expected_bucket:
             10_00,
             75,
         )
+
+
+def test_an_installment_from_a_row_is_the_one_its_fields_make() -> None:
+    fields = (2, D2, D3, 100_00, 9_00, 5_00, 40, 30_00, 4_00, 1_00, 20, 2_00)
+    due = Due.from_row(fields)
+    assert due == Due(*fields) and hash(due) == hash(Due(*fields))
+    assert due.outstanding("interest") == 3_00 and not due.complete
+    assert replace(due, principal_paid=0).principal_paid == 0 and due.principal_paid == 30_00
+    with pytest.raises(FrozenInstanceError):
+        due.penalty = 0  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        Due.from_row(fields[:-1])  # a field left out is refused, not defaulted
 
 
 def test_arrears_sums_each_component_of_every_overdue_installment() -> None:
