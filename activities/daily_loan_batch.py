@@ -139,8 +139,9 @@ INSERT_TRANSACTIONS = text(
 )
 
 
-def rounding(mode: str) -> str:
-    return str(getattr(decimal, f"ROUND_{mode}"))
+def rounding_mode(name: str) -> str:
+    """The decimal module's rounding constant named by a product snapshot (HALF_EVEN...)."""
+    return str(getattr(decimal, f"ROUND_{name}"))
 
 
 async def _lock(session: AsyncSession, req: BatchRequest) -> list[LoanRow]:
@@ -161,7 +162,7 @@ async def _lock(session: AsyncSession, req: BatchRequest) -> list[LoanRow]:
             interest_recognized=int(recognized),
             penalty_rate=rates[rate] if rate in rates else rates.setdefault(rate, Decimal(rate)),
             accrual=accounting == "accrual",
-            rounding=modes[mode] if mode in modes else modes.setdefault(mode, rounding(mode)),
+            rounding=modes[mode] if mode in modes else modes.setdefault(mode, rounding_mode(mode)),
         )
         for (
             loan_id, currency, disbursed_on, serviced_through, exact, recognized, rate,
