@@ -11,9 +11,11 @@ One batch = one loan-id range = one transaction:
 3. service each loan day by day from serviced_through+1 (or disbursed_on+1) through D
    (`service_loan`, pure, off the event loop);
 4. write the loans' new arrears and counters, the installments' penalties and one journal for the
-   batch (a line per loan; the ledger engine aggregates the GL rows into one UPDATE each, taken
-   last, so the income accounts are held for milliseconds, not per loan), then the
-   `loan_transactions` rows pointing at it.
+   batch with the ledger's batch primitives: both sides of every posting are GL accounts
+   (receivable <- income), so the journal carries one line per currency and kind, and what each
+   loan was charged is its `loan_transactions` row pointing at that journal (one per loan and
+   kind, summing to the line); the GL rows are updated last, so the accounts every batch shares
+   are held for milliseconds.
 
 Exactly once per (loan, date): `loans.serviced_through` moves to D in the same transaction as the
 journal; a retried or re-run batch finds its loans serviced and posts nothing. A missed date is
@@ -27,15 +29,18 @@ from __future__ import annotations
 import asyncio
 import decimal
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from decimal import Decimal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities import metrics
 from activities.daily_loan_servicing import LoanRow, Serviced, service_all
-from activities.ledger import engine as ledger_engine
+from activities.db import pg_array
+from activities.ledger import batch
+from activities.ledger.batch import Line
 from activities.ledger.chart import (
     INTEREST_INCOME,
     INTEREST_RECEIVABLE,
@@ -46,11 +51,18 @@ from activities.loan_book import gl_ids
 from domain.allocation import Due
 from schemas.daily_loan_job import BatchRequest, BatchResult
 from schemas.errors import BankflowError, ErrorCode
-from schemas.ledger import JournalRequest, PostingLine
+from schemas.ledger import PostingLine
 
 JOURNAL_KIND = "loan_servicing"
-# postings.line is SMALLINT: at most two lines per loan keeps a batch under 32767 lines.
+# What one batch may lock and hold in memory (DailyJobInput.batch_size has the same bound).
 MAX_BATCH_LOANS = 15000
+# kind -> (debit, credit) of its line, and the order of the lines within a currency.
+PAIRS = {
+    "penalty": (PENALTIES_RECEIVABLE, PENALTY_INCOME),
+    "accrual": (INTEREST_RECEIVABLE, INTEREST_INCOME),
+}
+KINDS = {kind: n for n, kind in enumerate(PAIRS)}
+GL_ACCOUNTS = tuple(gl for pair in PAIRS.values() for gl in pair)
 
 ACTIVE = "FROM loans WHERE state = 'active' AND disbursed_on <= :d"
 LOCK_LOANS = text(
@@ -67,12 +79,20 @@ LOCK_LOANS = text(
     FOR UPDATE
     """
 )
+# The installments servicing through D can see, read by the range (one index range scan; a list
+# of ids makes the planner scan the whole table): one that begins on D or later and falls due
+# after D is never overdue by D and has earned nothing by then, so only a penalty on it could
+# count (none is ever charged to one, but it is read if there is). Rows of loans the batch did
+# not lock are skipped.
 INSTALLMENTS = text(
     """
     SELECT loan_id, number, from_on, due_on, principal_minor, interest_minor, fee_minor,
            penalty_minor, principal_paid_minor, interest_paid_minor, fee_paid_minor,
            penalty_paid_minor, interest_waived_minor
-    FROM loan_installments WHERE loan_id = ANY(:ids) ORDER BY loan_id, number
+    FROM loan_installments
+    WHERE loan_id BETWEEN :lo AND :hi
+      AND (from_on < :d OR due_on <= :d OR penalty_minor <> 0)
+    ORDER BY loan_id, number
     """
 )
 COUNT_ACTIVE = text("SELECT count(*) " + ACTIVE + " AND id BETWEEN :lo AND :hi")
@@ -91,7 +111,7 @@ UPDATE_LOANS = text(
         interest_receivable_minor = l.interest_receivable_minor + u.accrual,
         penalty_receivable_minor = l.penalty_receivable_minor + u.penalty_posted
     FROM unnest(CAST(:ids AS bigint[]), CAST(:dpd AS int[]), CAST(:bucket AS text[]),
-                CAST(:since AS date[]), CAST(CAST(:exact AS text[]) AS numeric[]),
+                CAST(:since AS date[]), CAST(:exact AS numeric[]),
                 CAST(:accrual AS bigint[]), CAST(:penalty_posted AS bigint[]))
          AS u(id, dpd, bucket, since, exact, accrual, penalty_posted)
     WHERE l.id = u.id
@@ -119,31 +139,48 @@ INSERT_TRANSACTIONS = text(
 )
 
 
+def rounding_mode(name: str) -> str:
+    """The decimal module's rounding constant named by a product snapshot (HALF_EVEN...)."""
+    return str(getattr(decimal, f"ROUND_{name}"))
+
+
 async def _lock(session: AsyncSession, req: BatchRequest) -> list[LoanRow]:
     rows = await session.execute(
         LOCK_LOANS, {"lo": req.first_loan_id, "hi": req.last_loan_id, "d": req.business_date}
     )
+    # Positional, and each product's rate and rounding parsed once: a batch's loans share a
+    # few products, and per-loan parsing and named access were most of this function's time.
+    rates: dict[str, Decimal] = {}
+    modes: dict[str, str] = {}
+    day = timedelta(days=1)
     return [
         LoanRow(
-            loan_id=r.id,
-            currency=r.currency,
-            start=(r.serviced_through or r.disbursed_on) + timedelta(days=1),
-            penalty_exact=Decimal(r.penalty_exact),
-            interest_recognized=int(r.interest_recognized_minor),
-            penalty_rate=Decimal(r.penalty_rate),
-            accrual=r.accounting == "accrual",
-            rounding=getattr(decimal, f"ROUND_{r.rounding_mode}"),
+            loan_id=loan_id,
+            currency=currency,
+            start=(serviced_through or disbursed_on) + day,
+            penalty_exact=Decimal(exact),
+            interest_recognized=int(recognized),
+            penalty_rate=rates[rate] if rate in rates else rates.setdefault(rate, Decimal(rate)),
+            accrual=accounting == "accrual",
+            rounding=modes[mode] if mode in modes else modes.setdefault(mode, rounding_mode(mode)),
         )
-        for r in rows
-    ]
+        for (
+            loan_id, currency, disbursed_on, serviced_through, exact, recognized, rate,
+            accounting, mode,
+        ) in rows
+    ]  # fmt: skip
 
 
-async def _dues(session: AsyncSession, ids: list[int]) -> dict[int, list[Due]]:
-    found: dict[int, list[Due]] = defaultdict(list)
-    # Positional: INSTALLMENTS selects Due's fields in its order, and tens of thousands of rows
-    # a batch make named access the slow part.
-    for loan_id, *fields in await session.execute(INSTALLMENTS, {"ids": ids}):
-        found[loan_id].append(Due(*fields))
+async def _dues(
+    session: AsyncSession, bounds: Mapping[str, object], loans: list[LoanRow]
+) -> dict[int, list[Due]]:
+    found: dict[int, list[Due]] = {loan.loan_id: [] for loan in loans}
+    # Positional: INSTALLMENTS selects Due's fields in its order after the loan id, and tens of
+    # thousands of rows a batch make named access and Due's __init__ the slow part.
+    for row in await session.execute(INSTALLMENTS, bounds):
+        dues = found.get(row[0])
+        if dues is not None:
+            dues.append(Due.from_row(row[1:]))
     return found
 
 
@@ -163,7 +200,7 @@ async def service_batch(
     if len(loans) > MAX_BATCH_LOANS:
         raise BankflowError(ErrorCode.VALIDATION, f"a batch holds at most {MAX_BATCH_LOANS}")
     heartbeat("locked")
-    dues = await _dues(session, [loan.loan_id for loan in loans])
+    dues = await _dues(session, bounds, loans)
     serviced = await asyncio.to_thread(service_all, loans, dues, req.business_date)
     heartbeat("serviced")
     journal_id = f"daily-loan-job:{req.business_date}:{req.first_loan_id}-{req.last_loan_id}"
@@ -191,18 +228,18 @@ async def _write(
 ) -> bool:
     """Loans and installments first, the journal (and its GL rows) last; True if it posted."""
     d = req.business_date
+    # Every array as one literal (`pg_array`): psycopg's list dumper costs more than the SQL.
     await session.execute(
         UPDATE_LOANS,
         {
             "d": d,
-            "ids": [s.loan.loan_id for s in serviced],
-            "dpd": [s.days_past_due for s in serviced],
-            "bucket": [s.bucket for s in serviced],
-            "since": [s.overdue_since for s in serviced],
-            # Decimals as text: exact, and cheaper than psycopg's numeric array dumper.
-            "exact": [str(s.penalty_exact) for s in serviced],
-            "accrual": [s.accrual for s in serviced],
-            "penalty_posted": [s.penalty_posted for s in serviced],
+            "ids": pg_array([s.loan.loan_id for s in serviced]),
+            "dpd": pg_array([s.days_past_due for s in serviced]),
+            "bucket": pg_array([s.bucket for s in serviced]),
+            "since": pg_array([s.overdue_since for s in serviced]),
+            "exact": pg_array([s.penalty_exact for s in serviced]),  # exact, as text
+            "accrual": pg_array([s.accrual for s in serviced]),
+            "penalty_posted": pg_array([s.penalty_posted for s in serviced]),
         },
     )
     charged = [s for s in serviced if s.penalty_charged]
@@ -210,27 +247,29 @@ async def _write(
         await session.execute(
             CHARGE_INSTALLMENTS,
             {
-                "loans": [s.loan.loan_id for s in charged],
-                "numbers": [s.penalty_installment for s in charged],
-                "amounts": [s.penalty_charged for s in charged],
+                "loans": pg_array([s.loan.loan_id for s in charged]),
+                "numbers": pg_array([s.penalty_installment for s in charged]),
+                "amounts": pg_array([s.penalty_charged for s in charged]),
             },
         )
-    lines, rows = await _lines(session, serviced)
-    if not lines:
+    accounts = {
+        cur: await gl_ids(session, cur, GL_ACCOUNTS)
+        for cur in sorted({s.loan.currency for s in serviced if s.penalty_posted or s.accrual})
+    }
+    if not accounts:
         return False
-    await ledger_engine.post_journal(
+    lines, moves, rows = journal_lines(serviced, accounts)
+    await batch.insert_journal(
         session,
-        JournalRequest(
-            journal_id=journal_id,
-            kind=JOURNAL_KIND,
-            value_date=d,
-            postings=lines,
-            description=f"Loan penalties and interest accrual {d}",
-            process_id=req.workflow_id,
-            # The run's tag tells this run's postings from an earlier run's of the same date.
-            metadata={"business_date": d.isoformat(), "run": req.run_id,
-                      "loans": [req.first_loan_id, req.last_loan_id]},
-        ),
+        journal_id=journal_id,
+        kind=JOURNAL_KIND,
+        description=f"Loan penalties and interest accrual {d}",
+        value_date=d,
+        lines=lines,
+        process_id=req.workflow_id,
+        # The run's tag tells this run's postings from an earlier run's of the same date.
+        metadata={"business_date": d.isoformat(), "run": req.run_id,
+                  "loans": [req.first_loan_id, req.last_loan_id]},
     )  # fmt: skip
     await session.execute(
         INSERT_TRANSACTIONS,
@@ -238,42 +277,40 @@ async def _write(
             "d": d,
             "journal_id": journal_id,
             "workflow_id": req.workflow_id,
-            "loans": [r[0] for r in rows],
-            "kinds": [r[1] for r in rows],
-            "amounts": [r[2] for r in rows],
+            "loans": pg_array([r[0] for r in rows]),
+            "kinds": pg_array([r[1] for r in rows]),
+            "amounts": pg_array([r[2] for r in rows]),
         },
     )
+    # Last: the GL rows every batch shares are locked only for the moment before commit.
+    await batch.update_gl(session, moves)
+    metrics.journal_posted(
+        session,
+        JOURNAL_KIND,
+        [PostingLine(debit_account_id=a, credit_account_id=b, amount_minor=m, currency=c)
+         for a, b, m, c in lines],
+    )  # fmt: skip
     return True
 
 
-async def _lines(
-    session: AsyncSession, serviced: list[Serviced]
-) -> tuple[list[PostingLine], list[tuple[int, str, int]]]:
-    """A posting per loan and kind (receivable <- income) and its loan_transactions row."""
-    accounts: dict[str, dict[str, int]] = {}
-    lines: list[PostingLine] = []
+def journal_lines(
+    serviced: list[Serviced], accounts: Mapping[str, Mapping[str, int]]
+) -> tuple[list[Line], dict[int, tuple[int, int]], list[tuple[int, str, int]]]:
+    """The batch journal's lines: one per currency and kind (receivable <- income; both are GL
+    accounts, so a line per loan would only repeat the same two accounts), the GL moves they
+    make, and the per-loan detail as loan_transactions rows (loan, kind, amount)."""
+    sums: dict[tuple[str, str], int] = defaultdict(int)
     rows: list[tuple[int, str, int]] = []
     for s in serviced:
-        cur = s.loan.currency
-        if (s.penalty_posted or s.accrual) and cur not in accounts:
-            accounts[cur] = await gl_ids(
-                session,
-                cur,
-                (INTEREST_RECEIVABLE, INTEREST_INCOME, PENALTIES_RECEIVABLE, PENALTY_INCOME),
-            )
-        for kind, amount, debit, credit in (
-            ("penalty", s.penalty_posted, PENALTIES_RECEIVABLE, PENALTY_INCOME),
-            ("accrual", s.accrual, INTEREST_RECEIVABLE, INTEREST_INCOME),
-        ):
+        for kind, amount in (("penalty", s.penalty_posted), ("accrual", s.accrual)):
             if amount:
-                gl = accounts[cur]
-                lines.append(
-                    PostingLine(
-                        debit_account_id=gl[debit.number],
-                        credit_account_id=gl[credit.number],
-                        amount_minor=amount,
-                        currency=cur,
-                    )
-                )
+                sums[(s.loan.currency, kind)] += amount
                 rows.append((s.loan.loan_id, kind, amount))
-    return lines, rows
+    lines: list[Line] = []
+    moves: dict[int, tuple[int, int]] = defaultdict(lambda: (0, 0))
+    for (cur, kind), amount in sorted(sums.items(), key=lambda kv: (kv[0][0], KINDS[kv[0][1]])):
+        debit, credit = (accounts[cur][gl.number] for gl in PAIRS[kind])
+        lines.append((debit, credit, amount, cur))
+        moves[debit] = (moves[debit][0] + amount, moves[debit][1])
+        moves[credit] = (moves[credit][0], moves[credit][1] + amount)
+    return lines, dict(moves), rows

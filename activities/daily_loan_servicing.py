@@ -55,16 +55,18 @@ def service_loan(loan: LoanRow, dues: list[Due], on: date) -> Serviced:
     minus what earlier days charged, so the rounding residue carries forward."""
     exact = loan.penalty_exact
     charged_before = sum(d.penalty for d in dues)
+    # Nothing is paid or charged while the days run, so what is still open stays open: decided
+    # once per loan, not once per day and installment (arrears looks at open ones only).
+    open_dues = [d for d in dues if not d.complete]
     target: int | None = None
     day = loan.start
     late = None
     while day <= on:
-        late = arrears(dues, day)
+        late = arrears(open_dues, day)
         if late.days_past_due > 0:
             exact += daily_penalty(late.overdue_amount, loan.penalty_rate).quantize(DAY_PLACES)
             target = min(
-                (d for d in dues if d.due_on < day and not d.complete),
-                key=lambda d: (d.due_on, d.number),
+                (d for d in open_dues if d.due_on < day), key=lambda d: (d.due_on, d.number)
             ).number
         day += timedelta(days=1)
     charged = max(0, int(exact.to_integral_value(loan.rounding)) - charged_before)
@@ -72,7 +74,7 @@ def service_loan(loan: LoanRow, dues: list[Due], on: date) -> Serviced:
     if loan.accrual:
         earned = interest_earned_to(dues, on, loan.rounding)
         accrual = max(0, earned - loan.interest_recognized)
-    now = late if late is not None else arrears(dues, on)  # the loop's last day is `on`
+    now = late if late is not None else arrears(open_dues, on)  # the loop's last day is `on`
     return Serviced(
         loan=loan,
         days_past_due=now.days_past_due,

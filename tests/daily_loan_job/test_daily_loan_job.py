@@ -143,6 +143,38 @@ async def portfolio(stack: Stack) -> None:
     await stack.active_loan(cash, date(2026, 2, 10), principal="700.00", repayments=4)
 
 
+async def test_a_batch_journal_posts_a_line_per_currency_and_kind(stack: Stack) -> None:
+    """Both sides of a day's postings are GL accounts, so a batch journal carries one line per
+    currency and kind (not one per loan); what each loan was charged stays in loan_transactions,
+    one row per loan and kind pointing at that journal, and those rows sum to its lines."""
+    await portfolio(stack)  # two accrual loans in arrears on 04-20, one cash loan
+    await stack.run(date(2026, 4, 20))
+    [journal] = await stack.scalar(
+        "SELECT array_agg(id) FROM journals WHERE kind = 'loan_servicing'"
+    )
+    lines = await stack.scalar(
+        "SELECT json_agg(json_build_array(debit_account_id, credit_account_id, amount_minor, "
+        "currency) ORDER BY line) FROM postings WHERE journal_id = :j",
+        j=journal,
+    )
+    rows = await stack.scalar(
+        "SELECT json_object_agg(kind, json_build_array(n, amount)) FROM (SELECT kind, "
+        "count(*) AS n, sum(amount_minor) AS amount FROM loan_transactions "
+        "WHERE journal_id = :j GROUP BY kind) x",
+        j=journal,
+    )
+    assert rows["penalty"][0] == rows["accrual"][0] == 2
+    assert lines == [
+        [stack.chart[PENALTIES_RECEIVABLE.number], stack.chart[PENALTY_INCOME.number],
+         rows["penalty"][1], "USD"],
+        [stack.chart[INTEREST_RECEIVABLE.number], stack.chart[INTEREST_INCOME.number],
+         rows["accrual"][1], "USD"],
+    ]  # fmt: skip
+    assert await stack.balance(INTEREST_RECEIVABLE.number) == rows["accrual"][1]
+    assert await stack.balance(PENALTY_INCOME.number) == -rows["penalty"][1]
+    await stack.verify()
+
+
 async def test_missed_dates_caught_up_equal_running_every_day(stack: Stack, twin: Stack) -> None:
     await portfolio(stack)
     await portfolio(twin)

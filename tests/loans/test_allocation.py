@@ -7,6 +7,7 @@ Installment 1 runs 2026-01-01..02-01 (31 days), 2 runs 02-01..03-01 (28), 3 runs
 from __future__ import annotations
 
 import decimal
+from dataclasses import FrozenInstanceError, replace
 from datetime import date, timedelta
 
 import pytest
@@ -161,6 +162,44 @@ def test_arrears_age_from_the_oldest_unpaid_due_date(days: int, expected_bucket:
             10_00,
             75,
         )
+
+
+def test_an_installment_from_a_row_is_the_one_its_fields_make() -> None:
+    fields = (2, D2, D3, 100_00, 9_00, 5_00, 40, 30_00, 4_00, 1_00, 20, 2_00)
+    due = Due.from_row(fields)
+    assert due == Due(*fields) and hash(due) == hash(Due(*fields))
+    assert due.outstanding("interest") == 3_00 and not due.complete
+    assert replace(due, principal_paid=0).principal_paid == 0 and due.principal_paid == 30_00
+    with pytest.raises(FrozenInstanceError):
+        due.penalty = 0  # type: ignore[misc]
+    with pytest.raises(ValueError):
+        Due.from_row(fields[:-1])  # a field left out is refused, not defaulted
+
+
+def test_arrears_sums_each_component_of_every_overdue_installment() -> None:
+    dues = [
+        Due(1, D1, D2, principal=100_00, interest=10_00, fee=5_00, penalty=70,
+            principal_paid=30_00, interest_paid=4_00, fee_paid=1_00, penalty_paid=20),
+        Due(2, D2, D3, principal=100_00, interest=9_00, fee=5_00, penalty=40, interest_waived=2_00),
+        Due(3, D3, D4, principal=100_00, interest=8_00, fee=5_00),
+        Due(4, D4, date(2026, 5, 1), principal=100_00, interest=7_00),
+    ]  # fmt: skip
+    for on, since, parts in (
+        (D2, None, (0, 0, 0, 0)),
+        (D3, D2, (70_00, 6_00, 4_00, 50)),
+        (D4, D2, (170_00, 13_00, 9_00, 90)),
+        (date(2026, 4, 2), D2, (270_00, 21_00, 14_00, 90)),
+    ):
+        late = arrears(dues, on)
+        assert late.overdue_since == since
+        assert late.days_past_due == ((on - since).days if since else 0)
+        parts_found = (late.overdue_principal, late.overdue_interest, late.overdue_fee,
+                       late.overdue_penalty)  # fmt: skip
+        assert parts_found == parts
+    # A complete installment is never overdue, however old.
+    paid = [replace(dues[0], principal_paid=100_00, interest_paid=10_00, fee_paid=5_00,
+                    penalty_paid=70), *dues[1:]]  # fmt: skip
+    assert arrears(paid, D4).overdue_since == D3
 
 
 def test_a_paid_installment_is_not_in_arrears_and_a_part_paid_one_is() -> None:
