@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from activities import accounts
 from activities.db import in_transaction
-from activities.reads import books
+from activities.reads import accounts as account_reads
 from api.audit import ShownMembers
 from api.deps import ANY_STAFF, Principal, ReadSessionsDep, Session, SessionsDep, require_roles
 from api.errors import errors
@@ -32,7 +32,7 @@ GL_ACCESS = {"x-gl-account-roles": sorted(LEDGER_READER_ROLES)}
 
 async def _readable(principal: Principal, session: Session, number: str) -> None:
     """Any staff reads a member's account; a GL account needs a ledger reader (403 otherwise)."""
-    if await books.account_kind(session, number) == "gl":
+    if await account_reads.account_kind(session, number) == "gl":
         await LEDGER_READER(principal)
 
 
@@ -59,7 +59,7 @@ async def open_account(
         member = await accounts.get_member(session, member_number)
         requested = accounts.Requested(principal.id, key)
         account = await accounts.open_account(session, member, body, requested)
-        return await books.account_view(session, account)
+        return await account_reads.account_view(session, account)
 
     return await in_transaction(sessions, work)
 
@@ -72,7 +72,7 @@ async def get_account(
     strings in major units of its currency. A member's account: any staff role; a GL account:
     finance, branch managers, ops, admin. Audited."""
     async with sessions() as session:
-        view = await books.get_account_view(session, number)
+        view = await account_reads.get_account_view(session, number)
     if view.kind == "gl":  # refused before anything of it is answered
         await LEDGER_READER(principal)
     shown.show(view.member_number)
@@ -103,7 +103,7 @@ async def get_statement(
         raise BankflowError(ErrorCode.VALIDATION, "`from` must not be after `to`")
     async with sessions() as session:
         await _readable(principal, session, number)
-        page = await books.statement(
+        page = await account_reads.statement(
             session, number, date_from=date_from, date_to=date_to, after=after, limit=limit
         )
     shown.show(page.account.member_number)
@@ -120,6 +120,6 @@ async def close_account(_: Manager, number: AccountNumber, sessions: SessionsDep
 
     async def work(session: Session) -> AccountView:
         account = await accounts.close_account(session, number)
-        return await books.account_view(session, account)
+        return await account_reads.account_view(session, account)
 
     return await in_transaction(sessions, work)

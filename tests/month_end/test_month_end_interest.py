@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 from activities.db import in_transaction
 from activities.ledger.chart import INTEREST_EXPENSE, WITHHOLDING_TAX
 from activities.month_end_batch import post_interest_batch
-from activities.reads.books import statement
+from activities.reads.accounts import statement
 from schemas.month_end import BatchRequest, Stage
 from tests.month_end.conftest import FINANCE, Stack
 from tests.workflows.conftest import record_history
