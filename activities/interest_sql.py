@@ -125,56 +125,42 @@ PRICE = text(
                coalesce(sum(days * {rounded("day_raw", "9", "rounding", NINE)}), 0) AS earned_db,
                coalesce(sum(CASE WHEN day_raw IS NOT NULL THEN b * days END), 0) AS total_b
         FROM runs GROUP BY account_id
-    ),
-    acct AS MATERIALIZED (
-        -- per account from here on, with its average daily balance before rounding
-        SELECT a.*, g.open_days, g.earned_db,
-               CASE WHEN g.open_days > 0 THEN round(g.total_b, 30) / g.open_days ELSE 0 END
-                   AS avg_raw
-        FROM agg g JOIN acc a USING (account_id)
-    ),
-    avg AS MATERIALIZED (
-        SELECT t.*, {rounded("t.avg_raw", "9", "t.rounding", NINE)} AS average FROM acct t
-    ),
-    avg_day AS MATERIALIZED (
-        SELECT t.*,
-               CASE WHEN t.calculation = 'average_daily_balance' AND t.average > 0
-                    THEN round((t.average + t.c_accrued) * {_rate_for("t.average * t.pow", "t")},
-                               30) / t.days_in_year
-               END AS avg_day_raw
-        FROM avg t
-    ),
-    earned AS MATERIALIZED (
-        SELECT t.*,
-               CASE WHEN t.calculation = 'daily_balance' THEN t.earned_db
-                    WHEN t.avg_day_raw IS NULL THEN 0
-                    ELSE t.open_days * {rounded("t.avg_day_raw", "9", "t.rounding", NINE)}
-               END AS earned
-        FROM avg_day t
-    ),
-    due AS MATERIALIZED (
-        SELECT t.*, t.c_accrued + t.earned AS accrued, t.c_accrued + t.earned + t.c_residue AS due,
-               CASE t.posting WHEN 'monthly' THEN true
-                              WHEN 'quarterly' THEN :month % 3 = 0
-                              ELSE :month = 12 END AS posts
-        FROM earned t
-    ),
-    posted AS MATERIALIZED (
-        SELECT t.*,
-               CASE WHEN t.posts AND t.is_open AND t.due > 0
-                    THEN {rounded("t.due", "t.scale", "t.rounding", "t.pow")} ELSE 0 END AS posted
-        FROM due t
-    ),
-    taxed AS MATERIALIZED (
-        SELECT t.*, t.posted * t.withholding_tax_rate AS tax_raw FROM posted t
     )
-    SELECT t.account_id, t.currency, t.earned,
-           CAST(t.posted * t.pow AS bigint) AS posted_minor,
-           CAST({rounded("t.tax_raw", "t.scale", "t.rounding", "t.pow")} * t.pow AS bigint)
+    -- per account from here on: each step a LATERAL subquery that the planner keeps as its own
+    -- node (OFFSET 0), so a value the rounding repeats is computed once and no step copies the
+    -- account's row into a CTE of its own
+    SELECT a.account_id, a.currency, e.earned, CAST(po.posted * a.pow AS bigint) AS posted_minor,
+           CAST({rounded("tx.tax_raw", "a.scale", "a.rounding", "a.pow")} * a.pow AS bigint)
                AS tax_minor,
-           CASE WHEN NOT t.is_open OR t.posts THEN 0 ELSE t.accrued END AS accrued,
-           CASE WHEN NOT t.is_open THEN 0 WHEN t.posts THEN t.due - t.posted
-                ELSE t.c_residue END AS residue
-    FROM taxed t
+           CASE WHEN NOT a.is_open OR du.posts THEN 0 ELSE du.accrued END AS accrued,
+           CASE WHEN NOT a.is_open THEN 0 WHEN du.posts THEN du.due - po.posted
+                ELSE a.c_residue END AS residue
+    FROM agg g JOIN acc a USING (account_id)
+    -- the average daily balance, before and after its rounding
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN g.open_days > 0 THEN round(g.total_b, 30) / g.open_days ELSE 0 END
+                   AS avg_raw OFFSET 0) r
+    CROSS JOIN LATERAL (
+        SELECT {rounded("r.avg_raw", "9", "a.rounding", NINE)} AS average OFFSET 0) v
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN a.calculation = 'average_daily_balance' AND v.average > 0
+                    THEN round((v.average + a.c_accrued) * {_rate_for("v.average * a.pow", "a")},
+                               30) / a.days_in_year
+               END AS avg_day_raw OFFSET 0) ad
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN a.calculation = 'daily_balance' THEN g.earned_db
+                    WHEN ad.avg_day_raw IS NULL THEN 0
+                    ELSE g.open_days * {rounded("ad.avg_day_raw", "9", "a.rounding", NINE)}
+               END AS earned OFFSET 0) e
+    CROSS JOIN LATERAL (
+        SELECT a.c_accrued + e.earned AS accrued, a.c_accrued + e.earned + a.c_residue AS due,
+               CASE a.posting WHEN 'monthly' THEN true
+                              WHEN 'quarterly' THEN :month % 3 = 0
+                              ELSE :month = 12 END AS posts OFFSET 0) du
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN du.posts AND a.is_open AND du.due > 0
+                    THEN {rounded("du.due", "a.scale", "a.rounding", "a.pow")} ELSE 0 END
+                   AS posted OFFSET 0) po
+    CROSS JOIN LATERAL (SELECT po.posted * a.withholding_tax_rate AS tax_raw OFFSET 0) tx
     """
 )
