@@ -55,6 +55,7 @@ from activities.ledger.chart import (  # noqa: E402
 )
 from activities.ledger.verify import verify_ledger  # noqa: E402
 from activities.migrate import upgrade  # noqa: E402
+from bench import pgstats  # noqa: E402
 from schemas import search_attributes, temporal  # noqa: E402
 from schemas.daily_loan_job import DailyJobInput, DailyJobSummary  # noqa: E402
 from schemas.keyring import KeyRing  # noqa: E402
@@ -247,7 +248,9 @@ async def main() -> None:
             ):
                 await stack.enter_async_context(w)
             settle_heap()  # as worker.py's main does
+            before = await pgstats.snapshot(engine)
             wall_s, summary = await run(env.client, f"{queue}-b", DAY, "first", **options)
+            print(await pgstats.report(engine, before))
             print(f"serviced {summary.loans:,} loans for {DAY}: penalties {summary.penalty_minor}, "
                   f"accrued {summary.accrual_minor}")  # fmt: skip
             rerun_s, again = await run(env.client, f"{queue}-b", DAY, "again", **options)

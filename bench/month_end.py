@@ -55,6 +55,7 @@ from activities.ledger.verify import verify_ledger  # noqa: E402
 from activities.migrate import upgrade  # noqa: E402
 from activities.savings import create_product  # noqa: E402
 from activities.seed.synthetic import seed_synthetic_accounts  # noqa: E402
+from bench import pgstats  # noqa: E402
 from domain.periods import previous_period  # noqa: E402
 from schemas import search_attributes, temporal  # noqa: E402
 from schemas.keyring import KeyRing  # noqa: E402
@@ -214,9 +215,11 @@ async def main() -> None:
         floor_s, floor_totals = await measure_floor(engine, chart, start, end, args.batch_size)
         print(f"floor: {floor_s:.1f} s (rolled back), interest/tax {floor_totals}")
 
+        before = await pgstats.snapshot(engine)
         wall_s, rerun_s, totals, peak_mb = await measure_workflow(
             settings, sessions, period, args.batch_size, args.concurrency
         )
+        print(await pgstats.report(engine, before))
         async with sessions() as s:
             rows = await s.scalar(
                 text("SELECT count(*) FROM interest_postings WHERE period = :p"), {"p": period}
