@@ -23,6 +23,19 @@ from sqlalchemy import text
 # The temporary table a batch prices into; the batch's writes read it. Dropped at commit.
 PRICED = "me_priced"
 
+# Both below repeat the batch's range on every table joined to savings_accounts. Postgres
+# carries an equality across a join but not a BETWEEN: without the repeats each batch scanned
+# all of ledger_accounts and every interest row of the period (and of the one before) posted so
+# far, which made a million-account month-end quadratic.
+# The range's accounts not yet priced for the period (`s` savings_accounts, `a` their ledger rows).
+PENDING = """AND s.account_id BETWEEN :lo AND :hi AND a.id BETWEEN :lo AND :hi
+    AND NOT EXISTS (SELECT 1 FROM interest_postings d
+                    WHERE d.period = :period AND d.account_id = s.account_id
+                      AND d.account_id BETWEEN :lo AND :hi)"""
+# What the period before carried into this one (accrued interest, rounding residue), if any.
+CARRY = """LEFT JOIN interest_postings c ON c.period = :prev AND c.account_id = s.account_id
+                                 AND c.account_id BETWEEN :lo AND :hi"""
+
 
 def rounded(x: str, places: str, mode: str, factor: str) -> str:
     """SQL: the non-negative numeric `x` rounded to `places` decimals by `mode` (a column
@@ -74,12 +87,11 @@ PRICE = text(
         JOIN ledger_accounts a ON a.id = s.account_id
         JOIN savings_products p ON p.id = s.product_id
         JOIN currencies cur ON cur.code = a.currency
-        LEFT JOIN interest_postings c ON c.account_id = s.account_id AND c.period = :prev
-        WHERE s.account_id BETWEEN :lo AND :hi AND p.compounding = 'monthly'
+        {CARRY}
+        WHERE p.compounding = 'monthly'
           AND s.opened_on <= :end
           AND (a.closed_at IS NULL OR CAST(a.closed_at AS date) >= :start)
-          AND NOT EXISTS (SELECT 1 FROM interest_postings d
-                          WHERE d.account_id = s.account_id AND d.period = :period)
+          {PENDING}
     ),
     chg AS MATERIALIZED (
         -- net postings per account and value date from the period's first day on

@@ -35,10 +35,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities.db import sqlstate
-from activities.interest_sql import PRICE, PRICED
+from activities.interest_sql import PENDING, PRICE, PRICED
 from activities.ledger import batch
 from activities.ledger.chart import INTEREST_EXPENSE, WITHHOLDING_TAX, gl_code
-from activities.month_end_daily import PENDING, price_daily_compounding
+from activities.month_end_daily import price_daily_compounding
 from activities.tables import PERIOD_CLOSED_SQLSTATE, LedgerAccount
 from domain.periods import period_bounds, previous_period
 from schemas.errors import BankflowError, ErrorCode

@@ -12,7 +12,7 @@ from decimal import Decimal
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.interest_sql import PRICED
+from activities.interest_sql import CARRY, PENDING, PRICED
 from activities.savings import terms_of
 from activities.tables import Currency, SavingsProduct
 from domain.interest import Carry, MonthInterest, Terms, month_interest
@@ -20,26 +20,20 @@ from domain.periods import period_bounds, previous_period, year_month
 from schemas.month_end import BatchRequest
 
 # Daily compounding, priced by domain.interest: the accounts (already locked) and their carry.
-# The range's accounts not yet priced for the period (month-end batches share it).
-PENDING = """
-      AND s.account_id BETWEEN :lo AND :hi
-      AND NOT EXISTS (SELECT 1 FROM interest_postings d
-                      WHERE d.account_id = s.account_id AND d.period = :period)
-"""
 DAILY_ACCOUNTS = text(
-    """
+    f"""
     SELECT s.account_id, s.product_id, s.opened_on, a.closed_at::date AS closed_on,
            a.status, a.currency, a.credits_posted_minor - a.debits_posted_minor AS balance,
            c.accrued, c.residue
     FROM savings_accounts s
     JOIN ledger_accounts a ON a.id = s.account_id
-    LEFT JOIN interest_postings c ON c.account_id = s.account_id AND c.period = :prev
+    {CARRY}
     WHERE s.opened_on <= :end
       AND (a.closed_at IS NULL OR a.closed_at::date >= :start)
       AND s.product_id = ANY(:products)
+      {PENDING}
+    ORDER BY s.account_id
     """
-    + PENDING
-    + " ORDER BY s.account_id"
 )
 DAILY_CHANGES = text(
     """
