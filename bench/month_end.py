@@ -313,15 +313,20 @@ async def measure_workflow(
             times.append(time.perf_counter() - t)
         assert summary is not None
         [usd] = summary.totals
+        print(
+            f"worker RSS {rss.start_mb:.0f} MB when the workflow started, {rss.peak_mb:.0f} MB at peak"
+        )
         return times[0], times[1], (usd.interest_minor, usd.tax_minor), rss.peak_mb
 
 
 class PeakRss:
     """The worker's resident memory at its highest while the workflow runs (the workers run in
-    this process), sampled every 50 ms from /proc."""
+    this process), sampled every 50 ms from /proc, and what it was when the first run began
+    (the seeding's allocations stay resident in this process: the growth is the workflow's)."""
 
     def __init__(self) -> None:
         self.peak_mb = 0.0
+        self.start_mb: float | None = None
 
     def now_mb(self) -> float:
         pages = int(Path("/proc/self/statm").read_text().split()[1])
@@ -334,6 +339,8 @@ class PeakRss:
                 self.peak_mb = max(self.peak_mb, self.now_mb())
                 await asyncio.sleep(0.05)
 
+        if self.start_mb is None:
+            self.start_mb = self.now_mb()
         task = asyncio.create_task(sample())
         try:
             yield

@@ -137,10 +137,11 @@ class LoanTransaction(Base):
         ),
         Index("ix_loan_transactions_loan", "loan_id", "value_date", "id"),
         Index(
+            # Led by the date: the daily job counts and sums one date's rows (migration 0011).
             "uq_loan_transactions_daily",
+            "value_date",
             "loan_id",
             "kind",
-            "value_date",
             unique=True,
             postgresql_where=text("kind IN ('penalty', 'accrual')"),
         ),
