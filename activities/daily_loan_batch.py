@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import metrics
 from activities.daily_loan_servicing import LoanRow, Serviced, service_all
-from activities.db import pg_array
+from activities.db import pg_array, without_jit
 from activities.ledger import batch
 from activities.ledger.batch import Line
 from activities.ledger.chart import (
@@ -191,6 +191,7 @@ async def service_batch(
     if req.last_loan_id < req.first_loan_id:
         raise BankflowError(ErrorCode.VALIDATION, "an empty loan range")
     bounds = {"lo": req.first_loan_id, "hi": req.last_loan_id, "d": req.business_date}
+    await without_jit(session)
     loans = await _lock(session, req)
     total = int(await session.scalar(COUNT_ACTIVE, bounds) or 0)
     if not loans:

@@ -34,7 +34,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.db import sqlstate
+from activities.db import sqlstate, without_jit
 from activities.interest_sql import PENDING, PRICE, PRICED
 from activities.ledger import batch
 from activities.ledger.chart import INTEREST_EXPENSE, WITHHOLDING_TAX, gl_code
@@ -158,6 +158,7 @@ async def post_interest_batch(
     if req.last_account_id - req.first_account_id < 0:
         raise BankflowError(ErrorCode.VALIDATION, "an empty account range")
     start, end = period_bounds(req.period)
+    await without_jit(session)
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
         {"key": f"month-end:{req.period}:{req.first_account_id}"},
@@ -178,9 +179,6 @@ async def post_interest_batch(
             accounts=already, posted_now=0, journal_id=None, interest_minor={}, tax_minor={}
         )
     heartbeat("locked")
-    # The planner cannot estimate a chain of aggregates over a batch's few thousand rows and
-    # would JIT-compile it for seconds; the statement runs in milliseconds interpreted.
-    await session.execute(text("SET LOCAL jit = off"))
     await session.execute(
         PRICE, {**params, "prev": previous_period(req.period), "month": end.month}
     )
