@@ -67,16 +67,16 @@ GL_ACCOUNTS = tuple(gl for pair in PAIRS.values() for gl in pair)
 ACTIVE = "FROM loans WHERE state = 'active' AND disbursed_on <= :d"
 LOCK_LOANS = text(
     """
-    SELECT id, currency, disbursed_on, serviced_through, penalty_exact,
-           interest_recognized_minor,
-           COALESCE(product_snapshot->>'penalty_rate', '0') AS penalty_rate,
-           COALESCE(product_snapshot->>'accounting', 'cash') AS accounting,
-           COALESCE(product_snapshot->>'rounding_mode', 'HALF_EVEN') AS rounding_mode
-    FROM loans
-    WHERE state = 'active' AND id BETWEEN :lo AND :hi AND disbursed_on <= :d
-      AND (serviced_through IS NULL OR serviced_through < :d)
-    ORDER BY id
-    FOR UPDATE
+    SELECT l.id, l.currency, l.disbursed_on, l.serviced_through, l.penalty_exact,
+           l.interest_recognized_minor,
+           COALESCE(t.product_snapshot->>'penalty_rate', '0') AS penalty_rate,
+           COALESCE(t.product_snapshot->>'accounting', 'cash') AS accounting,
+           COALESCE(t.product_snapshot->>'rounding_mode', 'HALF_EVEN') AS rounding_mode
+    FROM loans l JOIN loan_terms t ON t.loan_id = l.id
+    WHERE l.state = 'active' AND l.id BETWEEN :lo AND :hi AND t.loan_id BETWEEN :lo AND :hi
+      AND l.disbursed_on <= :d AND (l.serviced_through IS NULL OR l.serviced_through < :d)
+    ORDER BY l.id
+    FOR UPDATE OF l
     """
 )
 # The installments servicing through D can see, read by the range (one index range scan; a list

@@ -24,7 +24,15 @@ from activities.loan_products import (
 )
 from activities.reads.loan_statement import loan_schedule
 from activities.staff import Principal
-from activities.tables import Branch, Loan, LoanEvent, LoanGuarantor, Member, StaffUser
+from activities.tables import (
+    Branch,
+    Loan,
+    LoanEvent,
+    LoanGuarantor,
+    LoanTerms,
+    Member,
+    StaffUser,
+)
 from domain.money import to_major
 from schemas.errors import BankflowError, ErrorCode
 from schemas.loan_products import ProductSnapshot, plain, schedule_terms
@@ -119,7 +127,6 @@ async def register_application(
             repayments=body.repayments,
             purpose=body.purpose,
             expected_disbursement_on=expected,
-            product_snapshot=snap.model_dump(mode="json"),
             state=LoanState.SUBMITTED.value,
             stage=Stage.CHECKING_ELIGIBILITY.value,
             current_details="checking eligibility",
@@ -138,6 +145,7 @@ async def register_application(
         )
         assert existing is not None
         return await application(session, existing)
+    session.add(LoanTerms(loan_id=loan_id, product_snapshot=snap.model_dump(mode="json")))
     for pledge in guarantors:
         session.add(
             LoanGuarantor(

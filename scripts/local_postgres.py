@@ -94,6 +94,13 @@ def start_private(data_dir: Path, port: int = PRIVATE_PORT) -> tuple[str, subpro
                 "listen_addresses=127.0.0.1",
                 "-c",
                 "max_connections=300",
+                # A million-account month-end writes about 1.5 GB of WAL and a million-loan daily
+                # job about 6.5 GB: with the default 1 GB each run forced checkpoints (and full
+                # page images after each); see the batch benches' postgres line.
+                "-c",
+                "max_wal_size=8GB",
+                "-c",
+                "checkpoint_timeout=15min",
                 "-c",
                 "fsync=off" if os.environ.get("BANKFLOW_PG_FSYNC_OFF") else "fsync=on",
             ],

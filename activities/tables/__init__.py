@@ -44,6 +44,7 @@ from activities.tables.loans import (
     LoanEvent,
     LoanGuarantor,
     LoanProduct,
+    LoanTerms,
 )
 from activities.tables.notifications import NOTIFICATION_STATUSES, Notification
 from activities.tables.reversals import (
@@ -88,6 +89,7 @@ __all__ = [
     "LoanGuarantor",
     "LoanInstallment",
     "LoanProduct",
+    "LoanTerms",
     "LoanTransaction",
     "LoginThrottle",
     "Member",

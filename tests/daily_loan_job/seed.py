@@ -80,6 +80,15 @@ async def clone_loans(session: AsyncSession, template_loan_id: int, count: int, 
         ),
         params,
     )
+    await session.execute(
+        text(
+            "INSERT INTO loan_terms (loan_id, product_snapshot) SELECT c.id, t.product_snapshot "
+            "FROM loan_terms t "
+            "CROSS JOIN (SELECT id FROM loans WHERE loan_number LIKE 'B' || :tag || '%') c "
+            "WHERE t.loan_id = :tid"
+        ),
+        params,
+    )
     names, values = _select(await _columns(session, "loan_installments"), {"loan_id": "c.id"}, "i")
     await session.execute(
         text(

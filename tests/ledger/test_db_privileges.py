@@ -20,6 +20,8 @@ REFUSED = [
     "DELETE FROM audit_log",
     "UPDATE ledger_periods SET period_start = period_start",
     "DELETE FROM reversal_events",
+    "UPDATE loan_terms SET product_snapshot = '{}'",
+    "DELETE FROM loan_terms",
     "TRUNCATE journals, postings",
     "TRUNCATE audit_log",
     "TRUNCATE members",
