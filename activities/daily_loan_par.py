@@ -35,11 +35,7 @@ WRITE_SNAPSHOT = text(
                    + (i.interest_minor - i.interest_waived_minor - i.interest_paid_minor))
                    AS amount
         FROM loan_installments i JOIN loans l ON l.id = i.loan_id
-        -- `completed_on IS NULL`: an installment paid in full has its date (loan_book.save_dues
-        -- sets and clears it, a penalty charge clears it), so this changes no row; it lets the
-        -- open-installments index find the overdue ones instead of a scan of every installment
         WHERE l.state = 'active' AND l.disbursed_on <= :d AND i.due_on < :d
-          AND i.completed_on IS NULL
           AND (i.principal_minor - i.principal_paid_minor)
               + (i.interest_minor - i.interest_waived_minor - i.interest_paid_minor)
               + (i.fee_minor - i.fee_paid_minor) + (i.penalty_minor - i.penalty_paid_minor) > 0
