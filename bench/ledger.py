@@ -3,6 +3,9 @@
     .venv/bin/python bench/ledger.py [--journals N] [--movements M] [--concurrency C]
 
 Figures, each printed as it is measured:
+  a0. floor_postings_per_s: the plain-SQL floor of a. (and b0. of b.): N journals of one
+     statement each that locks both accounts in id order, inserts the journal and its posting
+     and moves both balances, on the real tables, no checks beyond the database's own;
   a. postings_per_s: N one-posting journals straight through the ledger engine, one transaction
      each (in_transaction), C tasks each moving money between its own pair of accounts;
   b. hot_account_per_s: the same N journals, all cash deposits into ONE member account, so every
@@ -16,7 +19,8 @@ How to read them: movements/bare near 1 means Temporal dominates a movement and 
 cheap; well below 1 means the ledger activity is the cost. hot/uncontended is what a single hot
 row costs (1 = none). Absolute numbers depend on the machine (Postgres, the Temporal server and
 this process share its cores); compare ratios from one run, not figures across machines. Finally
-`verify_ledger` checks the invariants and the hot account must hold exactly N x amount.
+`verify_ledger` checks the invariants and the hot account must hold exactly 2 N x amount (the
+floor's N and the engine's N).
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ if not workflow.unsafe.in_sandbox():
         sys.path.insert(0, _root)
 
 with workflow.unsafe.imports_passed_through():
-    from sqlalchemy import func, select
+    from sqlalchemy import func, select, text
     from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
     from temporalio.client import Client
     from temporalio.testing import WorkflowEnvironment
@@ -57,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.accounts import create_member, open_account
     from activities.db import in_transaction, make_engine, make_sessionmaker
     from activities.ledger import engine as ledger_engine
+    from activities.ledger.batch import content_hash
     from activities.ledger.chart import CASH, ensure_branch, ensure_chart
     from activities.ledger.verify import verify_ledger
     from activities.migrate import upgrade
@@ -134,6 +139,48 @@ async def post(sessions: Sessions, journal_id: str, debit: int, credit: int, amo
         journal_id=journal_id, kind="transfer", value_date=date.today(), postings=[line]
     )
     await in_transaction(sessions, lambda s: ledger_engine.post_journal(s, req))
+
+
+# The plain-SQL floor of one posting: one statement per journal that locks both accounts (in id
+# order, as the engine does, or two journals on the same pair deadlock), inserts the journal and
+# its posting and moves both cached balances, on the real tables with their constraints, triggers
+# and indexes, and the same content hash `ledger verify` checks.
+FLOOR = text(
+    """
+    WITH l AS (
+        SELECT id FROM ledger_accounts WHERE id IN (:debit, :credit) ORDER BY id
+        FOR NO KEY UPDATE
+    ), j AS (
+        INSERT INTO journals (id, kind, description, value_date, content_hash)
+        VALUES (:id, 'transfer', 'floor', :value_date, :hash) RETURNING id
+    ), p AS (
+        INSERT INTO postings (journal_id, line, debit_account_id, credit_account_id,
+                              amount_minor, currency)
+        SELECT id, 1, :debit, :credit, :amount, 'USD' FROM j
+    )
+    UPDATE ledger_accounts
+    SET debits_posted_minor = debits_posted_minor + CASE WHEN id = :debit THEN :amount ELSE 0 END,
+        credits_posted_minor = credits_posted_minor
+                               + CASE WHEN id = :credit THEN :amount ELSE 0 END
+    WHERE id IN (SELECT id FROM l)
+    """
+)
+
+
+async def post_floor(
+    sessions: Sessions, journal_id: str, debit: int, credit: int, amount: int
+) -> None:
+    today = date.today()
+    params = {
+        "id": journal_id,
+        "value_date": today,
+        "hash": content_hash("transfer", today, [(debit, credit, amount, "USD")]),
+        "debit": debit,
+        "credit": credit,
+        "amount": amount,
+    }
+    async with sessions() as session, session.begin():
+        await session.execute(FLOOR, params)
 
 
 async def closed_loop(
@@ -257,7 +304,7 @@ async def bench(url: str, n: int, m: int, c: int) -> int:
     pairs = [(await new_account(sessions), await new_account(sessions)) for _ in range(c)]
     hot = await new_account(sessions)
     for k, (source, _) in enumerate(pairs):
-        await post(sessions, f"bench-fund-{k}", cash, source, n * AMOUNT)
+        await post(sessions, f"bench-fund-{k}", cash, source, 2 * n * AMOUNT)
 
     async def uncontended(task: int, i: int) -> None:
         await post(sessions, f"bench-a-{i}", *pairs[task], AMOUNT)
@@ -265,7 +312,15 @@ async def bench(url: str, n: int, m: int, c: int) -> int:
     async def contended(task: int, i: int) -> None:
         await post(sessions, f"bench-b-{i}", cash, hot, AMOUNT)
 
+    async def uncontended_floor(task: int, i: int) -> None:
+        await post_floor(sessions, f"bench-fa-{i}", *pairs[task], AMOUNT)
+
+    async def contended_floor(task: int, i: int) -> None:
+        await post_floor(sessions, f"bench-fb-{i}", cash, hot, AMOUNT)
+
+    floor = await closed_loop("a0. plain-SQL floor, uncontended", n, c, uncontended_floor)
     postings = await closed_loop("a. uncontended postings", n, c, uncontended)
+    floor_hot = await closed_loop("b0. plain-SQL floor, one hot account", n, c, contended_floor)
     hot_rate = await closed_loop("b. postings into one hot account", n, c, contended)
     print(f"   deadlock/serialization retries so far: {retries.count}")
     env = await WorkflowEnvironment.start_local(
@@ -283,21 +338,25 @@ async def bench(url: str, n: int, m: int, c: int) -> int:
         await env.shutdown()
     print(f"movements_per_s / bare_workflows_per_s = {movements / bare:.2f}")
     print(f"hot_account_per_s / postings_per_s = {hot_rate / postings:.2f}")
+    print(f"postings_per_s / floor = {postings / floor:.2f}; hot_account_per_s / floor = "
+          f"{hot_rate / floor_hot:.2f}")  # fmt: skip
 
     async with sessions() as session, session.begin():
         report = await verify_ledger(session)
     for check in (c for c in report.checks if not c.ok):
         print(f"   FAILED {check.name}: {check.detail}")
     print(f"ledger verify: {'ok' if report.ok else 'FAILED'}")
-    hot_ok = await balance(sessions, [hot]) == n * AMOUNT
+    hot_ok = await balance(sessions, [hot]) == 2 * n * AMOUNT  # the floor's and the engine's
     mv_ok = await balance(sessions, mv_accounts) == (m + c) * AMOUNT  # warm-ups included
     print(
-        f"exactly once: hot account == N x amount: {hot_ok}; movements == (M + C) x amount: {mv_ok}"
+        f"exactly once: hot account == 2 N x amount: {hot_ok}; movements == (M + C) x amount: {mv_ok}"
     )
     await engine.dispose()
     print(
         f"ledger postings_per_s={postings:.1f} hot_account_per_s={hot_rate:.1f}"
         f" movements_per_s={movements:.1f} bare_workflows_per_s={bare:.1f}"
+        f" floor_postings_per_s={floor:.1f} postings_ratio={postings / floor:.2f}"
+        f" floor_hot_per_s={floor_hot:.1f} hot_ratio={hot_rate / floor_hot:.2f}"
     )
     return 0 if report.ok and hot_ok and mv_ok else 1
 
