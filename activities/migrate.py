@@ -31,14 +31,23 @@ APPEND_ONLY_TABLES = text(
 )
 
 
-def upgrade(url: str, revision: str = "head", *, runtime_role: str | None = None) -> None:
-    """Migrate as the owner of `url`; then grant `runtime_role` (if any) what the app needs."""
+def _config(url: str, runtime_role: str | None) -> Config:
     cfg = Config(str(ROOT / "alembic.ini"))
     cfg.set_main_option("script_location", str(ROOT / "migrations"))
     cfg.attributes["url"] = url
     cfg.attributes["runtime_role"] = runtime_role
     cfg.attributes["configure_logging"] = False
-    command.upgrade(cfg, revision)
+    return cfg
+
+
+def upgrade(url: str, revision: str = "head", *, runtime_role: str | None = None) -> None:
+    """Migrate as the owner of `url`; then grant `runtime_role` (if any) what the app needs."""
+    command.upgrade(_config(url, runtime_role), revision)
+
+
+def downgrade(url: str, revision: str) -> None:
+    """Migrate back to `revision` as the owner of `url` (a rolled-back deploy)."""
+    command.downgrade(_config(url, None), revision)
 
 
 def grant_runtime(connection: Connection, role: str) -> None:

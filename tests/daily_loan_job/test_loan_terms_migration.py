@@ -7,22 +7,12 @@ from __future__ import annotations
 import asyncio
 from datetime import date
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import create_engine, make_url, text
 
 from activities.loan_book import product_of
-from activities.migrate import ROOT, upgrade
+from activities.migrate import downgrade, upgrade
 from activities.tables import Loan
 from tests.daily_loan_job.conftest import Stack
-
-
-def _downgrade(url: str, revision: str) -> None:
-    cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
-    cfg.attributes["url"] = url
-    cfg.attributes["configure_logging"] = False
-    command.downgrade(cfg, revision)
 
 
 def _snapshots(url: str, sql: str) -> dict[int, object]:
@@ -52,7 +42,7 @@ async def test_a_book_with_loans_keeps_every_snapshot_through_0012_and_back(
     assert sorted(before) == sorted(loans)
     await stack.engine.dispose()
 
-    await asyncio.to_thread(_downgrade, owner, "0011")
+    await asyncio.to_thread(downgrade, owner, "0011")
     inline = _snapshots(owner, "SELECT id, product_snapshot FROM loans ORDER BY id")
     assert inline == before
 
