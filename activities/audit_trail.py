@@ -6,22 +6,25 @@ so writing it again - a retry after a lost commit, a spool flushed twice - adds 
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities.direct import DirectPool
 from activities.tables import AuditEntry, Loan, Member
 from schemas.audit import AuditPage, AuditRecord, AuditView
 
+_WRITE = (
+    insert(AuditEntry)
+    .values({name: bindparam(name) for name in AuditRecord.model_fields})
+    .on_conflict_do_nothing(index_elements=["entry_id"])
+)
 
-async def write_entries(session: AsyncSession, entries: list[AuditRecord]) -> None:
-    if not entries:
-        return
-    await session.execute(
-        insert(AuditEntry)
-        .values([e.model_dump() for e in entries])
-        .on_conflict_do_nothing(index_elements=["entry_id"])
-    )
+
+async def write_entries(db: DirectPool, entries: list[AuditRecord]) -> None:
+    """The entries in one transaction; one already written is left as it is."""
+    if entries:
+        await db.insert_many(_WRITE, [e.model_dump() for e in entries])
 
 
 async def audit_page(

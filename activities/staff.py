@@ -19,6 +19,7 @@ from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities.direct import DirectPool
 from activities.tables import ROLES, Branch, LoginThrottle, StaffRole, StaffUser
 from schemas.errors import BankflowError, ErrorCode
 
@@ -130,10 +131,10 @@ _STATUS = select(
 ).where(StaffUser.id == bindparam("user_id"))
 
 
-async def staff_status(session: AsyncSession, user_id: int) -> StaffStatus | None:
+async def staff_status(db: DirectPool, user_id: int) -> StaffStatus | None:
     """The user with their roles as they are now, in one query (a primary-key lookup and an
     index range on staff_roles' primary key), made on every authenticated request (api.deps)."""
-    row = (await session.execute(_STATUS, {"user_id": user_id})).one_or_none()
+    row = await db.one(_STATUS, {"user_id": user_id})
     if row is None:
         return None
     username, active, role_list = row

@@ -18,6 +18,7 @@ from temporalio.client import Client
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from activities.db import make_engine, make_read_sessionmaker, make_sessionmaker
+from activities.direct import DirectPool
 from api import routes
 from api.audit import AuditMiddleware
 from api.audit_spool import AuditTrail
@@ -45,7 +46,8 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
         engine = make_engine(settings)
         app.state.sessions = make_sessionmaker(engine)
         app.state.read_sessions = make_read_sessionmaker(engine)
-        app.state.audit = AuditTrail(app.state.sessions, settings.audit_spool_dir)
+        app.state.direct = DirectPool(settings.sqlalchemy_url, size=settings.db_pool_size)
+        app.state.audit = AuditTrail(app.state.direct, settings.audit_spool_dir)
         # Entries a previous process spooled during an outage, then every few seconds.
         flusher = asyncio.create_task(app.state.audit.keep_flushing())
         if temporal_client is None:
@@ -59,6 +61,7 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
             flusher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
+            await app.state.direct.close()
             await engine.dispose()
 
     app = FastAPI(

@@ -24,10 +24,10 @@ from pathlib import Path
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities import audit_trail
-from activities.db import db_unavailable, in_transaction, while_unavailable
+from activities.db import db_unavailable, while_unavailable
+from activities.direct import DirectPool
 from schemas.audit import AuditRecord
 
 log = logging.getLogger(__name__)
@@ -130,8 +130,8 @@ class GroupCommit:
 
 
 class AuditTrail:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], spool_dir: Path) -> None:
-        self.sessions = sessions
+    def __init__(self, db: DirectPool, spool_dir: Path) -> None:
+        self.db = db
         self.spool = AuditSpool(spool_dir)
         self.pending = True  # until a first flush has looked
         self._flushing = asyncio.Lock()
@@ -171,7 +171,7 @@ class AuditTrail:
         log.warning("database unavailable: audit entry %s spooled", entry.entry_id)
 
     async def _write(self, entries: list[AuditRecord]) -> None:
-        await in_transaction(self.sessions, lambda s: audit_trail.write_entries(s, entries))
+        await audit_trail.write_entries(self.db, entries)
 
     async def flush(self) -> int:
         """Move spooled entries into audit_log; how many. A database error propagates."""

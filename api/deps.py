@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities import staff
+from activities.direct import DirectPool
 from activities.staff import Principal
 from activities.tables import ROLES
 from api.auth import decode_token
@@ -32,6 +33,7 @@ __all__ = [
     "ANY_STAFF",
     "APPROVER_ROLES",
     "CurrentPrincipal",
+    "DirectDep",
     "LoanNumber",
     "LoanReader",
     "Principal",
@@ -115,6 +117,11 @@ async def _read_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
     return sessions
 
 
+async def _direct(request: Request) -> DirectPool:
+    direct: DirectPool = request.app.state.direct
+    return direct
+
+
 async def _temporal(request: Request) -> Client:
     connector: TemporalConnector = request.app.state.temporal
     return await connector.get()
@@ -124,6 +131,8 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
 # For a read of one statement only (activities.db.make_read_sessionmaker).
 ReadSessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_read_sessions)]
+# For the statements of every request (the caller, the account view): activities.direct.
+DirectDep = Annotated[DirectPool, Depends(_direct)]
 # The type of the session a route's transaction hands to activity helpers (`in_transaction`):
 # routes name it, and build no SQL with it (tests/test_layout.py).
 Session = AsyncSession
@@ -133,9 +142,7 @@ TemporalDep = Annotated[Client, Depends(_temporal)]
 _bearer = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 
 
-async def authenticate(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], token: str | None
-) -> Principal:
+async def authenticate(settings: Settings, direct: DirectPool, token: str | None) -> Principal:
     """The user a valid bearer token names, with the roles they hold now, if still active.
 
     The token names the user, not their powers: a removed role or a disabled user must take
@@ -145,8 +152,7 @@ async def authenticate(
     if not token:
         raise BankflowError(ErrorCode.UNAUTHENTICATED, "a bearer token is required")
     subject = decode_token(settings, token)
-    async with sessions() as session:
-        status = await staff.staff_status(session, subject.id)
+    status = await staff.staff_status(direct, subject.id)
     if status is None:
         raise BankflowError(ErrorCode.UNAUTHENTICATED, "this user does not exist")
     if not status.is_active:
@@ -157,14 +163,14 @@ async def authenticate(
 async def _current_principal(
     request: Request,
     settings: SettingsDep,
-    sessions: ReadSessionsDep,
+    direct: DirectDep,
     token: Annotated[str | None, Depends(_bearer)],
 ) -> Principal:
     """The authenticated caller; the request guard (api.guard) has already looked a command's
     caller up before reading its body, and that lookup is not repeated."""
     known: Principal | None = getattr(request.state, "principal", None)
     if known is None:
-        known = await authenticate(settings, sessions, token)
+        known = await authenticate(settings, direct, token)
         request.state.principal = known  # for the audit log
     telemetry.USER_ID.set(known.id)  # log lines name the staff user by id, never by name
     return known

@@ -14,12 +14,12 @@ from typing import get_args
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from activities.db import db_unavailable
+from activities.direct import DirectPool
 from activities.staff import Principal
 from api.deps import CurrentPrincipal, authenticate
 from api.errors import bankflow_error_response, error_response, unavailable_response
@@ -37,13 +37,11 @@ ROUTE = "route_info"
 _NEEDS_PRINCIPAL = get_args(CurrentPrincipal)[1].dependency
 
 
-async def authenticated(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession], authorization: str
-) -> Principal:
+async def authenticated(settings: Settings, direct: DirectPool, authorization: str) -> Principal:
     """The caller of a command, checked as the routes' CurrentPrincipal checks it, before the
     body is read."""
     scheme, _, token = authorization.partition(" ")
-    return await authenticate(settings, sessions, token if scheme.lower() == "bearer" else None)
+    return await authenticate(settings, direct, token if scheme.lower() == "bearer" else None)
 
 
 def _limit(info: RouteInfo | None, settings: Settings) -> tuple[int, JSONResponse]:
@@ -93,7 +91,7 @@ class RequestGuardMiddleware:
         ):
             try:
                 state[PRINCIPAL] = await authenticated(
-                    app_state.settings, app_state.read_sessions, headers.get("authorization", "")
+                    app_state.settings, app_state.direct, headers.get("authorization", "")
                 )
             except BankflowError as exc:
                 await bankflow_error_response(exc)(scope, receive, send)

@@ -5,11 +5,14 @@ Read-only queries; amounts leave here as major-unit strings at the currency's sc
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
+from typing import Any
 
 from sqlalchemy import and_, bindparam, case, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities.direct import DirectPool
 from activities.tables import Currency, InterestPosting, Journal, LedgerAccount, Member, Posting
 from domain.money import to_major
 from schemas.errors import BankflowError, ErrorCode
@@ -26,23 +29,30 @@ async def currency_scale(session: AsyncSession, currency: str) -> int:
 
 
 def _view(account: LedgerAccount, scale: int, member_number: str | None) -> AccountView:
-    """Balances as the member sees them: credits minus debits (a loan shows negative)."""
-    balance = account.credits_posted_minor - account.debits_posted_minor
+    return _view_of((*(getattr(account, c.key) for c in _VIEW_COLUMNS), scale, member_number))
+
+
+def _view_of(row: Sequence[Any]) -> AccountView:
+    """Balances as the member sees them: credits minus debits (a loan shows negative). `row`:
+    the _VIEW_COLUMNS, the currency's scale and the member number."""
+    (id_, code, name, kind, currency, status, debits_posted, credits_posted, debits_pending,
+     credits_pending, opened_at, closed_at, scale, member_number) = row  # fmt: skip
+    balance = credits_posted - debits_posted
     return AccountView(
-        id=account.id,
-        number=account.code,
-        name=account.name,
-        kind=account.kind,
-        currency=account.currency,
+        id=id_,
+        number=code,
+        name=name,
+        kind=kind,
+        currency=currency,
         member_number=member_number,
-        status=account.status,
+        status=status,
         balance=to_major(balance, scale),
         # Pending debits reserve money; pending credits are not spendable until posted.
-        available=to_major(balance - account.debits_pending_minor, scale),
-        pending_debits=to_major(account.debits_pending_minor, scale),
-        pending_credits=to_major(account.credits_pending_minor, scale),
-        opened_at=account.opened_at,
-        closed_at=account.closed_at,
+        available=to_major(balance - debits_pending, scale),
+        pending_debits=to_major(debits_pending, scale),
+        pending_credits=to_major(credits_pending, scale),
+        opened_at=opened_at,
+        closed_at=closed_at,
     )
 
 
@@ -65,22 +75,36 @@ async def account_kind(session: AsyncSession, number: str) -> str:
     return kind
 
 
+# In the order _view_of reads them.
+_VIEW_COLUMNS = (
+    A.id,
+    A.code,
+    A.name,
+    A.kind,
+    A.currency,
+    A.status,
+    A.debits_posted_minor,
+    A.credits_posted_minor,
+    A.debits_pending_minor,
+    A.credits_pending_minor,
+    A.opened_at,
+    A.closed_at,
+)
 _ACCOUNT_VIEW = (
-    select(A, Currency.scale, Member.member_number)
+    select(*_VIEW_COLUMNS, Currency.scale, Member.member_number)
     .join(Currency, Currency.code == A.currency)
     .outerjoin(Member, Member.id == A.member_id)
     .where(A.code == bindparam("number"))
 )
 
 
-async def get_account_view(session: AsyncSession, number: str) -> AccountView:
+async def get_account_view(db: DirectPool, number: str) -> AccountView:
     """The account by number with its currency's scale and its member, in one round trip (the
     hottest read of the API: a teller's balance enquiry)."""
-    row = (await session.execute(_ACCOUNT_VIEW, {"number": number})).one_or_none()
+    row = await db.one(_ACCOUNT_VIEW, {"number": number})
     if row is None:
         raise BankflowError(ErrorCode.ACCOUNT_NOT_FOUND, f"no account {number!r}")
-    account, scale, member_number = row
-    return _view(account, int(scale), member_number)
+    return _view_of(row)
 
 
 async def statement(

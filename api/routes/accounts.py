@@ -10,7 +10,14 @@ from activities import accounts
 from activities.db import in_transaction
 from activities.reads import accounts as account_reads
 from api.audit import ShownMembers
-from api.deps import ANY_STAFF, Principal, ReadSessionsDep, Session, SessionsDep, require_roles
+from api.deps import (
+    ANY_STAFF,
+    DirectDep,
+    Principal,
+    Session,
+    SessionsDep,
+    require_roles,
+)
 from api.errors import errors
 from api.idempotency import IdempotencyKey
 from schemas import types
@@ -66,13 +73,12 @@ async def open_account(
 
 @router.get("/accounts/{number}", responses=errors(s404="AccountNotFound"), openapi_extra=GL_ACCESS)
 async def get_account(
-    principal: Reader, number: AccountNumber, sessions: ReadSessionsDep, shown: ShownMembers
+    principal: Reader, number: AccountNumber, direct: DirectDep, shown: ShownMembers
 ) -> AccountView:
     """An account with its posted balance, available balance and pending amounts, as decimal
     strings in major units of its currency. A member's account: any staff role; a GL account:
     finance, branch managers, ops, admin. Audited."""
-    async with sessions() as session:
-        view = await account_reads.get_account_view(session, number)
+    view = await account_reads.get_account_view(direct, number)
     if view.kind == "gl":  # refused before anything of it is answered
         await LEDGER_READER(principal)
     shown.show(view.member_number)

@@ -11,6 +11,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.db import in_transaction
+from activities.direct import DirectPool
 from activities.staff import authenticate, create_staff_user, staff_status
 from activities.tables import AuditEntry, StaffRole, StaffUser
 from api.auth import decode_token, issue_token
@@ -223,8 +224,11 @@ async def test_staff_creation_rules(
 ) -> None:
     user = await new_staff(sessions, api_settings, "teller", "kyc_reviewer")
     assert decode_token(api_settings, user.token).id == user.id
-    async with sessions() as session:
-        status = await staff_status(session, user.id)
+    direct = DirectPool(api_settings.sqlalchemy_url, size=1)
+    try:
+        status = await staff_status(direct, user.id)
+    finally:
+        await direct.close()
     assert status is not None and status.is_active
     assert status.principal.roles == frozenset({"teller", "kyc_reviewer"})
 

@@ -1,0 +1,146 @@
+"""The statements the API makes on every request, on plain psycopg connections.
+
+Through SQLAlchemy's async engine a one-row read by primary key costs the API process about
+0.75 ms of CPU (the pool checkout with its pre-ping, the greenlet hand-offs, result processing);
+on a psycopg connection of its own the same statement costs 0.11 ms. An authenticated read makes
+three such statements (the caller's user and roles, the account, the audit row), so they come
+here: together they were half the API's CPU per read (bench/api.py).
+
+The statements are still SQLAlchemy Core, compiled once for psycopg: one definition of each
+query, and the casts SQLAlchemy renders for psycopg's parameters. Errors come out as SQLAlchemy's
+(`DBAPIError`, `TimeoutError` for a full pool), so the 503s, the audit spool and every retry treat
+them as they treat any other database error.
+
+Why not psycopg_pool: it waits up to its timeout for a connection while it reconnects in the
+background, so with Postgres down every request would hang before its 503; this pool, like
+SQLAlchemy's, fails at once when Postgres refuses the connection. A connection found broken
+(Postgres restarted since it was pooled) drops every idle one, which is as old, and the
+statement runs once more on a new connection; that replaces SQLAlchemy's pre-ping, a round
+trip on every checkout. Only statements that may run twice come here: reads, and inserts that
+ignore a row already written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from functools import cache
+from typing import Any, TypeVar
+
+import psycopg
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.sql import ClauseElement
+
+_DIALECT = PGDialect_psycopg()  # type: ignore[no-untyped-call]
+T = TypeVar("T")
+Connection = psycopg.AsyncConnection[Any]
+
+
+@cache
+def _sql(statement: ClauseElement) -> str:
+    """The statement as psycopg runs it, `%(name)s` placeholders, compiled once per statement."""
+    return str(statement.compile(dialect=_DIALECT))
+
+
+def conninfo(sqlalchemy_url: str) -> str:
+    """The libpq connection string of a `postgresql+psycopg://` URL."""
+    return make_url(sqlalchemy_url).set(drivername="postgresql").render_as_string(False)
+
+
+class DirectPool:
+    """At most `size` autocommit connections; a request beyond waits up to `timeout` seconds."""
+
+    def __init__(self, sqlalchemy_url: str, *, size: int, timeout: float = 30.0) -> None:
+        self._conninfo = conninfo(sqlalchemy_url)
+        self._idle: list[Connection] = []
+        self._slots = asyncio.Semaphore(size)
+        self._closing: set[asyncio.Future[None]] = set()
+        self._timeout = timeout
+
+    async def one(self, statement: ClauseElement, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        """The first row the statement returns, or None."""
+
+        async def work(conn: Connection) -> tuple[Any, ...] | None:
+            cursor = await conn.execute(sql, params)
+            return await cursor.fetchone()
+
+        sql = _sql(statement)
+        return await self._run(sql, work)
+
+    async def insert_many(self, statement: ClauseElement, rows: Sequence[dict[str, Any]]) -> None:
+        """The statement once per row, in one transaction and one round trip (pipeline mode)."""
+
+        async def work(conn: Connection) -> None:
+            async with conn.transaction():
+                await conn.cursor().executemany(sql, rows)
+
+        sql = _sql(statement)
+        await self._run(sql, work)
+
+    async def _run(self, sql: str, work: Callable[[Connection], Awaitable[T]]) -> T:
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self._timeout)
+        except TimeoutError as exc:
+            raise PoolTimeout(f"no database connection free after {self._timeout} s") from exc
+        try:
+            for attempt in (1, 2):
+                conn = await self._checkout(sql)
+                try:
+                    result = await work(conn)
+                except psycopg.Error as exc:
+                    if not conn.broken:
+                        self._checkin(conn)
+                        raise _wrapped(sql, exc) from exc
+                    self._drop_idle()  # as old as this one: Postgres restarted since
+                    await conn.close()
+                    if attempt == 2:
+                        raise _wrapped(sql, exc, invalidated=True) from exc
+                    continue
+                except BaseException:  # cancelled mid-statement: the connection is not reusable
+                    self._close_later(conn)
+                    raise
+                self._checkin(conn)
+                return result
+            raise AssertionError("unreachable")
+        finally:
+            self._slots.release()
+
+    async def _checkout(self, sql: str) -> Connection:
+        if self._idle:
+            return self._idle.pop()
+        try:
+            return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            raise _wrapped(sql, exc) from exc
+
+    def _checkin(self, conn: Connection) -> None:
+        if conn.broken or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            self._close_later(conn)
+        else:
+            self._idle.append(conn)
+
+    def _drop_idle(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self._close_later(conn)
+
+    def _close_later(self, conn: Connection) -> None:
+        task = asyncio.ensure_future(conn.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.close()
+
+
+def _wrapped(sql: str, exc: psycopg.Error, *, invalidated: bool = False) -> BaseException:
+    """SQLAlchemy's exception for a driver error, as its engine would raise it (never with the
+    parameters, which may be personal data)."""
+    return DBAPIError.instance(
+        sql, None, exc, psycopg.Error, hide_parameters=True, connection_invalidated=invalidated
+    )
