@@ -6,6 +6,7 @@ import uuid
 from datetime import date, timedelta
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
@@ -83,7 +84,15 @@ async def test_small_withdrawal_posts_at_once(
     result = await handle.result()
     assert result.stage == Stage.COMPLETED and result.journal_id == f"{handle.id}:post"
     assert await balance(factory, acc.id) == (800_00, 0)
-    await record_history(handle, "money_movement_small")
+    # Posted as a local activity, in the workflow task that started the movement: no activity
+    # task for the server to schedule and dispatch, one workflow task in all.
+    events = [e async for e in handle.fetch_history_events()]
+    kinds = {EventType.Name(e.event_type) for e in events}
+    assert "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED" not in kinds
+    assert [EventType.Name(e.event_type) for e in events].count(
+        "EVENT_TYPE_WORKFLOW_TASK_COMPLETED"
+    ) == 1
+    await record_history(handle, "money_movement_small_local_posting")
 
 
 async def test_large_withdrawal_waits_for_a_supervisor(
@@ -147,7 +156,7 @@ async def test_insufficient_funds_is_declined_not_retried(
     assert await balance(factory, acc.id) == (100_00, 0)
     big = await start(temporal_client, worker, movement(acc.id, factory.gl(CASH.number), 600_00))
     assert (await big.result()).stage == Stage.DECLINED  # the hold itself is refused
-    await record_history(handle, "money_movement_declined")
+    await record_history(handle, "money_movement_declined_local_posting")
 
 
 async def test_a_duplicate_start_is_refused_by_temporal(
@@ -182,7 +191,7 @@ async def test_the_basic_kyc_tier_is_checked_by_the_workflow_itself(
     acc = await factory.savings_account(3_000_00)  # the factory's members are not verified
     small = await start(temporal_client, worker, movement(acc.id, factory.gl(CASH.number), 400_00))
     assert (await small.result()).stage == Stage.COMPLETED
-    await record_history(small, "money_movement_tier_checked")
+    await record_history(small, "money_movement_tier_checked_local_posting")
     big = await start(temporal_client, worker, movement(acc.id, factory.gl(CASH.number), 1_200_00))
     result: MovementState = await big.result()
     assert result.stage == Stage.DECLINED and result.error == ErrorCode.KYC_TIER_LIMIT

@@ -8,8 +8,9 @@ which the movement puts into its journal's JSON metadata; Postgres refuses `\\u0
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
-from datetime import timedelta
 
 import pytest
 from sqlalchemy.exc import DBAPIError
@@ -25,7 +26,6 @@ from schemas.settings import Settings
 from tests.api.conftest import make_client, new_staff
 from tests.conftest import Factory, Sessions
 from tests.workflows.test_money_movement import movement, start
-from workflows.money_movement import INITIAL_OUTCOME
 
 POISON_NAME = "teller\x00Okafor"
 MAX_MESSAGE = 200
@@ -42,27 +42,24 @@ async def test_a_value_postgres_refuses_fails_at_once_with_a_short_typed_error(
     inp = inp.model_copy(update={"requested_by": POISON_NAME})
     handle = await start(temporal_client, worker, inp)
     with caplog.at_level(logging.INFO, logger="activities.errors"):
-        # Before, the activity was retried for ever and this update never answered.
-        state: MovementState = await handle.execute_update(
-            INITIAL_OUTCOME, result_type=MovementState, rpc_timeout=timedelta(seconds=60)
-        )
+        # Before, the activity was retried for ever and the movement never ended.
+        state: MovementState = await asyncio.wait_for(handle.result(), 60)
     assert state.stage == Stage.DECLINED
     assert state.error == "InvalidData"
     assert state.error_detail and len(state.error_detail) < MAX_MESSAGE
     assert (await factory.account(account.id)).credits_posted_minor == 0
 
-    failures = [
-        e.activity_task_failed_event_attributes.failure
+    # The posting runs as a local activity: its one attempt is a marker in the history, with
+    # the failure it ended in.
+    (posting,) = [
+        e.marker_recorded_event_attributes
         for e in (await handle.fetch_history()).events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
     ]
-    starts = [
-        e.activity_task_started_event_attributes.attempt
-        for e in (await handle.fetch_history()).events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
-    ]
-    assert starts == [1], "a poison input is not retried"
-    (failure,) = failures
+    [data] = posting.details["data"].payloads
+    assert json.loads(data.data)["attempt"] == 1, "a poison input is not retried"
+    failure = posting.failure
     info = failure.application_failure_info
     assert (info.type, info.non_retryable) == ("InvalidData", True)
     assert len(failure.message) < MAX_MESSAGE, failure.message
