@@ -10,9 +10,9 @@ Figures, each printed as it is measured:
      each (in_transaction), C tasks each moving money between its own pair of accounts;
   b. hot_account_per_s: the same N journals, all cash deposits into ONE member account, so every
      transaction queues on the same two rows (cash GL and the member account);
-  c. movements_per_s: M MoneyMovement deposits (below the approval threshold: one post_journal
-     activity each) on a local Temporal dev server and the real workers, C in flight;
-  d. bare_workflows_per_s: M trivial workflows running one no-op activity on the same server and
+  c. movements_per_s: M MoneyMovement deposits (below the approval threshold: one posting, a
+     local activity) on a local Temporal dev server and the real workers, C in flight;
+  d. bare_workflows_per_s: M trivial workflows running one no-op local activity on the same server and
      an identically configured worker: the Temporal floor a movement cannot beat.
 
 How to read them: movements/bare near 1 means Temporal dominates a movement and the ledger is
@@ -96,11 +96,12 @@ async def noop(n: int) -> int:
 
 @workflow.defn(name="BenchBare")
 class BareWorkflow:
-    """One activity and nothing else: the Temporal cost of a workflow shaped like a movement."""
+    """One local activity and nothing else: the Temporal cost of a workflow shaped like a
+    movement (which posts as a local activity, workflows/money_movement.py)."""
 
     @workflow.run
     async def run(self, n: int) -> int:
-        return await workflow.execute_activity(noop, n, **DB_ACTIVITY)
+        return await workflow.execute_local_activity(noop, n, **DB_ACTIVITY)
 
 
 class RetryCounter(logging.Handler):
@@ -275,7 +276,7 @@ async def measure_workflows(
         await closed_loop("", c, c, lambda t, i: movement(t, m + i))
         movements = await closed_loop("c. money movements (deposits)", m, c, movement)
         await closed_loop("", c, c, lambda t, i: bare(t, m + i))
-        bares = await closed_loop("d. bare workflows (one no-op activity)", m, c, bare)
+        bares = await closed_loop("d. bare workflows (one no-op local activity)", m, c, bare)
     if incomplete:
         print(f"   {len(incomplete)} movements did not complete, e.g. {incomplete[:3]}")
     return movements, bares, accounts
