@@ -110,7 +110,8 @@ def cpu_seconds(root: int) -> float:
 
 @dataclass
 class Meters:
-    """The process trees whose CPU each phase charges per answer (API, Postgres, worker)."""
+    """The process trees whose CPU each phase charges per answer (API, Postgres, worker, the
+    Temporal dev server)."""
 
     roots: dict[str, int] = field(default_factory=dict)
 
@@ -232,7 +233,7 @@ def stack_pids(stack: Stack) -> dict[str, int]:
     pids = {
         name: service.proc.pid
         for name, service in stack.services.items()
-        if name in ("api", "worker") and service.proc is not None
+        if name in ("api", "worker", "temporal") and service.proc is not None
     }
     if stack.postgres is not None:
         pids["postgres"] = stack.postgres.pid
@@ -253,6 +254,8 @@ def report(phases: list[Phase], verified: str) -> None:
         f"read_api_cpu_ms={reads.cpu_ms('api'):.2f} read_pg_cpu_ms={reads.cpu_ms('postgres'):.2f} "
         f"write_api_cpu_ms={writes.cpu_ms('api'):.2f} "
         f"write_worker_cpu_ms={writes.cpu_ms('worker'):.2f} "
+        f"write_temporal_cpu_ms={writes.cpu_ms('temporal'):.2f} "
+        f"write_pg_cpu_ms={writes.cpu_ms('postgres'):.2f} "
         f"errors={sum(n for p in phases for s, n in p.statuses.items() if s >= 400)} "
         f"verify={verified}"
     )
