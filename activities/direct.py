@@ -33,6 +33,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 _DIALECT = PGDialect_psycopg()  # type: ignore[no-untyped-call]
 T = TypeVar("T")
@@ -40,9 +41,16 @@ Connection = psycopg.AsyncConnection[Any]
 
 
 @cache
-def _sql(statement: ClauseElement) -> str:
-    """The statement as psycopg runs it, `%(name)s` placeholders, compiled once per statement."""
-    return str(statement.compile(dialect=_DIALECT))
+def _sql(statement: ClauseElement) -> tuple[str, dict[str, Any]]:
+    """The statement as psycopg runs it (`%(name)s` placeholders) and the values bound in it
+    (`col == 5`, `bindparam(..., value=...)`), compiled once per statement. A statement SQLAlchemy
+    would finish at execution (`in_` over an expanding bind) has no place here."""
+    compiled = statement.compile(dialect=_DIALECT)
+    assert isinstance(compiled, SQLCompiler)
+    if compiled.post_compile_params:
+        raise ValueError("a statement with expanding parameters cannot run on a DirectPool")
+    bound = {k: v for k, v in compiled.params.items() if v is not None}
+    return str(compiled), bound
 
 
 def conninfo(sqlalchemy_url: str) -> str:
@@ -67,7 +75,8 @@ class DirectPool:
             cursor = await conn.execute(sql, params)
             return await cursor.fetchone()
 
-        sql = _sql(statement)
+        sql, bound = _sql(statement)
+        params = {**bound, **params}
         return await self._run(sql, work)
 
     async def insert_many(self, statement: ClauseElement, rows: Sequence[dict[str, Any]]) -> None:
@@ -77,7 +86,8 @@ class DirectPool:
             async with conn.transaction():
                 await conn.cursor().executemany(sql, rows)
 
-        sql = _sql(statement)
+        sql, bound = _sql(statement)
+        rows = [{**bound, **row} for row in rows] if bound else rows
         await self._run(sql, work)
 
     async def _run(self, sql: str, work: Callable[[Connection], Awaitable[T]]) -> T:
@@ -139,8 +149,9 @@ class DirectPool:
 
 
 def _wrapped(sql: str, exc: psycopg.Error, *, invalidated: bool = False) -> BaseException:
-    """SQLAlchemy's exception for a driver error, as its engine would raise it (never with the
-    parameters, which may be personal data)."""
+    """SQLAlchemy's exception for a driver error, as its engine would raise it: without the
+    statement's parameters, which may be personal data (Postgres's own DETAIL may still name a
+    key or a failing row, as it does through the engine)."""
     return DBAPIError.instance(
         sql, None, exc, psycopg.Error, hide_parameters=True, connection_invalidated=invalidated
     )

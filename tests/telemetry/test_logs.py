@@ -3,12 +3,12 @@ attempt in a worker, the request id and staff user id in the API; no personal da
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
 from typing import Any
 
 from httpx import AsyncClient
@@ -21,7 +21,6 @@ from schemas.settings import Settings
 from tests.api.conftest import Staff
 from tests.conftest import Factory
 from tests.workflows.test_money_movement import movement, start
-from workflows.money_movement import INITIAL_OUTCOME
 
 SURNAME = "Okafor"
 POISON_NAME = f"teller\x00{SURNAME}"  # Postgres refuses a NUL in jsonb: the activity logs why
@@ -57,9 +56,7 @@ async def test_an_activity_log_line_carries_the_workflow_id_as_json(
     inp = inp.model_copy(update={"requested_by": POISON_NAME})
     with json_lines(settings, "worker") as stream:
         handle = await start(temporal_client, worker, inp)
-        state: MovementState = await handle.execute_update(
-            INITIAL_OUTCOME, result_type=MovementState, rpc_timeout=timedelta(seconds=60)
-        )
+        state: MovementState = await asyncio.wait_for(handle.result(), 60)
     assert state.stage == Stage.DECLINED
     lines = parsed(stream)
     [line] = [x for x in lines if x["logger"] == "activities.errors"]
