@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from functools import cache
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import psycopg
@@ -40,7 +40,7 @@ T = TypeVar("T")
 Connection = psycopg.AsyncConnection[Any]
 
 
-@cache
+@lru_cache(maxsize=256)  # the statements are module constants; a bound keeps any other in check
 def _sql(statement: ClauseElement) -> tuple[str, dict[str, Any]]:
     """The statement as psycopg runs it (`%(name)s` placeholders) and the values bound in it
     (`col == 5`, `bindparam(..., value=...)`), compiled once per statement. A statement SQLAlchemy
