@@ -65,16 +65,6 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-def make_read_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions for a read that is one statement (the caller's user and roles, an account's
-    balance): autocommit, so the SELECT goes alone, without the BEGIN and the ROLLBACK round
-    trips a transaction adds. One statement sees one snapshot; a read of several statements
-    that must agree (a statement page and its opening balance) uses `make_sessionmaker`."""
-    return async_sessionmaker(
-        engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False
-    )
-
-
 # What an element of an array literal may not hold unquoted: a brace, quote, backslash or white
 # space (commas are checked by count, a string reading NULL by counting the NULLs).
 _ARRAY_UNSAFE = re.compile(r'[{}"\\\s]')

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from activities.db import make_engine, make_read_sessionmaker, make_sessionmaker
+from activities.db import make_engine, make_sessionmaker
 from activities.direct import DirectPool
 from api import routes
 from api.audit import AuditMiddleware
@@ -45,7 +45,6 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings)
         app.state.sessions = make_sessionmaker(engine)
-        app.state.read_sessions = make_read_sessionmaker(engine)
         app.state.direct = DirectPool(settings.sqlalchemy_url, size=settings.db_pool_size)
         app.state.audit = AuditTrail(app.state.direct, settings.audit_spool_dir)
         # Entries a previous process spooled during an outage, then every few seconds.

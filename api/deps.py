@@ -37,7 +37,6 @@ __all__ = [
     "LoanNumber",
     "LoanReader",
     "Principal",
-    "ReadSessionsDep",
     "Session",
     "SessionsDep",
     "SettingsDep",
@@ -112,11 +111,6 @@ async def _sessions(request: Request) -> async_sessionmaker[AsyncSession]:
     return sessions
 
 
-async def _read_sessions(request: Request) -> async_sessionmaker[AsyncSession]:
-    sessions: async_sessionmaker[AsyncSession] = request.app.state.read_sessions
-    return sessions
-
-
 async def _direct(request: Request) -> DirectPool:
     direct: DirectPool = request.app.state.direct
     return direct
@@ -129,8 +123,6 @@ async def _temporal(request: Request) -> Client:
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 SessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_sessions)]
-# For a read of one statement only (activities.db.make_read_sessionmaker).
-ReadSessionsDep = Annotated[async_sessionmaker[AsyncSession], Depends(_read_sessions)]
 # For the statements of every request (the caller, the account view): activities.direct.
 DirectDep = Annotated[DirectPool, Depends(_direct)]
 # The type of the session a route's transaction hands to activity helpers (`in_transaction`):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -31,7 +31,7 @@ from schemas.audit import AuditRecord
 from schemas.settings import Settings
 from scripts.local_postgres import with_database
 from tests.api.conftest import new_staff
-from tests.api.test_database_faults import PrivatePostgres, private_pg  # noqa: F401  (fixture)
+from tests.api.test_database_faults import PrivatePostgres, private_pg, until  # noqa: F401  (fixture)
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -88,14 +88,6 @@ async def pid_of(pool: DirectPool) -> int:
     row = await pool.one(BACKEND_PID, {})
     assert row is not None
     return int(row[0])
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    for _ in range(200):
-        if await check():
-            return
-        await asyncio.sleep(0.025)
-    raise AssertionError(f"gave up waiting for {what}")
 
 
 # --- on the test database -----------------------------------------------------------------------
