@@ -25,26 +25,36 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import psycopg
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ClauseElement, Insert
 from sqlalchemy.sql.compiler import SQLCompiler
+
+from schemas import telemetry
 
 _DIALECT = PGDialect_psycopg()  # type: ignore[no-untyped-call]
 T = TypeVar("T")
 Connection = psycopg.AsyncConnection[Any]
+Params = dict[str, Any]
+# A statement and its parameters; a list of parameter sets runs the statement once per set.
+Step = tuple[ClauseElement, Params | list[Params]]
 
 
 @lru_cache(maxsize=256)  # the statements are module constants; a bound keeps any other in check
-def _sql(statement: ClauseElement) -> tuple[str, dict[str, Any]]:
+def compiled(statement: ClauseElement) -> tuple[str, dict[str, Any]]:
     """The statement as psycopg runs it (`%(name)s` placeholders) and the values bound in it
     (`col == 5`, `bindparam(..., value=...)`), compiled once per statement. A statement SQLAlchemy
-    would finish at execution (`in_` over an expanding bind) has no place here."""
+    would finish at execution (`in_` over an expanding bind) has no place here. An INSERT returns
+    only what it asks for: SQLAlchemy would add its new key, for an engine's inserted_primary_key.
+    """
+    if isinstance(statement, Insert):
+        statement = statement.inline()
     compiled = statement.compile(dialect=_DIALECT)
     assert isinstance(compiled, SQLCompiler)
     if compiled.post_compile_params:
@@ -75,7 +85,7 @@ class DirectPool:
             cursor = await conn.execute(sql, params)
             return await cursor.fetchone()
 
-        sql, bound = _sql(statement)
+        sql, bound = compiled(statement)
         params = {**bound, **params}
         return await self._run(sql, work)
 
@@ -86,7 +96,7 @@ class DirectPool:
             async with conn.transaction():
                 await conn.cursor().executemany(sql, rows)
 
-        sql, bound = _sql(statement)
+        sql, bound = compiled(statement)
         rows = [{**bound, **row} for row in rows] if bound else rows
         await self._run(sql, work)
 
@@ -146,6 +156,40 @@ class DirectPool:
         idle, self._idle = self._idle, []
         for conn in idle:
             await conn.close()
+
+
+async def pipeline(session: AsyncSession, *steps: Step) -> list[list[tuple[Any, ...]]]:
+    """Run the statements in order inside the session's transaction, on its connection, in one
+    round trip (psycopg's pipeline mode), and return the rows each returned (none: []).
+
+    The ledger engine's hot path: through the session, each statement is a round trip and about
+    0.3 ms of the caller's CPU, and a posting made five. The first error aborts the rest and the
+    transaction, as any failed statement does, and comes out as SQLAlchemy's DBAPIError, so
+    deadlock retries, trigger errors and constraint checks read it as they read the session's.
+    """
+    connection = await session.connection()
+    driver = cast(Connection, (await connection.get_raw_connection()).driver_connection)
+    runs = [(*compiled(statement), params) for statement, params in steps]
+    text = ";\n".join(sql for sql, _, _ in runs)
+    cursors = []
+    try:
+        with telemetry.sql_span(text):
+            async with driver.pipeline():
+                for sql, bound, params in runs:
+                    cursor = driver.cursor()
+                    if isinstance(params, dict):
+                        await cursor.execute(sql, {**bound, **params})
+                    else:
+                        await cursor.executemany(sql, [{**bound, **p} for p in params])
+                    cursors.append(cursor)
+            return [await c.fetchall() if c.description else [] for c in cursors]
+    except psycopg.Error as exc:
+        if driver.broken:
+            await connection.invalidate(exc)
+        raise _wrapped(text, exc, invalidated=driver.broken) from exc
+    except BaseException:  # cancelled mid-pipeline: what the server did is unknown
+        await connection.invalidate()
+        raise
 
 
 def _wrapped(sql: str, exc: psycopg.Error, *, invalidated: bool = False) -> BaseException:

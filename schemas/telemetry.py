@@ -20,6 +20,7 @@ import contextvars
 import logging
 import re
 import sys
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TextIO
 
 from opentelemetry.sdk.resources import Resource
@@ -29,6 +30,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.trace import SpanKind
 from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity, workflow
@@ -168,6 +170,19 @@ def instrument_engine(engine: AsyncEngine) -> None:
     usage = NoOpMeter("bankflow").create_up_down_counter("db.client.connections.usage")
     tracer = _provider.get_tracer("opentelemetry.instrumentation.sqlalchemy")
     EngineTracer(tracer, engine.sync_engine, usage)  # type: ignore[no-untyped-call]
+
+
+def sql_span(statement: str) -> AbstractContextManager[Any]:
+    """A span for SQL sent past the engine (activities/direct.py's pipeline), shaped like the
+    engine's statement spans: the statement with its placeholders, never the parameters."""
+    if _provider is None:
+        return nullcontext()
+    tracer = _provider.get_tracer("opentelemetry.instrumentation.sqlalchemy")
+    return tracer.start_as_current_span(
+        statement.split(None, 1)[0],
+        kind=SpanKind.CLIENT,
+        attributes={"db.system": "postgresql", "db.statement": statement},
+    )
 
 
 def instrument_app(app: Any) -> None:

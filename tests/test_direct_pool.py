@@ -1,7 +1,10 @@
 """activities.direct: the API's pool of autocommit psycopg connections. Rows come back, driver
 errors come out as SQLAlchemy's (without the parameters), a batch of inserts is one
 transaction, a full pool times out, a cancelled statement's connection is not reused, and
-against a private Postgres: a restart costs no request, and Postgres down fails at once."""
+against a private Postgres: a restart costs no request, and Postgres down fails at once.
+`pipeline`, the ledger engine's statements on a session's own connection: in order, in the
+session's transaction, the first error aborts the rest, a cancel or a dead backend drops the
+connection."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.audit_trail import write_entries
 from activities.db import db_unavailable, sqlstate
-from activities.direct import DirectPool, conninfo
+from activities.direct import DirectPool, conninfo, pipeline
 from activities.staff import _STATUS
 from activities.tables import AuditEntry, StaffUser
 from schemas.audit import AuditRecord
@@ -286,3 +289,95 @@ async def test_postgres_down_fails_at_once_as_unavailable(private_pg: PrivatePos
             await asyncio.to_thread(private_pg.start)
         # The failures held no slot: each one-connection pool works again.
         assert await pid_of(pooled) != await pid_of(fresh)
+
+
+# --- pipeline: statements in a session's own transaction (the ledger engine's hot path) --------
+
+ADVISORY_LOCK_THEN_SLEEP = text("SELECT pg_advisory_xact_lock(:key), pg_sleep(:seconds)")
+TRY_ADVISORY_LOCK = text("SELECT pg_try_advisory_xact_lock(:key)")
+COUNT_AUDIT = (
+    select(func.count()).select_from(AuditEntry).where(AuditEntry.entry_id == bindparam("entry_id"))
+)
+
+
+async def test_a_pipeline_runs_in_order_inside_the_sessions_transaction(
+    sessions: Sessions,
+) -> None:
+    kept, undone = audit_row(), audit_row()
+    async with sessions() as session, session.begin():
+        pid = await session.scalar(BACKEND_PID)
+        rows = await pipeline(
+            session,
+            (PLAIN_AUDIT_INSERT, kept),
+            (COUNT_AUDIT, {"entry_id": kept["entry_id"]}),  # sees the insert before it
+            (BACKEND_PID, {}),
+        )
+        assert rows == [[], [(1,)], [(pid,)]]  # one connection: the session's own
+    assert await audit_entries(sessions, kept["entry_id"]) == 1
+
+    with pytest.raises(RuntimeError):
+        async with sessions() as session, session.begin():
+            await pipeline(session, (PLAIN_AUDIT_INSERT, [undone]))
+            raise RuntimeError("the caller's transaction rolls back")
+    assert await audit_entries(sessions, undone["entry_id"]) == 0
+
+
+async def test_a_failing_statement_aborts_the_pipeline_as_an_integrity_error(
+    sessions: Sessions,
+) -> None:
+    first, after = audit_row(), audit_row()
+    with pytest.raises(IntegrityError) as raised:
+        async with sessions() as session, session.begin():
+            await pipeline(
+                session,
+                (PLAIN_AUDIT_INSERT, [first, first]),  # a unique violation on the second
+                (PLAIN_AUDIT_INSERT, after),  # never runs
+            )
+    exc = raised.value
+    assert sqlstate(exc) == "23505"
+    assert not exc.connection_invalidated and not db_unavailable(exc)
+    message = str(exc)
+    for value in ("jane.personal", "Personalname", "agent-personal-42", "10.9.8.7"):
+        assert value not in message
+    assert "[parameters:" not in message
+    assert await audit_entries(sessions, first["entry_id"], after["entry_id"]) == 0
+    async with sessions() as session:  # the pooled connection left the pipeline cleanly
+        assert await session.scalar(DIVIDE, {"divisor": 1}) == 1
+
+
+async def test_a_cancelled_pipeline_releases_its_transaction_at_once(sessions: Sessions) -> None:
+    key = int(uuid.uuid4().int % 2**62)
+
+    async def hold_the_lock() -> None:
+        async with sessions() as session, session.begin():
+            await pipeline(session, (ADVISORY_LOCK_THEN_SLEEP, {"key": key, "seconds": 30}))
+
+    async def lock_free() -> bool:
+        async with sessions() as session, session.begin():
+            return bool(await session.scalar(TRY_ADVISORY_LOCK, {"key": key}))
+
+    holder = asyncio.create_task(hold_the_lock())
+
+    async def held() -> bool:
+        return not await lock_free()
+
+    await until(held, "the pipeline to take the lock")
+    started = time.monotonic()
+    holder.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await holder
+    await until(lock_free, "the cancelled pipeline's lock to go")
+    assert time.monotonic() - started < PROMPTLY  # its backend did not sleep on with the lock
+
+
+async def test_a_pipeline_on_a_terminated_backend_is_unavailable(sessions: Sessions) -> None:
+    with pytest.raises(OperationalError) as raised:
+        async with sessions() as session, session.begin():
+            pid = await session.scalar(BACKEND_PID)
+            async with sessions() as other:
+                await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            await pipeline(session, (DIVIDE, {"divisor": 1}))
+    assert raised.value.connection_invalidated
+    assert db_unavailable(raised.value)
+    async with sessions() as session:  # the pool did not keep the dead connection
+        assert await session.scalar(BACKEND_PID) != pid

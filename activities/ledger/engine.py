@@ -13,18 +13,19 @@ Rules (DESIGN.md, "Ledger"):
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, select, update
-from sqlalchemy.dialects.postgresql import insert
+from psycopg.types.json import Jsonb
+from sqlalchemy import BigInteger, Table, any_, bindparam, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import metrics
 from activities.db import sqlstate
+from activities.direct import Step, pipeline
 from activities.ledger.batch import as_lines, content_hash
 from activities.tables import PERIOD_CLOSED_SQLSTATE, Journal, LedgerAccount, Posting
 from schemas.errors import BankflowError, ErrorCode
@@ -96,22 +97,113 @@ APPLY_DELTA = (
 )
 
 
-async def _lock_accounts(session: AsyncSession, ids: Iterable[int]) -> dict[int, Any]:
-    """Lock the rows in ascending id order: two journals over the same accounts queue."""
-    wanted = sorted(set(ids))
-    rows = await session.execute(
-        select(*LOCKED_COLUMNS).where(A.id.in_(wanted)).order_by(A.id).with_for_update()
+# A journal's writes on the engine's hot path run as pipelines (activities/direct.py): claiming
+# the id and locking the accounts is one round trip, the balance updates and the postings a
+# second, where each statement through the session was a round trip of its own.
+CLAIM = (
+    insert(JOURNALS)
+    .values(
+        id=bindparam("id"),
+        kind=bindparam("kind"),
+        description=bindparam("description"),
+        value_date=bindparam("value_date"),
+        content_hash=bindparam("content_hash"),
+        reverses_journal_id=bindparam("reverses"),
+        process_id=bindparam("process_id"),
+        metadata=bindparam("metadata"),
     )
-    found = {a.id: a for a in rows}
-    missing = [i for i in wanted if i not in found]
+    .on_conflict_do_nothing(index_elements=["id"])
+    .returning(JOURNALS.c.created_at)
+)
+# FOR NO KEY UPDATE: the lock an UPDATE of non-key columns takes anyway. FOR UPDATE would also
+# block the key-share locks of every posting inserted against the account elsewhere.
+LOCK = (
+    select(*LOCKED_COLUMNS)
+    .where(A.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
+    .order_by(A.id)
+    .with_for_update(key_share=True)
+)
+WRITE_POSTING = insert(POSTINGS).values(
+    journal_id=bindparam("journal_id"),
+    line=bindparam("line"),
+    debit_account_id=bindparam("debit_account_id"),
+    credit_account_id=bindparam("credit_account_id"),
+    amount_minor=bindparam("amount_minor"),
+    currency=bindparam("currency"),
+)
+
+
+class Locked(NamedTuple):
+    """An account row as LOCK returns it (LOCKED_COLUMNS, in order)."""
+
+    id: int
+    code: str
+    status: str
+    currency: str
+    debits_must_not_exceed_credits: bool
+    credits_must_not_exceed_debits: bool
+    debits_posted_minor: int
+    credits_posted_minor: int
+    debits_pending_minor: int
+    credits_pending_minor: int
+
+
+def lock_step(deltas: Deltas) -> Step:
+    """Lock the rows in ascending id order: two journals over the same accounts queue."""
+    return LOCK, {"ids": sorted(deltas.by_account)}
+
+
+def claim_step(req: JournalRequest, digest: str, reverses: str | None) -> Step:
+    """Insert the journal row unless its id is taken (claim() reads the answer)."""
+    return CLAIM, {
+        "id": req.journal_id,
+        "kind": req.kind,
+        "description": req.description,
+        "value_date": req.value_date,
+        "content_hash": digest,
+        "reverses": reverses,
+        "process_id": req.process_id,
+        "metadata": Jsonb(req.metadata),
+    }
+
+
+def write_steps(deltas: Deltas, journal_id: str | None, lines: list[PostingLine]) -> list[Step]:
+    """Move the touched accounts' balances and, for a journal, write its postings."""
+    changes = [
+        {
+            "account_id": account_id,
+            "dp": delta.debits_posted,
+            "cp": delta.credits_posted,
+            "dpe": delta.debits_pending,
+            "cpe": delta.credits_pending,
+        }
+        for account_id, delta in sorted(deltas.by_account.items())
+        if delta.nonzero()
+    ]
+    steps: list[Step] = [(APPLY_DELTA, changes)] if changes else []
+    if lines:
+        rows = [
+            {
+                "journal_id": journal_id,
+                "line": n,
+                "debit_account_id": p.debit_account_id,
+                "credit_account_id": p.credit_account_id,
+                "amount_minor": p.amount_minor,
+                "currency": p.currency,
+            }
+            for n, p in enumerate(lines, start=1)
+        ]
+        steps.append((WRITE_POSTING, rows))
+    return steps
+
+
+def check_deltas(rows: list[tuple[Any, ...]], deltas: Deltas, *, check_open: bool = True) -> None:
+    """Raise before anything is written if a locked account refuses its delta: missing, closed,
+    in another currency, or overdrawn (pending holds included)."""
+    accounts = {row[0]: Locked(*row) for row in rows}
+    missing = [i for i in sorted(deltas.by_account) if i not in accounts]
     if missing:
         raise BankflowError(ErrorCode.ACCOUNT_NOT_FOUND, f"no ledger account {missing[0]}")
-    return found
-
-
-async def apply_deltas(session: AsyncSession, deltas: Deltas, *, check_open: bool = True) -> None:
-    """Lock, validate and update every touched account; raise before writing if any rule fails."""
-    accounts = await _lock_accounts(session, deltas.by_account)
     for account_id, delta in sorted(deltas.by_account.items()):
         acc = accounts[account_id]
         if check_open and acc.status != "open":
@@ -138,20 +230,13 @@ async def apply_deltas(session: AsyncSession, deltas: Deltas, *, check_open: boo
                 ErrorCode.INSUFFICIENT_FUNDS,
                 f"account {acc.code} cannot be credited beyond its debits",
             )
-    changes = [
-        {
-            "account_id": account_id,
-            "dp": delta.debits_posted,
-            "cp": delta.credits_posted,
-            "dpe": delta.debits_pending,
-            "cpe": delta.credits_pending,
-        }
-        for account_id, delta in sorted(deltas.by_account.items())
-        if delta.nonzero()
-    ]
-    if changes:
-        connection = await session.connection()
-        await connection.execute(APPLY_DELTA, changes)
+
+
+async def apply_deltas(session: AsyncSession, deltas: Deltas, *, check_open: bool = True) -> None:
+    """Lock, validate and update every touched account; raise before writing if any rule fails."""
+    [rows] = await pipeline(session, lock_step(deltas))
+    check_deltas(rows, deltas, check_open=check_open)
+    await pipeline(session, *write_steps(deltas, None, []))
 
 
 async def load_journal(
@@ -190,31 +275,18 @@ async def load_journal(
     )
 
 
-async def claim_journal_id(
-    session: AsyncSession, req: JournalRequest, digest: str, reverses: str | None
-) -> datetime | None:
-    """Insert the journal row, or find the one already there. Its creation time when this call
-    owns it, None when an identical journal was there already.
+async def claim(
+    session: AsyncSession, req: JournalRequest, digest: str, reverses: str | None, *also: Step
+) -> tuple[datetime | None, list[list[tuple[Any, ...]]]]:
+    """Insert the journal row, or find the one already there, in one round trip with `also`
+    (the account locks): its creation time when this call owns it, None when an identical
+    journal was there already, and the rows of `also`.
 
     ON CONFLICT DO NOTHING waits for a concurrent insert of the same id to commit or roll back,
     so two racing retries cannot both post.
     """
     try:
-        inserted = await session.scalar(
-            insert(JOURNALS)
-            .values(
-                id=req.journal_id,
-                kind=req.kind,
-                description=req.description,
-                value_date=req.value_date,
-                content_hash=digest,
-                reverses_journal_id=reverses,
-                process_id=req.process_id,
-                metadata=req.metadata,
-            )
-            .on_conflict_do_nothing(index_elements=["id"])
-            .returning(JOURNALS.c.created_at)
-        )
+        [inserted, *rest] = await pipeline(session, claim_step(req, digest, reverses), *also)
     except IntegrityError as exc:
         if "reverses_journal_id" in str(exc.orig):
             raise BankflowError(
@@ -231,33 +303,15 @@ async def claim_journal_id(
                 f"{req.value_date.isoformat()}",
             ) from exc
         raise
-    if inserted is not None:
-        return cast(datetime, inserted)
+    if inserted:
+        return cast(datetime, inserted[0][0]), rest
     stored = await session.scalar(select(Journal.content_hash).where(Journal.id == req.journal_id))
     if stored != digest:
         raise BankflowError(
             ErrorCode.JOURNAL_CONFLICT,
             f"journal {req.journal_id!r} exists with different content",
         )
-    return None
-
-
-async def write_postings(session: AsyncSession, journal_id: str, lines: list[PostingLine]) -> None:
-    connection = await session.connection()
-    await connection.execute(
-        insert(POSTINGS),
-        [
-            {
-                "journal_id": journal_id,
-                "line": n,
-                "debit_account_id": p.debit_account_id,
-                "credit_account_id": p.credit_account_id,
-                "amount_minor": p.amount_minor,
-                "currency": p.currency,
-            }
-            for n, p in enumerate(lines, start=1)
-        ],
-    )
+    return None, rest
 
 
 async def post_journal(
@@ -270,15 +324,17 @@ async def post_journal(
                 ErrorCode.INVALID_POSTING, "a posting must move money between two accounts"
             )
     digest = content_hash(req.kind, req.value_date, as_lines(req.postings), reverses)
-    created_at = await claim_journal_id(session, req, digest, reverses)
-    if created_at is None:
-        metrics.replayed(session, "journal")
-        return await load_journal(session, req.journal_id)
     deltas = Deltas()
     for p in req.postings:
         deltas.post(p.debit_account_id, p.credit_account_id, p.amount_minor, p.currency)
-    await apply_deltas(session, deltas)
-    await write_postings(session, req.journal_id, req.postings)
+    # A replay takes the account locks too, for the moment its transaction lasts: one round
+    # trip for every posting beats two for the first.
+    created_at, [locked] = await claim(session, req, digest, reverses, lock_step(deltas))
+    if created_at is None:
+        metrics.replayed(session, "journal")
+        return await load_journal(session, req.journal_id)
+    check_deltas(locked, deltas)
+    await pipeline(session, *write_steps(deltas, req.journal_id, req.postings))
     metrics.journal_posted(session, req.kind, req.postings)
     # Built from what was just written rather than read back: the hot path stays short, and
     # the account locks are held for less time.

@@ -12,13 +12,16 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import metrics
+from activities.direct import pipeline
 from activities.ledger.batch import as_lines, content_hash
 from activities.ledger.engine import (
     Deltas,
     apply_deltas,
-    claim_journal_id,
+    check_deltas,
+    claim,
     load_journal,
-    write_postings,
+    lock_step,
+    write_steps,
 )
 from activities.tables import Hold
 from schemas.errors import BankflowError, ErrorCode
@@ -115,13 +118,14 @@ async def post_hold(session: AsyncSession, req: PostHoldRequest) -> JournalResul
         metadata={"hold_id": hold.id},
     )
     digest = content_hash(journal.kind, journal.value_date, as_lines(journal.postings))
-    if await claim_journal_id(session, journal, digest, None) is None:
-        raise BankflowError(ErrorCode.JOURNAL_CONFLICT, f"journal {req.journal_id!r} exists")
     deltas = Deltas()
     deltas.pend(line.debit_account_id, line.credit_account_id, -line.amount_minor, line.currency)
     deltas.post(line.debit_account_id, line.credit_account_id, line.amount_minor, line.currency)
-    await apply_deltas(session, deltas, check_open=False)
-    await write_postings(session, req.journal_id, [line])
+    created_at, [locked] = await claim(session, journal, digest, None, lock_step(deltas))
+    if created_at is None:
+        raise BankflowError(ErrorCode.JOURNAL_CONFLICT, f"journal {req.journal_id!r} exists")
+    check_deltas(locked, deltas, check_open=False)
+    await pipeline(session, *write_steps(deltas, req.journal_id, [line]))
     metrics.journal_posted(session, journal.kind, journal.postings)
     metrics.hold_event(session, "posted")
     await session.execute(

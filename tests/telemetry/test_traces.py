@@ -82,6 +82,12 @@ async def test_one_request_is_one_trace_from_api_to_sql(
     in_activity = [s for s in sql if "RunActivity:post_movement" in ancestors(s, by_id)]
     assert in_activity, "the activity's SQL is a child of its activity span"
     assert any("INSERT" in s.name for s in in_activity)
+    # The ledger's statements, sent past the engine as one pipeline (activities/direct.py), are
+    # spans too, with their placeholders and never their values.
+    statements = [str((s.attributes or {}).get("db.statement", "")) for s in in_activity]
+    [claim] = [sql for sql in statements if "INSERT INTO journals" in sql]
+    [write] = [sql for sql in statements if "INSERT INTO postings" in sql]
+    assert "FOR NO KEY UPDATE" in claim and "%(amount_minor)s" in write
     for span in tree:  # every span reaches the API's root: one tree, not a forest
         assert span is root or ancestors(span, by_id)[-1] == root.name, span.name
     run = next(s for s in tree if s.name == "RunWorkflow:MoneyMovement")
