@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import date, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select
 from temporalio.testing import WorkflowEnvironment
@@ -56,7 +56,10 @@ async def test_reminder_after_24h_then_escalation_after_48h(
     reviewer = await staff_with_email(sessions, "kyc_reviewer")
     supervisor = await staff_with_email(sessions, "branch_manager")
     member = await new_member(sessions)
-    await complete_documents(sessions, member, expiry=date.today() + timedelta(days=60))
+    # The workflow judges expiry on its own clock, which earlier time-skipping tests of the
+    # session have moved on (by months after the reversal timeout tests).
+    today = (await skipping_env.get_current_time()).date()
+    await complete_documents(sessions, member, expiry=today + timedelta(days=60))
     inp = kyc_input(member, policy(settings))
     handle = await start_case(skipping_env.client, skipping_worker, inp)
     state: KycState = await handle.execute_update(KycReviewWorkflow.initial_outcome)
