@@ -23,6 +23,7 @@ this process share its cores); compare ratios from one run, not figures across m
 floor's N and the engine's N).
 """
 
+# ruff: noqa: E402
 from __future__ import annotations
 
 import argparse
@@ -42,66 +43,46 @@ from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from temporalio import activity, workflow
+# `python bench/ledger.py` puts bench/, not the root, on the path; the imports below follow.
+_root = str(Path(__file__).resolve().parent.parent)
+if _root not in sys.path:
+    sys.path.insert(0, _root)
 
-# `python bench/ledger.py` puts bench/, not the root, on the path. The workflow sandbox re-runs
-# this module, where the file system is off limits and the path is already set.
-if not workflow.unsafe.in_sandbox():
-    _root = str(Path(__file__).resolve().parent.parent)
-    if _root not in sys.path:
-        sys.path.insert(0, _root)
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
-with workflow.unsafe.imports_passed_through():
-    from sqlalchemy import func, select, text
-    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-    from temporalio.client import Client
-    from temporalio.testing import WorkflowEnvironment
-    from temporalio.worker import Worker
-
-    from activities.accounts import create_member, open_account
-    from activities.db import in_transaction, make_engine, make_sessionmaker
-    from activities.ledger import engine as ledger_engine
-    from activities.ledger.batch import content_hash
-    from activities.ledger.chart import CASH, ensure_branch, ensure_chart
-    from activities.ledger.verify import verify_ledger
-    from activities.migrate import upgrade
-    from activities.tables import LedgerAccount
-    from schemas import search_attributes, temporal
-    from schemas.keyring import KeyRing
-    from schemas.ledger import JournalRequest, PostingLine
-    from schemas.members import AccountOpen, MemberCreate
-    from schemas.movements import MovementInput, Stage
-    from schemas.settings import Settings
-    from scripts.local_postgres import (
-        DEFAULT_URL,
-        create_database,
-        drop_database,
-        reachable,
-        start_private,
-    )
-    from worker import GRACEFUL_SHUTDOWN, build_workers
-    from workflows.common import DB_ACTIVITY
-    from workflows.money_movement import MoneyMovementWorkflow
+from activities.accounts import create_member, open_account
+from activities.db import in_transaction, make_engine, make_sessionmaker
+from activities.ledger import engine as ledger_engine
+from activities.ledger.batch import content_hash
+from activities.ledger.chart import CASH, ensure_branch, ensure_chart
+from activities.ledger.verify import verify_ledger
+from activities.migrate import upgrade
+from activities.tables import LedgerAccount
+from bench.bare import BareWorkflow, noop
+from schemas import search_attributes, temporal
+from schemas.keyring import KeyRing
+from schemas.ledger import JournalRequest, PostingLine
+from schemas.members import AccountOpen, MemberCreate
+from schemas.movements import MovementInput, Stage
+from schemas.settings import Settings
+from scripts.local_postgres import (
+    DEFAULT_URL,
+    create_database,
+    drop_database,
+    reachable,
+    start_private,
+)
+from worker import GRACEFUL_SHUTDOWN, build_workers, workflow_runner
+from workflows.money_movement import MoneyMovementWorkflow
 
 A = LedgerAccount
 AMOUNT = 1_00  # 1.00 USD per journal and per movement
 # A broken workflow retries its task forever; a bench run fails instead of hanging.
 RUN_LIMIT = timedelta(minutes=5)
-
-
-@activity.defn(name="BenchNoop")
-async def noop(n: int) -> int:
-    return n
-
-
-@workflow.defn(name="BenchBare")
-class BareWorkflow:
-    """One local activity and nothing else: the Temporal cost of a workflow shaped like a
-    movement (which posts as a local activity, workflows/money_movement.py)."""
-
-    @workflow.run
-    async def run(self, n: int) -> int:
-        return await workflow.execute_local_activity(noop, n, **DB_ACTIVITY)
 
 
 class RetryCounter(logging.Handler):
@@ -246,6 +227,7 @@ async def measure_workflows(
             workflows=[BareWorkflow],
             activities=[noop],
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+            workflow_runner=workflow_runner("bench.bare"),
         )
     )
     incomplete: list[int] = []
