@@ -16,8 +16,9 @@ background, so with Postgres down every request would hang before its 503; this 
 SQLAlchemy's, fails at once when Postgres refuses the connection. A connection found broken
 (Postgres restarted since it was pooled) drops every idle one, which is as old, and the
 statement runs once more on a new connection; that replaces SQLAlchemy's pre-ping, a round
-trip on every checkout. Only statements that may run twice come here: reads, and inserts that
-ignore a row already written.
+trip on every checkout. Only statements that may run twice come here: reads, inserts that
+ignore a row already written, and writes a second run leaves as the first did (the idempotency
+claims', keyed by their owner).
 """
 
 from __future__ import annotations
@@ -84,6 +85,27 @@ class DirectPool:
         async def work(conn: Connection) -> tuple[Any, ...] | None:
             cursor = await conn.execute(sql, params)
             return await cursor.fetchone()
+
+        sql, bound = compiled(statement)
+        params = {**bound, **params}
+        return await self._run(sql, work)
+
+    async def rows(self, statement: ClauseElement, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        """Every row the statement returns."""
+
+        async def work(conn: Connection) -> list[tuple[Any, ...]]:
+            cursor = await conn.execute(sql, params)
+            return await cursor.fetchall()
+
+        sql, bound = compiled(statement)
+        params = {**bound, **params}
+        return await self._run(sql, work)
+
+    async def execute(self, statement: ClauseElement, params: dict[str, Any]) -> int:
+        """A statement that returns no rows; how many rows it changed."""
+
+        async def work(conn: Connection) -> int:
+            return (await conn.execute(sql, params)).rowcount
 
         sql, bound = compiled(statement)
         params = {**bound, **params}

@@ -4,7 +4,13 @@ A key is scoped per (user, method, route template). The first request claims it 
 `owner` and a lease in database time (so API processes need no common clock); while it runs it
 renews the lease; when it is done it stores its answer or releases the key. A retry finding the
 lease lapsed takes the claim over under a new owner: from then on only the new owner's renewals
-and answer count. Each function runs in its caller's transaction.
+and answer count.
+
+Every POST with a key makes at least two of these statements, so the common ones (the claim of
+a fresh key, renewing, storing, releasing) are single autocommit statements on the API's
+`DirectPool`, which may run one twice: each is keyed by the claim's owner, so a second run
+changes nothing the first did not. Only a key already in the table takes a transaction
+(`contend`, in its caller's), to decide under the row's lock.
 """
 
 from __future__ import annotations
@@ -15,11 +21,45 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, func, select, update
+from psycopg.types.json import Jsonb
+from sqlalchemy import ColumnElement, Interval, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities.direct import DirectPool
 from activities.tables import IdempotencyRecord as R
+
+_LEASE = func.now() + bindparam("lease", type_=Interval())
+_KEY = (
+    R.user_id == bindparam("user_id"),
+    R.method == bindparam("method"),
+    R.route == bindparam("route"),
+    R.key == bindparam("key"),
+)
+_OWNER = R.owner == bindparam("owner")
+# ON CONFLICT DO NOTHING waits for a concurrent claim of the same key to commit, so exactly one
+# of two racing requests owns the key.
+CLAIM = (
+    insert(R)
+    .values(
+        user_id=bindparam("user_id"),
+        method=bindparam("method"),
+        route=bindparam("route"),
+        key=bindparam("key"),
+        request_hash=bindparam("digest"),
+        owner=bindparam("owner"),
+        lease_expires_at=_LEASE,
+    )
+    .on_conflict_do_nothing(index_elements=["user_id", "method", "route", "key"])
+    .returning(R.key)
+)
+RENEW = update(R).where(*_KEY, _OWNER, R.status_code.is_(None)).values(lease_expires_at=_LEASE)
+STORE = (
+    update(R)
+    .where(*_KEY, _OWNER)
+    .values(status_code=bindparam("status"), response_body=bindparam("body"))
+)
+RELEASE = delete(R).where(*_KEY, _OWNER)
 
 
 @dataclass(frozen=True)
@@ -28,6 +68,16 @@ class KeyScope:
     method: str
     route: str  # the route template, not the concrete path
     key: str
+
+    def params(self, owner: uuid.UUID) -> dict[str, Any]:
+        """The values of the key and its owner for the module's statements."""
+        return {
+            "user_id": self.user_id,
+            "method": self.method,
+            "route": self.route,
+            "key": self.key,
+            "owner": owner,
+        }
 
     def where(self) -> tuple[ColumnElement[bool], ...]:
         return (
@@ -55,28 +105,18 @@ class Refused(enum.Enum):
 
 
 async def try_claim(
-    session: AsyncSession, scope: KeyScope, digest: str, lease: timedelta
+    db: DirectPool, scope: KeyScope, digest: str, lease: timedelta, owner: uuid.UUID
+) -> Claimed | None:
+    """Claim a key nobody holds for `owner`; None when the key is in the table (`contend`)."""
+    params = {**scope.params(owner), "digest": digest, "lease": lease}
+    return Claimed(owner) if await db.one(CLAIM, params) is not None else None
+
+
+async def contend(
+    session: AsyncSession, scope: KeyScope, digest: str, lease: timedelta, owner: uuid.UUID
 ) -> Claimed | Answered | Refused:
-    """Claim the key for this request, or say why not: its stored answer, a conflict, busy."""
-    owner = uuid.uuid4()
-    # ON CONFLICT DO NOTHING waits for a concurrent claim of the same key to commit, so exactly
-    # one of two racing requests owns the key.
-    claimed = await session.scalar(
-        insert(R)
-        .values(
-            user_id=scope.user_id,
-            method=scope.method,
-            route=scope.route,
-            key=scope.key,
-            request_hash=digest,
-            owner=owner,
-            lease_expires_at=func.now() + lease,
-        )
-        .on_conflict_do_nothing(index_elements=["user_id", "method", "route", "key"])
-        .returning(R.key)
-    )
-    if claimed is not None:
-        return Claimed(owner)
+    """For a key already in the table: its stored answer, a conflict, busy, or the claim when
+    its lease lapsed (or `owner` holds it already: `try_claim`'s insert ran twice)."""
     row = (
         await session.execute(
             select(R, R.lease_expires_at < func.now()).where(*scope.where()).with_for_update()
@@ -89,6 +129,8 @@ async def try_claim(
         return Refused.CONFLICT
     if record.status_code is not None:
         return Answered(record.status_code, record.response_body)
+    if record.owner == owner:
+        return Claimed(owner)
     if not lapsed:
         return Refused.BUSY
     await session.execute(
@@ -97,23 +139,16 @@ async def try_claim(
     return Claimed(owner)
 
 
-async def renew(session: AsyncSession, scope: KeyScope, owner: uuid.UUID, lease: timedelta) -> None:
-    await session.execute(
-        update(R)
-        .where(*scope.where(), R.owner == owner, R.status_code.is_(None))
-        .values(lease_expires_at=func.now() + lease)
-    )
+async def renew(db: DirectPool, scope: KeyScope, owner: uuid.UUID, lease: timedelta) -> None:
+    await db.execute(RENEW, {**scope.params(owner), "lease": lease})
 
 
 async def store(
-    session: AsyncSession, scope: KeyScope, owner: uuid.UUID, status_code: int, body: Any
+    db: DirectPool, scope: KeyScope, owner: uuid.UUID, status_code: int, body: Any
 ) -> None:
-    await session.execute(
-        update(R)
-        .where(*scope.where(), R.owner == owner)
-        .values(status_code=status_code, response_body=body)
-    )
+    stored = None if body is None else Jsonb(body)
+    await db.execute(STORE, {**scope.params(owner), "status": status_code, "body": stored})
 
 
-async def release(session: AsyncSession, scope: KeyScope, owner: uuid.UUID) -> None:
-    await session.execute(delete(R).where(*scope.where(), R.owner == owner))
+async def release(db: DirectPool, scope: KeyScope, owner: uuid.UUID) -> None:
+    await db.execute(RELEASE, scope.params(owner))

@@ -10,20 +10,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from activities.accounts import get_account
+from activities.direct import DirectPool
 from activities.errors import transaction
 from activities.ledger import engine as ledger_engine
 from activities.ledger import holds as ledger_holds
 from activities.ledger.chart import CASH, gl_code
-from activities.tables import Branch, Currency, LedgerAccount, Member
+from activities.tables import Currency, LedgerAccount, Member
 from domain.money import AmountError, to_major, to_minor
 from schemas.errors import BankflowError, ErrorCode
 from schemas.kyc_tier import BasicTierLimit, minor_units
@@ -33,57 +34,92 @@ from schemas.settings import Settings
 
 
 @dataclass(frozen=True)
+class Side:
+    """A ledger account a movement debits or credits, and the branch it belongs to."""
+
+    id: int
+    code: str
+    branch: str
+
+
+@dataclass(frozen=True)
 class ResolvedMovement:
-    debit: LedgerAccount
-    credit: LedgerAccount
+    debit: Side
+    credit: Side
     amount_minor: int
     scale: int
     branch: str
 
 
-async def _member_account(session: AsyncSession, number: str, currency: str) -> LedgerAccount:
-    account = await get_account(session, number)
-    if account.kind == "gl":
+# Everything resolve_movement checks, in one statement on the API's DirectPool (every deposit
+# makes it): the currency's scale, and per named account (`:roles` cash, from, to; `:codes` their
+# numbers) its row, or NULLs when there is none.
+RESOLVE = text(
+    """
+    SELECT (SELECT scale FROM currencies WHERE code = :currency), r.role, a.id, a.code, a.kind,
+           a.status, a.currency, b.code
+    FROM unnest(CAST(:roles AS text[]), CAST(:codes AS text[])) AS r(role, code)
+    LEFT JOIN ledger_accounts a ON a.code = r.code
+    LEFT JOIN branches b ON b.id = a.branch_id
+    """
+)
+
+
+def _member_side(row: Sequence[Any] | None, number: str, currency: str) -> Side:
+    """The account of a `RESOLVE` row as a member account in `currency`, or why it cannot be."""
+    if row is None or row[2] is None:
+        raise BankflowError(ErrorCode.ACCOUNT_NOT_FOUND, f"no account {number!r}")
+    account_id, code, kind, status, account_currency, branch = row[2:]
+    if kind == "gl":
         raise BankflowError(ErrorCode.FORBIDDEN, f"{number} is a GL account, not a member account")
-    if account.status != "open":
+    if status != "open":
         raise BankflowError(ErrorCode.ACCOUNT_CLOSED, f"account {number} is closed")
-    if account.currency != currency:
+    if account_currency != currency:
         raise BankflowError(
             ErrorCode.CURRENCY_MISMATCH,
-            f"account {number} is in {account.currency}, not {currency}",
+            f"account {number} is in {account_currency}, not {currency}",
         )
-    return account
+    return Side(account_id, code, branch or "")
 
 
-async def resolve_movement(session: AsyncSession, body: MovementCreate) -> ResolvedMovement:
-    scale = await session.scalar(select(Currency.scale).where(Currency.code == body.currency))
+async def resolve_movement(db: DirectPool, body: MovementCreate) -> ResolvedMovement:
+    """The accounts and amount of a movement request, or the error that refuses it (unknown
+    currency, an amount finer than its scale, a missing, closed, GL or other-currency account)."""
+    named = {"from": body.from_account, "to": body.to_account}
+    if body.kind in ("deposit", "withdrawal"):
+        named["cash"] = gl_code(CASH, body.currency)
+    wanted = {role: code for role, code in named.items() if code}
+    rows = await db.rows(
+        RESOLVE,
+        {"currency": body.currency, "roles": list(wanted), "codes": list(wanted.values())},
+    )
+    scale = rows[0][0] if rows else None
     if scale is None:
         raise BankflowError(ErrorCode.CURRENCY_MISMATCH, f"unknown currency {body.currency!r}")
     try:
         amount_minor = to_minor(body.amount, scale)
     except AmountError as exc:
         raise BankflowError(ErrorCode.INVALID_AMOUNT, str(exc)) from exc
+    found = {row[1]: row for row in rows}
     cash = None
-    if body.kind in ("deposit", "withdrawal"):
-        cash = await session.scalar(
-            select(LedgerAccount).where(LedgerAccount.code == gl_code(CASH, body.currency))
-        )
-        if cash is None:
+    if "cash" in wanted:
+        row = found["cash"]
+        if row[2] is None:
             raise BankflowError(
                 ErrorCode.CURRENCY_MISMATCH, f"the institution has no {body.currency} cash account"
             )
+        cash = Side(row[2], row[3], row[7] or "")
     debit = (
-        await _member_account(session, body.from_account, body.currency)
+        _member_side(found.get("from"), body.from_account, body.currency)
         if body.from_account
         else cash
     )
     credit = (
-        await _member_account(session, body.to_account, body.currency) if body.to_account else cash
+        _member_side(found.get("to"), body.to_account, body.currency) if body.to_account else cash
     )
     assert debit is not None and credit is not None
     member_side = credit if body.kind == "deposit" else debit
-    branch = await session.scalar(select(Branch.code).where(Branch.id == member_side.branch_id))
-    return ResolvedMovement(debit, credit, amount_minor, int(scale), branch or "")
+    return ResolvedMovement(debit, credit, amount_minor, int(scale), member_side.branch)
 
 
 # What a member has taken out of their accounts in one currency: the movements posted for the

@@ -48,6 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from activities import idempotency as claims
 from activities.db import db_unavailable, in_transaction, while_unavailable
+from activities.direct import DirectPool
 from activities.idempotency import Answered, Claimed, KeyScope, Refused
 from activities.staff import Principal
 from api.errors import error_response, unavailable_response
@@ -144,7 +145,8 @@ class IdempotencyMiddleware:
         body = await _read_body(receive)
         key_scope = KeyScope(principal.id, scope["method"], info.template, key)
         digest = request_hash(scope["method"], scope["path"], scope["query_string"], body)
-        claim = _Claim(scope["app"].state.settings, scope["app"].state.sessions, key_scope)
+        state = scope["app"].state
+        claim = _Claim(state.settings, state.direct, state.sessions, key_scope)
         try:
             answer = await claim.acquire(digest)
         except (DBAPIError, PoolTimeout) as exc:
@@ -162,8 +164,13 @@ class _Claim:
     route while renewing the lease, then store the answer or release the key."""
 
     def __init__(
-        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], key: KeyScope
+        self,
+        settings: Settings,
+        db: DirectPool,
+        sessions: async_sessionmaker[AsyncSession],
+        key: KeyScope,
     ) -> None:
+        self.db = db
         self.sessions = sessions
         self.key = key
         self.lease = settings.idempotency_lease
@@ -177,9 +184,7 @@ class _Claim:
         deadline = loop.time() + self.wait
         delay = 0.05
         while True:
-            verdict = await in_transaction(
-                self.sessions, lambda s: claims.try_claim(s, self.key, digest, self.lease)
-            )
+            verdict = await self._verdict(digest)
             if isinstance(verdict, Claimed):
                 self.owner = verdict.owner
                 return None
@@ -198,6 +203,15 @@ class _Claim:
                 return error_response(ErrorCode.IDEMPOTENCY_IN_PROGRESS, detail, 409, retry)
             await asyncio.sleep(min(delay, left))
             delay = min(delay * 2, 0.5)
+
+    async def _verdict(self, digest: str) -> Claimed | Answered | Refused:
+        owner = uuid.uuid4()
+        claimed = await claims.try_claim(self.db, self.key, digest, self.lease, owner)
+        if claimed is not None:
+            return claimed
+        return await in_transaction(
+            self.sessions, lambda s: claims.contend(s, self.key, digest, self.lease, owner)
+        )
 
     async def run(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         start: Message | None = None
@@ -235,9 +249,7 @@ class _Claim:
         while loop.time() + interval < until:
             await asyncio.sleep(interval)
             try:
-                await in_transaction(
-                    self.sessions, lambda s: claims.renew(s, self.key, owner, self.lease)
-                )
+                await claims.renew(self.db, self.key, owner, self.lease)
             except (DBAPIError, PoolTimeout) as exc:  # best effort: the lease is the backstop
                 log.warning("cannot renew an idempotency claim (%s)", type(exc).__name__)
 
@@ -247,16 +259,14 @@ class _Claim:
         assert self.owner is not None
         owner = self.owner
 
-        async def work(session: AsyncSession) -> None:
+        async def work() -> None:
             if status is None:
-                await claims.release(session, self.key, owner)
+                await claims.release(self.db, self.key, owner)
             else:
-                await claims.store(session, self.key, owner, status, body)
+                await claims.store(self.db, self.key, owner, status, body)
 
         try:
-            await while_unavailable(
-                lambda: in_transaction(self.sessions, work), window=SETTLE_WINDOW_SECONDS
-            )
+            await while_unavailable(work, window=SETTLE_WINDOW_SECONDS)
         except (DBAPIError, PoolTimeout) as exc:
             if not db_unavailable(exc):
                 raise

@@ -19,7 +19,7 @@ from temporalio.client import (
 
 from activities.movements import resolve_movement
 from activities.reads.books import reversed_by
-from api.deps import Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
+from api.deps import DirectDep, Principal, SessionsDep, SettingsDep, TemporalDep, require_roles
 from api.errors import error_response, errors
 from api.idempotency import IdempotencyKey, UpdateId
 from api.processes import describe, execute_decision, process_state
@@ -110,7 +110,7 @@ async def create_movement(
     key: IdempotencyKey,
     body: MovementCreate,
     response: Response,
-    sessions: SessionsDep,
+    direct: DirectDep,
     settings: SettingsDep,
     client: TemporalDep,
 ) -> MovementView | JSONResponse:
@@ -120,8 +120,7 @@ async def create_movement(
     are held for a branch manager's decision; 422 with the ledger's reason (for example
     `InsufficientFunds`) when refused.
     """
-    async with sessions() as session:
-        resolved = await resolve_movement(session, body)
+    resolved = await resolve_movement(direct, body)
     mid = movement_id(principal.id, key)
     inp = MovementInput(
         movement_id=mid,

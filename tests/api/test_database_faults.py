@@ -237,6 +237,12 @@ async def test_postgres_restart_while_the_answer_is_stored(stack: Stack) -> None
     account = await stack.factory.savings_account()
     key = uuid.uuid4().hex
     locker = await psycopg.AsyncConnection.connect(stack.url.replace("+psycopg", ""))
+    # The posting waits on the account's row until the claim's row is held as well: a deposit
+    # is quicker than this test's polling, and would otherwise store its answer first.
+    poster_gate = await psycopg.AsyncConnection.connect(stack.url.replace("+psycopg", ""))
+    await poster_gate.execute(
+        "SELECT 1 FROM ledger_accounts WHERE id = %s FOR UPDATE", (account.id,)
+    )
     first_request = asyncio.create_task(deposit(stack, account.code, key))
 
     async def claimed() -> bool:
@@ -248,6 +254,8 @@ async def test_postgres_restart_while_the_answer_is_stored(stack: Stack) -> None
     await until(claimed, "the claim")
     # Hold the claim's row, so the API's store of its answer waits on it ...
     await locker.execute("SELECT 1 FROM idempotency_records WHERE key = %s FOR UPDATE", (key,))
+    await poster_gate.rollback()
+    await poster_gate.close()
 
     async def storing() -> bool:
         async with stack.sessions() as session:

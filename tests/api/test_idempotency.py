@@ -12,11 +12,15 @@ from httpx import AsyncClient
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from activities import idempotency as claims
+from activities.db import in_transaction
+from activities.direct import DirectPool
+from activities.idempotency import Answered, Claimed, KeyScope, Refused
 from activities.tables import IdempotencyRecord, LedgerAccount, Member
 from api.app import create_app
 from api.idempotency import request_hash
 from schemas.settings import Settings
-from tests.api.conftest import Staff, make_client
+from tests.api.conftest import Staff, make_client, new_staff
 from tests.api.test_members_accounts import member_body
 
 Idem = Callable[[], dict[str, str]]
@@ -236,3 +240,61 @@ async def test_business_failure_is_stored_and_replayed(
     again = await client.post("/v1/members", json=body, headers=headers)
     assert first.status_code == again.status_code == 404
     assert again.json() == first.json() and again.headers["Idempotent-Replayed"] == "true"
+
+
+# --- the claim's statements, each run twice as the DirectPool may run one -------------------------
+
+
+async def record_of(
+    sessions: async_sessionmaker[AsyncSession], scope: KeyScope
+) -> tuple[object, ...] | None:
+    async with sessions() as session:
+        row = (
+            await session.execute(
+                select(
+                    IdempotencyRecord.owner,
+                    IdempotencyRecord.status_code,
+                    IdempotencyRecord.response_body,
+                ).where(*scope.where())
+            )
+        ).first()
+    return None if row is None else tuple(row)
+
+
+async def test_each_claim_statement_run_twice_changes_nothing_more(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A claim whose insert ran twice (its first reply lost) is still its owner's, and a second
+    store or release leaves the row as the first did; another owner's store changes nothing."""
+    who = await new_staff(sessions, settings, "teller")
+    scope = KeyScope(who.id, "POST", "/v1/test-claims", uuid.uuid4().hex)
+    lease, digest, owner = timedelta(seconds=30), "d" * 64, uuid.uuid4()
+    pool = DirectPool(settings.sqlalchemy_url, size=2)
+
+    async def contend(owner: uuid.UUID, digest: str = digest) -> object:
+        return await in_transaction(
+            sessions, lambda s: claims.contend(s, scope, digest, lease, owner)
+        )
+
+    try:
+        assert await claims.try_claim(pool, scope, digest, lease, owner) == Claimed(owner)
+        assert await claims.try_claim(pool, scope, digest, lease, owner) is None
+        assert await contend(owner) == Claimed(owner)
+        assert await contend(uuid.uuid4()) is Refused.BUSY
+        assert await contend(uuid.uuid4(), "e" * 64) is Refused.CONFLICT
+
+        await claims.store(pool, scope, uuid.uuid4(), 201, {"by": "someone else"})
+        assert await record_of(sessions, scope) == (owner, None, None)
+        for _ in range(2):
+            await claims.store(pool, scope, owner, 201, {"member_number": "M1"})
+            assert await record_of(sessions, scope) == (owner, 201, {"member_number": "M1"})
+        assert await contend(uuid.uuid4()) == Answered(201, {"member_number": "M1"})
+        await claims.renew(pool, scope, owner, lease)  # answered: nothing left to renew
+        assert await record_of(sessions, scope) == (owner, 201, {"member_number": "M1"})
+
+        for _ in range(2):
+            await claims.release(pool, scope, owner)
+            assert await record_of(sessions, scope) is None
+        assert await contend(owner) is Refused.BUSY  # released: the next try claims it afresh
+    finally:
+        await pool.close()

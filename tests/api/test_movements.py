@@ -10,11 +10,12 @@ from decimal import Decimal
 
 import pytest
 from httpx import AsyncClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from temporalio.client import Client
 
+from activities.ledger.chart import CASH
 from activities.ledger.verify import verify_ledger
-from activities.tables import AuditEntry, Journal
+from activities.tables import AuditEntry, Journal, LedgerAccount
 from api.app import create_app
 from schemas.settings import Settings
 from tests.api.conftest import Staff, make_client, new_staff
@@ -173,6 +174,59 @@ async def test_idempotency_key_replays_and_conflicts(
     other = await api.post("/v1/movements", json={**body, "amount": "11.00"}, headers=headers)
     assert other.status_code == 409 and other.json()["error"] == "IdempotencyKeyConflict"
     assert (await account_json(api, staff["teller"], acc.code))["balance"] == "10.00"
+
+
+@pytest.mark.parametrize(
+    ("kind", "sides", "status", "error"),
+    [
+        ("deposit", {"to_account": "closed"}, 422, "AccountClosed"),
+        ("deposit", {"to_account": "cash"}, 403, "Forbidden"),
+        ("withdrawal", {"from_account": "closed"}, 422, "AccountClosed"),
+        ("withdrawal", {"from_account": "SV99999999"}, 404, "AccountNotFound"),
+        ("transfer", {"from_account": "SV99999999", "to_account": "open"}, 404, "AccountNotFound"),
+        ("transfer", {"from_account": "open", "to_account": "SV99999999"}, 404, "AccountNotFound"),
+        ("transfer", {"from_account": "open", "to_account": "closed"}, 422, "AccountClosed"),
+        ("transfer", {"from_account": "cash", "to_account": "open"}, 403, "Forbidden"),
+    ],
+)
+async def test_movements_refuse_accounts_they_cannot_use(
+    api: AsyncClient,
+    staff: dict[str, Staff],
+    factory: Factory,
+    idem: Idem,
+    sessions: Sessions,
+    kind: str,
+    sides: dict[str, str],
+    status: int,
+    error: str,
+) -> None:
+    """A closed, missing or GL account on either side: refused with its reason, nothing posted."""
+    opened = await factory.savings_account(100_00)
+    closed = await factory.savings_account()
+    async with sessions() as s, s.begin():
+        await s.execute(
+            update(LedgerAccount)
+            .where(LedgerAccount.id == closed.id)
+            .values(status="closed", closed_at=func.now())
+        )
+        cash = await s.scalar(
+            select(LedgerAccount.code).where(LedgerAccount.id == factory.gl(CASH.number))
+        )
+        before = await s.scalar(select(func.count()).select_from(Journal))
+    codes = {"open": opened.code, "closed": closed.code, "cash": cash}
+    payload = {
+        "kind": kind,
+        "amount": "5.00",
+        "currency": CURRENCY,
+        **{side: codes.get(name, name) for side, name in sides.items()},
+    }
+    response = await api.post(
+        "/v1/movements", json=payload, headers={**staff["teller"].headers, **idem()}
+    )
+    assert (response.status_code, response.json()["error"]) == (status, error), response.text
+    async with sessions() as s:
+        assert await s.scalar(select(func.count()).select_from(Journal)) == before
+    assert (await account_json(api, staff["teller"], opened.code))["balance"] == "100.00"
 
 
 @pytest.mark.parametrize(
