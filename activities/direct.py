@@ -29,6 +29,7 @@ from functools import lru_cache
 from typing import Any, TypeVar, cast
 
 import psycopg
+from sqlalchemy import BindParameter, bindparam
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -62,6 +63,14 @@ def compiled(statement: ClauseElement) -> tuple[str, dict[str, Any]]:
         raise ValueError("a statement with expanding parameters cannot run on a DirectPool")
     bound = {k: v for k, v in compiled.params.items() if v is not None}
     return str(compiled), bound
+
+
+def binds(*names: str, **renamed: str) -> dict[str, BindParameter[Any]]:
+    """Column -> a parameter of the same name (or of the name `renamed` gives), for the
+    `.values()` of a statement compiled once and run with its values as parameters."""
+    return {name: bindparam(name) for name in names} | {
+        column: bindparam(param) for column, param in renamed.items()
+    }
 
 
 def conninfo(sqlalchemy_url: str) -> str:

@@ -26,7 +26,7 @@ from sqlalchemy import ColumnElement, Interval, bindparam, delete, func, select,
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from activities.direct import DirectPool
+from activities.direct import DirectPool, binds
 from activities.tables import IdempotencyRecord as R
 
 _LEASE = func.now() + bindparam("lease", type_=Interval())
@@ -42,13 +42,8 @@ _OWNER = R.owner == bindparam("owner")
 CLAIM = (
     insert(R)
     .values(
-        user_id=bindparam("user_id"),
-        method=bindparam("method"),
-        route=bindparam("route"),
-        key=bindparam("key"),
-        request_hash=bindparam("digest"),
-        owner=bindparam("owner"),
-        lease_expires_at=_LEASE,
+        binds("user_id", "method", "route", "key", "owner", request_hash="digest")
+        | {"lease_expires_at": _LEASE}
     )
     .on_conflict_do_nothing(index_elements=["user_id", "method", "route", "key"])
     .returning(R.key)

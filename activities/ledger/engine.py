@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import metrics
 from activities.db import sqlstate
-from activities.direct import Step, pipeline
+from activities.direct import Step, binds, pipeline
 from activities.ledger.batch import as_lines, content_hash
 from activities.tables import PERIOD_CLOSED_SQLSTATE, Journal, LedgerAccount, Posting
 from schemas.errors import BankflowError, ErrorCode
@@ -103,14 +103,16 @@ APPLY_DELTA = (
 CLAIM = (
     insert(JOURNALS)
     .values(
-        id=bindparam("id"),
-        kind=bindparam("kind"),
-        description=bindparam("description"),
-        value_date=bindparam("value_date"),
-        content_hash=bindparam("content_hash"),
-        reverses_journal_id=bindparam("reverses"),
-        process_id=bindparam("process_id"),
-        metadata=bindparam("metadata"),
+        binds(
+            "id",
+            "kind",
+            "description",
+            "value_date",
+            "content_hash",
+            "process_id",
+            "metadata",
+            reverses_journal_id="reverses",
+        )
     )
     .on_conflict_do_nothing(index_elements=["id"])
     .returning(JOURNALS.c.created_at)
@@ -124,12 +126,7 @@ LOCK = (
     .with_for_update(key_share=True)
 )
 WRITE_POSTING = insert(POSTINGS).values(
-    journal_id=bindparam("journal_id"),
-    line=bindparam("line"),
-    debit_account_id=bindparam("debit_account_id"),
-    credit_account_id=bindparam("credit_account_id"),
-    amount_minor=bindparam("amount_minor"),
-    currency=bindparam("currency"),
+    binds("journal_id", "line", "debit_account_id", "credit_account_id", "amount_minor", "currency")
 )
 
 
