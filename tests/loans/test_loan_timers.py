@@ -66,15 +66,12 @@ async def test_reminder_after_a_day_then_escalation_lets_the_next_role_decide(
     events = [e.event for e in await kit.events(inp.loan_id)]
     assert events[2:6] == ["awaiting_approval", "reminder_sent", "escalated", "approval_vote"]
     async with kit.sessions() as s:
-        sent = set(
-            (
-                await s.execute(
-                    select(Notification.template, Notification.recipient).where(
-                        Notification.process_id.like(f"{handle.id}%")
-                    )
-                )
-            ).tuples()
+        rows = await s.execute(
+            select(Notification.template, Notification.recipient).where(
+                Notification.process_id.like(f"{handle.id}%")
+            )
         )
+        sent = {(template, recipient) for template, recipient in rows}
     assert ("loan_approval_reminder", f"{officer.username}@staff.example.org") in sent
     assert ("loan_approval_escalated", f"{manager.username}@staff.example.org") in sent
     assert ("loan_approval_reminder", f"{manager.username}@staff.example.org") not in sent
