@@ -181,7 +181,8 @@ def _free(host: str, port: int) -> bool:
 
 async def main(settings: Settings) -> None:
     telemetry.install_tracing(settings, "worker")
-    engine = make_engine(settings)
+    # No pre-ping: every activity runs in in_transaction, which reconnects (activities.db).
+    engine = make_engine(settings, pre_ping=False)
     host = settings.metrics_host
     sdk_metrics = None
     if settings.metrics_enabled and _free(host, settings.worker_sdk_metrics_port):

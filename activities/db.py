@@ -33,12 +33,18 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 _UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 
-def make_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEngine:
+def make_engine(
+    settings: Settings, *, pool_size: int | None = None, pre_ping: bool = True
+) -> AsyncEngine:
     """The process's engine: `settings.db_pool_size` connections kept (unless `pool_size`), as
     many again in a burst.
 
-    Pre-ping stays on: after a Postgres restart a stale pooled connection costs one `SELECT 1`
-    instead of a request answered 503."""
+    Pre-ping (a `SELECT 1` round trip on every checkout) is on by default: the API reads outside
+    `in_transaction` too, and after a Postgres restart a stale pooled connection then costs one
+    round trip instead of a request answered 503. The worker turns it off: every activity runs
+    in `in_transaction`, which runs a transaction again on a new connection when its connection
+    turns out to be gone before the commit, and the ping was about 0.6 ms of a movement's
+    worker CPU (bench/ledger.py, py-spy)."""
     pool_size = pool_size or settings.db_pool_size
     # hide_parameters: an error's text (logged, or recorded by Temporal) never carries the
     # statement's parameters, which may be names or e-mail addresses.
@@ -46,7 +52,7 @@ def make_engine(settings: Settings, *, pool_size: int | None = None) -> AsyncEng
         settings.sqlalchemy_url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         hide_parameters=True,
     )
     telemetry.instrument_engine(engine)  # SQL spans when tracing is on
@@ -135,15 +141,30 @@ async def in_transaction(
     """Run `work` in one transaction, again from the start on a deadlock or serialization failure.
 
     Lock order is fixed, so deadlocks should not happen; the retry is the safety net that keeps a
-    rare one from surfacing as a failed payment.
+    rare one from surfacing as a failed payment. A connection found gone while `work` runs (a
+    pooled connection from before a Postgres restart, when the engine does not pre-ping) also
+    runs it again, once, on a new connection: nothing of it was committed. A connection lost
+    during the commit is not retried: whether the commit happened is unknown, and the caller's
+    own retry (an activity's, under its idempotency key) finds out.
     """
-    for attempt in range(1, attempts + 1):
+    reconnected = False
+    attempt = 1
+    while True:
+        committing = False
         try:
             async with sessions() as session, session.begin():
-                return await work(session)
+                result = await work(session)
+                committing = True
+            return result
         except DBAPIError as exc:
+            if exc.connection_invalidated and not committing and not reconnected:
+                reconnected = True
+                log.warning(
+                    "running a transaction again on a new connection: its connection was gone"
+                )
+                continue
             if sqlstate(exc) not in RETRYABLE_SQLSTATES or attempt == attempts:
                 raise
             log.warning("retrying transaction after %s (attempt %d)", sqlstate(exc), attempt)
             await asyncio.sleep(0.005 * 2**attempt)
-    raise AssertionError("unreachable")
+            attempt += 1

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities import loan_reversal
+from activities.db import in_transaction
 from activities.errors import transaction
 from activities.ledger import engine as ledger_engine
 from activities.ledger import holds as ledger_holds
@@ -375,8 +376,7 @@ class ReversalActivities:
 
     @activity.defn(name="reversal_notices")
     async def reversal_notices(self, req: NoticeRequest) -> list[NotificationRequest]:
-        async with self.sessions() as session:
-            return await notices(session, req)
+        return await in_transaction(self.sessions, lambda s: notices(s, req))
 
     def all(self) -> list[Callable[..., Awaitable[object]]]:
         return [

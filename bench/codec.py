@@ -135,7 +135,7 @@ async def movements(
 
 async def bench(url: str, m: int) -> int:
     settings = Settings(database_url=url, payload_keys=KeyRing.generate_entry("bench"))
-    engine = make_engine(settings, pool_size=10)
+    engine = make_engine(settings, pool_size=10, pre_ping=False)  # as worker.py
     sessions = make_sessionmaker(engine)
 
     async def chart(session: AsyncSession) -> dict[str, int]:

@@ -221,7 +221,7 @@ async def main() -> None:
     url = create_database(DEFAULT_URL, name)
     upgrade(url)
     settings = Settings(database_url=url, payload_keys=KeyRing.generate_entry("bench"))
-    engine = make_engine(settings, pool_size=10)
+    engine = make_engine(settings, pool_size=10, pre_ping=False)  # as worker.py
     sessions = make_sessionmaker(engine)
     env = await WorkflowEnvironment.start_local(
         data_converter=temporal.data_converter(settings),

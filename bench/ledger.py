@@ -276,7 +276,7 @@ async def bench(url: str, n: int, m: int, c: int) -> int:
     retries = RetryCounter()
     logging.getLogger("activities.db").addHandler(retries)
     settings = Settings(database_url=url, payload_keys=KeyRing.generate_entry("bench"))
-    engine = make_engine(settings, pool_size=max(10, c))
+    engine = make_engine(settings, pool_size=max(10, c), pre_ping=False)  # as worker.py
     sessions = make_sessionmaker(engine)
 
     async def chart(session: AsyncSession) -> dict[str, int]:

@@ -179,7 +179,7 @@ async def main() -> None:
     url = create_database(server, name)
     upgrade(url)
     settings = Settings(database_url=url, payload_keys=KeyRing.generate_entry("bench"))
-    engine = make_engine(settings, pool_size=10)
+    engine = make_engine(settings, pool_size=10, pre_ping=False)  # as worker.py
     sessions = make_sessionmaker(engine)
     today = date.today()
     period = previous_period(f"{today:%Y-%m}")

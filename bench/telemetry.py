@@ -112,7 +112,7 @@ async def bench(url: str, m: int, c: int, rounds: int) -> int:
         dev_server_log_level="error",
     )
     target = env.client.service_client.config.target_host
-    off_engine = make_engine(off_settings, pool_size=max(10, c))
+    off_engine = make_engine(off_settings, pool_size=max(10, c), pre_ping=False)
     off_sessions = make_sessionmaker(off_engine)
     off_client = await temporal.connect(off_settings, target=target)
 
@@ -124,7 +124,7 @@ async def bench(url: str, m: int, c: int, rounds: int) -> int:
 
     discard = Discard()
     assert telemetry.install_tracing(on_settings, "bench", exporter=discard) is not None
-    on_engine = make_engine(on_settings, pool_size=max(10, c))
+    on_engine = make_engine(on_settings, pool_size=max(10, c), pre_ping=False)
     on_sessions = make_sessionmaker(on_engine)
     sdk_port, product_port = free_port(), free_port()
     on_client = await temporal.connect(

@@ -13,6 +13,7 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.db import in_transaction
 from activities.errors import transaction
 from activities.ledger import engine as ledger_engine
 from activities.ledger import holds as ledger_holds
@@ -60,8 +61,7 @@ class LedgerActivities:
 
     @activity.defn(name="verify_ledger")
     async def verify_ledger(self) -> VerifyReport:
-        async with self.sessions() as session, session.begin():
-            return await verify_ledger(session)
+        return await in_transaction(self.sessions, verify_ledger)
 
     def all(self) -> list[Callable[..., Awaitable[object]]]:
         return [
