@@ -1,6 +1,7 @@
 """The daily loan job at scale: loans serviced per second for one business date, in one run.
 
     .venv/bin/python bench/daily_loan_job.py [--loans 20000] [--batch-size 2000] [--concurrency 3]
+        [--server postgresql+psycopg://postgres@127.0.0.1:5432/bankflow]
 
 On a throwaway database it makes three template loans through the real code path (an accrual
 loan months in arrears, an accrual loan not yet due, a cash loan in arrears), copies them with
@@ -215,10 +216,13 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=3)
     parser.add_argument("--catchup-days", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument(
+        "--server", default=DEFAULT_URL, help="the Postgres server to make the database on"
+    )
     args = parser.parse_args()
     n: int = args.loans
     name = f"bankflow_bench_dl_{uuid.uuid4().hex[:8]}"
-    url = create_database(DEFAULT_URL, name)
+    url = create_database(args.server, name)
     upgrade(url)
     settings = Settings(database_url=url, payload_keys=KeyRing.generate_entry("bench"))
     engine = make_engine(settings, pool_size=10, pre_ping=False)  # as worker.py
@@ -280,7 +284,7 @@ async def main() -> None:
     finally:
         await engine.dispose()
         if not args.keep:
-            drop_database(DEFAULT_URL, name)
+            drop_database(args.server, name)
 
 
 if __name__ == "__main__":

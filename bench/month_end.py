@@ -1,6 +1,7 @@
 """Month-end savings interest at scale, measured against a hand-written SQL floor in one run.
 
     .venv/bin/python bench/month_end.py [--accounts 1000000] [--batch-size 5000] [--concurrency 3]
+        [--server postgresql+psycopg://postgres@127.0.0.1:5432/bankflow]
 
 On a throwaway database it seeds N savings accounts on one product (3.65 %, daily balance,
 monthly compounding and posting, 10.00 minimum, 15 % withholding tax) with a month of activity
@@ -171,10 +172,13 @@ async def main() -> None:
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="keep the database")
+    parser.add_argument(
+        "--server", default=DEFAULT_URL, help="the Postgres server to make the database on"
+    )
     args = parser.parse_args()
     n: int = args.accounts
 
-    server = DEFAULT_URL
+    server = args.server
     name = f"bankflow_bench_me_{uuid.uuid4().hex[:8]}"
     url = create_database(server, name)
     upgrade(url)
