@@ -77,14 +77,24 @@ TOTALS = text(
     FROM interest_postings WHERE period = :period GROUP BY currency ORDER BY currency
     """
 )
-# What one run's journals posted (an account earning nothing has no journal: not counted).
+# What one run's journals posted (an account earning nothing has no journal: not counted). The
+# period's rows are summed per journal first, in one pass: joined row by row, the planner (with
+# the statistics of a table a run has just filled) scanned every row of the period once per
+# journal of the run, 200 times at a million accounts, which was half of month-end's wall time.
 RUN_TOTALS = text(
     """
-    SELECT i.currency, count(*) AS accounts, sum(i.posted_minor) AS interest,
-           sum(i.tax_minor) AS tax
-    FROM interest_postings i JOIN journals j ON j.id = i.journal_id
-    WHERE i.period = :period AND j.process_id = :wf AND j.metadata->>'run' = :run
-    GROUP BY i.currency ORDER BY i.currency
+    WITH per_journal AS MATERIALIZED (
+        SELECT journal_id, currency, count(*) AS accounts, sum(posted_minor) AS interest,
+               sum(tax_minor) AS tax
+        FROM interest_postings
+        WHERE period = :period AND journal_id IS NOT NULL
+        GROUP BY journal_id, currency
+    )
+    SELECT p.currency, sum(p.accounts) AS accounts, sum(p.interest) AS interest,
+           sum(p.tax) AS tax
+    FROM per_journal p JOIN journals j ON j.id = p.journal_id
+    WHERE j.process_id = :wf AND j.metadata->>'run' = :run
+    GROUP BY p.currency ORDER BY p.currency
     """
 )
 
