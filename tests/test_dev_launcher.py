@@ -286,16 +286,23 @@ def test_a_killed_private_postgres_is_restarted_on_its_data(tmp_path: Path) -> N
     local_postgres.create_database(url, "kept")
     supervisor = Supervisor(tmp_path / "launcher.log", backoff_base=0.2)
     try:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+        # The postmaster itself: as root, `proc` is the runuser wrapper, and killing only that
+        # left the server running (the "restart" then found it still answering, and it outlived
+        # the test). The wrapper exits when its server dies, as under `make run`.
+        postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+        os.kill(postmaster, signal.SIGKILL)
+        proc.wait(30)
         tend_until(supervisor, [child], lambda: child.proc is not proc)
         assert local_postgres.reachable(url)
         with psycopg.connect(
             local_postgres.with_database(url, "kept").replace("+psycopg", "")
         ) as c:
             assert c.execute("SELECT current_database()").fetchone() == ("kept",)
+        new_postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+        assert new_postmaster != postmaster
     finally:
         child.stop()
+    assert not (data_dir / "postmaster.pid").exists()  # stopped, not left running
 
 
 def test_temporal_state_is_one_file_per_database(pg_server: str, tmp_path: Path) -> None:
