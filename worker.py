@@ -105,7 +105,8 @@ def activities_for(
 # otherwise give each run is its own copy of these modules' globals. Ours hold only constants,
 # helpers and classes (tests/workflows/test_sandbox_passthrough.py refuses module state a run
 # could change), so a copy per run bought nothing and cost each run the import of its workflow
-# module and of `workflows.*` it imports: about 1.4 ms of worker CPU for a one-line workflow.
+# module and of `workflows.*` it imports: about 1.4 ms of CPU (worker and client in one process)
+# for a one-line workflow.
 # email_validator: pydantic imports it on the first validation of an EmailStr (a notification's
 # recipient), which may come inside a run; passed through, it is never imported per run.
 PASSTHROUGH = ("workflows", "email_validator")

@@ -90,14 +90,8 @@ class DirectPool:
 
     async def one(self, statement: ClauseElement, params: dict[str, Any]) -> tuple[Any, ...] | None:
         """The first row the statement returns, or None."""
-
-        async def work(conn: Connection) -> tuple[Any, ...] | None:
-            cursor = await conn.execute(sql, params)
-            return await cursor.fetchone()
-
-        sql, bound = compiled(statement)
-        params = {**bound, **params}
-        return await self._run(sql, work)
+        found = await self.rows(statement, params)
+        return found[0] if found else None
 
     async def rows(self, statement: ClauseElement, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         """Every row the statement returns."""
