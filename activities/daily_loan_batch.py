@@ -7,10 +7,11 @@ One batch = one loan-id range = one transaction:
    costs milliseconds, while skipping would need a come-back pass to keep "every loan through D"
    true; repayments lock the loan before any ledger account, as this batch does, so the two
    never deadlock);
-2. read every installment of those loans in one query;
-3. service each loan day by day from serviced_through+1 (or disbursed_on+1) through D
-   (`service_loan`, pure, off the event loop);
-4. write the loans' new arrears and counters, the installments' penalties and one journal for the
+2. service the loans whose next day is D (the daily cadence) in one statement into a temporary
+   table (`daily_loan_sql.SERVICE_ONE_DAY`, the set-based twin of `service_loan`), and the few a
+   missed run left several days behind day by day in Python (`service_loan`, off the event
+   loop) into the same table;
+3. write, from that table, the loans' new arrears and counters, the installments' penalties and one journal for the
    batch with the ledger's batch primitives: both sides of every posting are GL accounts
    (receivable <- income), so the journal carries one line per currency and kind, and what each
    loan was charged is its `loan_transactions` row pointing at that journal (one per loan and
@@ -30,14 +31,15 @@ import asyncio
 import decimal
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import metrics
-from activities.daily_loan_servicing import LoanRow, Serviced, service_all
+from activities.daily_loan_servicing import LoanRow, service_all
+from activities.daily_loan_sql import COLUMNS, PENDING, SERVICE_ONE_DAY, SERVICED, START
 from activities.db import pg_array, without_jit
 from activities.ledger import batch
 from activities.ledger.batch import Line
@@ -65,25 +67,39 @@ KINDS = {kind: n for n, kind in enumerate(PAIRS)}
 GL_ACCOUNTS = tuple(gl for pair in PAIRS.values() for gl in pair)
 
 ACTIVE = "FROM loans WHERE state = 'active' AND disbursed_on <= :d"
+# Locks the range's active loans not yet serviced through D, in ascending id order, and names
+# the ones a missed run left more than one day behind (serviced in Python, a loop per day).
 LOCK_LOANS = text(
+    f"""
+    WITH locked AS (
+        SELECT l.id, {START} < :d AS behind
+        FROM loans l JOIN loan_terms t ON t.loan_id = l.id
+        WHERE {PENDING}
+        ORDER BY l.id
+        FOR UPDATE OF l
+    )
+    SELECT count(*), COALESCE(array_agg(id ORDER BY id) FILTER (WHERE behind), '{{}}')
+    FROM locked
     """
+)
+# The loans of the range a missed run left behind, as `service_loan` takes them.
+BEHIND_LOANS = text(
+    f"""
     SELECT l.id, l.currency, l.disbursed_on, l.serviced_through, l.penalty_exact,
            l.interest_recognized_minor,
            COALESCE(t.product_snapshot->>'penalty_rate', '0') AS penalty_rate,
            COALESCE(t.product_snapshot->>'accounting', 'cash') AS accounting,
            COALESCE(t.product_snapshot->>'rounding_mode', 'HALF_EVEN') AS rounding_mode
     FROM loans l JOIN loan_terms t ON t.loan_id = l.id
-    WHERE l.state = 'active' AND l.id BETWEEN :lo AND :hi AND t.loan_id BETWEEN :lo AND :hi
-      AND l.disbursed_on <= :d AND (l.serviced_through IS NULL OR l.serviced_through < :d)
+    WHERE {PENDING} AND l.id = ANY(CAST(:ids AS bigint[]))
     ORDER BY l.id
-    FOR UPDATE OF l
     """
 )
 # The installments servicing through D can see, read by the range (one index range scan; a list
 # of ids makes the planner scan the whole table): one that begins on D or later and falls due
 # after D is never overdue by D and has earned nothing by then, so only a penalty on it could
-# count (none is ever charged to one, but it is read if there is). Rows of loans the batch did
-# not lock are skipped.
+# count (none is ever charged to one, but it is read if there is). Rows of loans not asked for
+# are skipped. `daily_loan_sql.SERVICE_ONE_DAY` reads the same ones.
 INSTALLMENTS = text(
     """
     SELECT loan_id, number, from_on, due_on, principal_minor, interest_minor, fee_minor,
@@ -95,6 +111,17 @@ INSTALLMENTS = text(
     ORDER BY loan_id, number
     """
 )
+ADD_SERVICED = text(
+    f"""
+    INSERT INTO {SERVICED} ({", ".join(COLUMNS)})
+    SELECT * FROM unnest(CAST(:loan_id AS bigint[]), CAST(:currency AS text[]),
+                         CAST(:accrual AS boolean[]), CAST(:days_past_due AS int[]),
+                         CAST(:bucket AS text[]), CAST(:overdue_since AS date[]),
+                         CAST(:overdue_minor AS bigint[]), CAST(:penalty_exact AS numeric[]),
+                         CAST(:penalty_charged AS bigint[]), CAST(:penalty_installment AS int[]),
+                         CAST(:accrual_minor AS bigint[]))
+    """
+)
 COUNT_ACTIVE = text("SELECT count(*) " + ACTIVE + " AND id BETWEEN :lo AND :hi")
 # Daily rows already written for D in the range: grows with every batch journal posted for it,
 # so it tells journals of later passes over the same range apart.
@@ -102,39 +129,53 @@ COUNT_DAILY = text(
     "SELECT count(*) FROM loan_transactions WHERE loan_id BETWEEN :lo AND :hi "
     "AND value_date = :d AND kind IN ('penalty', 'accrual')"
 )
+# What an accrual product books of a charged penalty now (a cash product books it when paid).
+POSTED = "CASE WHEN u.accrual THEN u.penalty_charged ELSE 0 END"
 UPDATE_LOANS = text(
-    """
+    f"""
     UPDATE loans l
-    SET serviced_through = :d, days_past_due = u.dpd, arrears_bucket = u.bucket,
-        overdue_since = u.since, penalty_exact = u.exact,
-        interest_recognized_minor = l.interest_recognized_minor + u.accrual,
-        interest_receivable_minor = l.interest_receivable_minor + u.accrual,
-        penalty_receivable_minor = l.penalty_receivable_minor + u.penalty_posted
-    FROM unnest(CAST(:ids AS bigint[]), CAST(:dpd AS int[]), CAST(:bucket AS text[]),
-                CAST(:since AS date[]), CAST(:exact AS numeric[]),
-                CAST(:accrual AS bigint[]), CAST(:penalty_posted AS bigint[]))
-         AS u(id, dpd, bucket, since, exact, accrual, penalty_posted)
-    WHERE l.id = u.id
+    SET serviced_through = :d, days_past_due = u.days_past_due, arrears_bucket = u.bucket,
+        overdue_since = u.overdue_since, overdue_minor = u.overdue_minor,
+        penalty_exact = u.penalty_exact,
+        interest_recognized_minor = l.interest_recognized_minor + u.accrual_minor,
+        interest_receivable_minor = l.interest_receivable_minor + u.accrual_minor,
+        penalty_receivable_minor = l.penalty_receivable_minor + {POSTED}
+    FROM {SERVICED} u
+    WHERE l.id = u.loan_id AND l.id BETWEEN :lo AND :hi
     """
 )
 CHARGE_INSTALLMENTS = text(
-    """
+    f"""
     UPDATE loan_installments i
-    SET penalty_minor = i.penalty_minor + u.amount, completed_on = NULL
-    FROM unnest(CAST(:loans AS bigint[]), CAST(:numbers AS int[]), CAST(:amounts AS bigint[]))
-         AS u(loan_id, number, amount)
-    WHERE i.loan_id = u.loan_id AND i.number = u.number
+    SET penalty_minor = i.penalty_minor + u.penalty_charged, completed_on = NULL
+    FROM {SERVICED} u
+    WHERE u.penalty_charged > 0 AND i.loan_id = u.loan_id AND i.number = u.penalty_installment
+      AND i.loan_id BETWEEN :lo AND :hi
     """
 )
-INSERT_TRANSACTIONS = text(
+# What the batch books, per currency and kind: the journal's lines.
+SUMS = text(
+    f"""
+    SELECT u.currency, k.kind, sum(k.amount)
+    FROM {SERVICED} u
+    CROSS JOIN LATERAL (VALUES ('penalty', {POSTED}), ('accrual', u.accrual_minor)) AS k(kind, amount)
+    WHERE k.amount > 0
+    GROUP BY u.currency, k.kind
     """
+)
+# One row per loan and kind booked, pointing at the batch journal: what each loan was charged.
+INSERT_TRANSACTIONS = text(
+    f"""
     INSERT INTO loan_transactions (loan_id, kind, value_date, amount_minor, interest_minor,
                                    penalty_minor, journal_id, workflow_id)
-    SELECT u.loan_id, u.kind, :d, u.amount,
-           CASE WHEN u.kind = 'accrual' THEN u.amount ELSE 0 END,
-           CASE WHEN u.kind = 'penalty' THEN u.amount ELSE 0 END, :journal_id, :workflow_id
-    FROM unnest(CAST(:loans AS bigint[]), CAST(:kinds AS text[]), CAST(:amounts AS bigint[]))
-         AS u(loan_id, kind, amount)
+    SELECT u.loan_id, k.kind, :d, k.amount,
+           CASE WHEN k.kind = 'accrual' THEN k.amount ELSE 0 END,
+           CASE WHEN k.kind = 'penalty' THEN k.amount ELSE 0 END, :journal_id, :workflow_id
+    FROM {SERVICED} u
+    CROSS JOIN LATERAL (VALUES (1, 'penalty', {POSTED}), (2, 'accrual', u.accrual_minor))
+         AS k(n, kind, amount)
+    WHERE k.amount > 0
+    ORDER BY u.loan_id, k.n
     """
 )
 
@@ -144,10 +185,10 @@ def rounding_mode(name: str) -> str:
     return str(getattr(decimal, f"ROUND_{name}"))
 
 
-async def _lock(session: AsyncSession, req: BatchRequest) -> list[LoanRow]:
-    rows = await session.execute(
-        LOCK_LOANS, {"lo": req.first_loan_id, "hi": req.last_loan_id, "d": req.business_date}
-    )
+async def _behind(
+    session: AsyncSession, bounds: Mapping[str, object], ids: list[int]
+) -> list[LoanRow]:
+    rows = await session.execute(BEHIND_LOANS, {**bounds, "ids": pg_array(ids)})
     # Positional, and each product's rate and rounding parsed once: a batch's loans share a
     # few products, and per-loan parsing and named access were most of this function's time.
     rates: dict[str, Decimal] = {}
@@ -184,6 +225,30 @@ async def _dues(
     return found
 
 
+async def _service_behind(
+    session: AsyncSession, bounds: Mapping[str, object], ids: list[int], on: date
+) -> None:
+    """The loans a missed run left several days behind, day by day in Python, into SERVICED."""
+    loans = await _behind(session, bounds, ids)
+    dues = await _dues(session, bounds, loans)
+    serviced = await asyncio.to_thread(service_all, loans, dues, on)
+    # Every array as one literal (`pg_array`): psycopg's list dumper costs more than the SQL.
+    columns: dict[str, list[int | str | date | Decimal | None]] = {
+        "loan_id": [s.loan.loan_id for s in serviced],
+        "currency": [s.loan.currency for s in serviced],
+        "accrual": ["t" if s.loan.accrual else "f" for s in serviced],
+        "days_past_due": [s.days_past_due for s in serviced],
+        "bucket": [s.bucket for s in serviced],
+        "overdue_since": [s.overdue_since for s in serviced],
+        "overdue_minor": [s.overdue for s in serviced],
+        "penalty_exact": [s.penalty_exact for s in serviced],  # exact, as text
+        "penalty_charged": [s.penalty_charged for s in serviced],
+        "penalty_installment": [s.penalty_installment for s in serviced],
+        "accrual_minor": [s.accrual for s in serviced],
+    }
+    await session.execute(ADD_SERVICED, {k: pg_array(v) for k, v in columns.items()})
+
+
 async def service_batch(
     session: AsyncSession, req: BatchRequest, heartbeat: Callable[[str], None]
 ) -> BatchResult:
@@ -192,74 +257,50 @@ async def service_batch(
         raise BankflowError(ErrorCode.VALIDATION, "an empty loan range")
     bounds = {"lo": req.first_loan_id, "hi": req.last_loan_id, "d": req.business_date}
     await without_jit(session)
-    loans = await _lock(session, req)
+    locked, behind = (await session.execute(LOCK_LOANS, bounds)).one()
     total = int(await session.scalar(COUNT_ACTIVE, bounds) or 0)
-    if not loans:
+    if not locked:
         return BatchResult(
             loans=total, serviced_now=0, journal_id=None, penalty_minor={}, accrual_minor={}
         )
-    if len(loans) > MAX_BATCH_LOANS:
+    if locked > MAX_BATCH_LOANS:
         raise BankflowError(ErrorCode.VALIDATION, f"a batch holds at most {MAX_BATCH_LOANS}")
     heartbeat("locked")
-    dues = await _dues(session, bounds, loans)
-    serviced = await asyncio.to_thread(service_all, loans, dues, req.business_date)
+    await session.execute(SERVICE_ONE_DAY, bounds)
+    if behind:
+        await _service_behind(session, bounds, list(behind), req.business_date)
     heartbeat("serviced")
     journal_id = f"daily-loan-job:{req.business_date}:{req.first_loan_id}-{req.last_loan_id}"
     already = int(await session.scalar(COUNT_DAILY, bounds) or 0)
     if already:
         journal_id += f"+{already}"
-    posted = await _write(session, req, journal_id, serviced)
+    sums = await _write(session, req, journal_id)
     heartbeat("written")
-    penalty: dict[str, int] = defaultdict(int)
-    accrual: dict[str, int] = defaultdict(int)
-    for s in serviced:
-        penalty[s.loan.currency] += s.penalty_posted
-        accrual[s.loan.currency] += s.accrual
     return BatchResult(
         loans=total,
-        serviced_now=len(loans),
-        journal_id=journal_id if posted else None,
-        penalty_minor={c: v for c, v in penalty.items() if v},
-        accrual_minor={c: v for c, v in accrual.items() if v},
+        serviced_now=int(locked),
+        journal_id=journal_id if sums else None,
+        penalty_minor={c: v for (c, kind), v in sums.items() if kind == "penalty"},
+        accrual_minor={c: v for (c, kind), v in sums.items() if kind == "accrual"},
     )
 
 
 async def _write(
-    session: AsyncSession, req: BatchRequest, journal_id: str, serviced: list[Serviced]
-) -> bool:
-    """Loans and installments first, the journal (and its GL rows) last; True if it posted."""
+    session: AsyncSession, req: BatchRequest, journal_id: str
+) -> dict[tuple[str, str], int]:
+    """Loans and installments first, the journal (and its GL rows) last, all from SERVICED;
+    returns what the journal booked per (currency, kind), empty if it posted nothing."""
     d = req.business_date
-    # Every array as one literal (`pg_array`): psycopg's list dumper costs more than the SQL.
-    await session.execute(
-        UPDATE_LOANS,
-        {
-            "d": d,
-            "ids": pg_array([s.loan.loan_id for s in serviced]),
-            "dpd": pg_array([s.days_past_due for s in serviced]),
-            "bucket": pg_array([s.bucket for s in serviced]),
-            "since": pg_array([s.overdue_since for s in serviced]),
-            "exact": pg_array([s.penalty_exact for s in serviced]),  # exact, as text
-            "accrual": pg_array([s.accrual for s in serviced]),
-            "penalty_posted": pg_array([s.penalty_posted for s in serviced]),
-        },
-    )
-    charged = [s for s in serviced if s.penalty_charged]
-    if charged:
-        await session.execute(
-            CHARGE_INSTALLMENTS,
-            {
-                "loans": pg_array([s.loan.loan_id for s in charged]),
-                "numbers": pg_array([s.penalty_installment for s in charged]),
-                "amounts": pg_array([s.penalty_charged for s in charged]),
-            },
-        )
+    bounds = {"lo": req.first_loan_id, "hi": req.last_loan_id, "d": d}
+    await session.execute(UPDATE_LOANS, bounds)
+    await session.execute(CHARGE_INSTALLMENTS, bounds)
+    sums = {(cur, kind): int(amount) for cur, kind, amount in await session.execute(SUMS)}
+    if not sums:
+        return {}
     accounts = {
-        cur: await gl_ids(session, cur, GL_ACCOUNTS)
-        for cur in sorted({s.loan.currency for s in serviced if s.penalty_posted or s.accrual})
+        cur: await gl_ids(session, cur, GL_ACCOUNTS) for cur in sorted({c for c, _ in sums})
     }
-    if not accounts:
-        return False
-    lines, moves, rows = journal_lines(serviced, accounts)
+    lines, moves = journal_lines(sums, accounts)
     await batch.insert_journal(
         session,
         journal_id=journal_id,
@@ -273,15 +314,7 @@ async def _write(
                   "loans": [req.first_loan_id, req.last_loan_id]},
     )  # fmt: skip
     await session.execute(
-        INSERT_TRANSACTIONS,
-        {
-            "d": d,
-            "journal_id": journal_id,
-            "workflow_id": req.workflow_id,
-            "loans": pg_array([r[0] for r in rows]),
-            "kinds": pg_array([r[1] for r in rows]),
-            "amounts": pg_array([r[2] for r in rows]),
-        },
+        INSERT_TRANSACTIONS, {"d": d, "journal_id": journal_id, "workflow_id": req.workflow_id}
     )
     # Last: the GL rows every batch shares are locked only for the moment before commit.
     await batch.update_gl(session, moves)
@@ -291,27 +324,23 @@ async def _write(
         [PostingLine(debit_account_id=a, credit_account_id=b, amount_minor=m, currency=c)
          for a, b, m, c in lines],
     )  # fmt: skip
-    return True
+    return sums
 
 
 def journal_lines(
-    serviced: list[Serviced], accounts: Mapping[str, Mapping[str, int]]
-) -> tuple[list[Line], dict[int, tuple[int, int]], list[tuple[int, str, int]]]:
-    """The batch journal's lines: one per currency and kind (receivable <- income; both are GL
-    accounts, so a line per loan would only repeat the same two accounts), the GL moves they
-    make, and the per-loan detail as loan_transactions rows (loan, kind, amount)."""
-    sums: dict[tuple[str, str], int] = defaultdict(int)
-    rows: list[tuple[int, str, int]] = []
-    for s in serviced:
-        for kind, amount in (("penalty", s.penalty_posted), ("accrual", s.accrual)):
-            if amount:
-                sums[(s.loan.currency, kind)] += amount
-                rows.append((s.loan.loan_id, kind, amount))
+    sums: Mapping[tuple[str, str], int], accounts: Mapping[str, Mapping[str, int]]
+) -> tuple[list[Line], dict[int, tuple[int, int]]]:
+    """The batch journal's lines from what it books per (currency, kind): one per currency and
+    kind (receivable <- income; both are GL accounts, so a line per loan would only repeat the
+    same two accounts; each loan's share is its `loan_transactions` row), and the GL moves they
+    make."""
     lines: list[Line] = []
     moves: dict[int, tuple[int, int]] = defaultdict(lambda: (0, 0))
     for (cur, kind), amount in sorted(sums.items(), key=lambda kv: (kv[0][0], KINDS[kv[0][1]])):
+        if not amount:
+            continue
         debit, credit = (accounts[cur][gl.number] for gl in PAIRS[kind])
         lines.append((debit, credit, amount, cur))
         moves[debit] = (moves[debit][0] + amount, moves[debit][1])
         moves[credit] = (moves[credit][0], moves[credit][1] + amount)
-    return lines, dict(moves), rows
+    return lines, dict(moves)

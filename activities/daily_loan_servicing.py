@@ -16,6 +16,17 @@ from domain.allocation import Due, arrears, daily_penalty, interest_earned_to
 # a catch-up over many days then sums exactly what daily runs store day by day, and Postgres
 # never rounds what is written.
 DAY_PLACES = Decimal("1e-12")
+# Digits the day's quotient is computed to before that rounding: enough that it never rounds
+# twice (the 28 of the default context could, for amounts of 17 digits and more), so the
+# rounding is of the exact rational, as Postgres computes it (`activities.daily_loan_sql`).
+DAY_PRECISION = 80
+
+
+def day_penalty(overdue_amount: int, annual_rate: Decimal) -> Decimal:
+    """One day's penalty on `overdue_amount`: the exact rational rounded half-even to 12 places."""
+    with decimal.localcontext(prec=DAY_PRECISION):
+        exact = daily_penalty(overdue_amount, annual_rate)
+        return exact.quantize(DAY_PLACES, rounding=decimal.ROUND_HALF_EVEN)
 
 
 @dataclass(frozen=True)
@@ -38,6 +49,7 @@ class Serviced:
     days_past_due: int
     bucket: str
     overdue_since: date | None
+    overdue: int  # principal and interest overdue at the end of the date
     penalty_exact: Decimal
     penalty_charged: int
     penalty_installment: int | None
@@ -64,7 +76,7 @@ def service_loan(loan: LoanRow, dues: list[Due], on: date) -> Serviced:
     while day <= on:
         late = arrears(open_dues, day)
         if late.days_past_due > 0:
-            exact += daily_penalty(late.overdue_amount, loan.penalty_rate).quantize(DAY_PLACES)
+            exact += day_penalty(late.overdue_amount, loan.penalty_rate)
             target = min(
                 (d for d in open_dues if d.due_on < day), key=lambda d: (d.due_on, d.number)
             ).number
@@ -80,6 +92,7 @@ def service_loan(loan: LoanRow, dues: list[Due], on: date) -> Serviced:
         days_past_due=now.days_past_due,
         bucket=now.bucket,
         overdue_since=now.overdue_since,
+        overdue=now.overdue_amount,
         penalty_exact=exact,
         penalty_charged=charged if target is not None else 0,
         penalty_installment=target,

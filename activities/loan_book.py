@@ -99,6 +99,7 @@ def mark_closed(loan: Loan, state: str, on: date, overpaid_minor: int) -> None:
     loan.state, loan.stage = state, "closed"
     loan.closed_on, loan.overpaid_minor = on, overpaid_minor
     loan.days_past_due, loan.arrears_bucket, loan.overdue_since = 0, "current", None
+    loan.overdue_minor = 0
     product = product_of(loan)
     how = (
         f"overpaid by {to_major(overpaid_minor, product.scale)} {loan.currency}, "
@@ -114,6 +115,7 @@ def mark_undisbursed(loan: Loan, why: str) -> None:
     loan.state, loan.stage = "approved", "approved"
     loan.disbursed_on = loan.serviced_through = loan.closed_on = None
     loan.days_past_due, loan.arrears_bucket, loan.overdue_since = 0, "current", None
+    loan.overdue_minor = 0
     loan.current_details = f"{loan.loan_number}: approved: {why}: waiting for disbursement"[:1000]
 
 

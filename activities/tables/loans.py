@@ -186,6 +186,12 @@ class Loan(Base):
     arrears_bucket: Mapped[str] = mapped_column(
         String(16), default="current", server_default="current"
     )
+    overdue_minor: Mapped[int] = mapped_column(
+        BigInteger,
+        default=0,
+        server_default="0",
+        doc="principal and interest overdue as of serviced_through (the PAR snapshot's figure)",
+    )
     serviced_through: Mapped[date | None] = mapped_column(
         Date, doc="last business date the daily loan job processed for this loan"
     )
