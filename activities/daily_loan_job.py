@@ -2,7 +2,7 @@
 
 The batches themselves (`activities.daily_loan_batch`) service the loans; this module counts
 the active loans for progress, cuts them into id ranges, and finishes the date: the
-portfolio-at-risk snapshot and the day's totals read back from `loan_transactions`.
+portfolio-at-risk snapshot and the day's totals read back from its batch journals.
 """
 
 from __future__ import annotations
@@ -51,32 +51,38 @@ async def loan_ranges(session: AsyncSession, req: RangesRequest) -> RangesResult
     return RangesResult(ranges=ranges, more=more)
 
 
-# The date's penalties and accruals, all of them and the ones this run's journals carry (every
-# daily row of a date is dated that date, whichever run caught it up).
+# The date's penalties and accruals, all of them and the ones this run's journals carry, from
+# the date's batch journals (every daily row of a date is dated that date, whichever run caught
+# it up, and a batch journal's lines are the sums of its loans' rows): per currency and the
+# receivable each line debits, which tells the kind.
 TOTALS = text(
     """
-    SELECT l.currency, t.kind, sum(t.amount_minor) AS amount,
-           sum(t.amount_minor) FILTER (WHERE j.process_id = :wf AND j.metadata->>'run' = :run)
+    SELECT p.currency, a.code, sum(p.amount_minor) AS amount,
+           sum(p.amount_minor) FILTER (WHERE j.process_id = :wf AND j.metadata->>'run' = :run)
                AS run_amount
-    FROM loan_transactions t JOIN loans l ON l.id = t.loan_id
-    JOIN journals j ON j.id = t.journal_id
-    WHERE t.value_date = :d AND t.kind IN ('penalty', 'accrual')
-    GROUP BY l.currency, t.kind
+    FROM journals j JOIN postings p ON p.journal_id = j.id
+    JOIN ledger_accounts a ON a.id = p.debit_account_id
+    WHERE j.kind = :kind AND j.value_date = :d
+    GROUP BY p.currency, a.code
     """
 )
+# kind of a daily row <- the GL account its journal line debits.
+RECEIVABLE_OF = {debit.number: kind for kind, (debit, _) in daily_loan_batch.PAIRS.items()}
 
 
 async def finish_daily_job(session: AsyncSession, req: SnapshotRequest) -> DailyJobSummary:
     """Write the date's PAR snapshot and sum what was posted for the date, and by this run, from
-    `loan_transactions` itself (not from counters a retried batch could have missed)."""
+    the ledger itself (not from counters a retried batch could have missed)."""
     par_rows = await write_par_snapshot(session, req.business_date)
     totals: dict[str, dict[str, int]] = {"penalty": {}, "accrual": {}}
     this_run: dict[str, dict[str, int]] = {"penalty": {}, "accrual": {}}
-    params = {"d": req.business_date, "wf": req.workflow_id, "run": req.run_id}
+    params = {"d": req.business_date, "wf": req.workflow_id, "run": req.run_id,
+              "kind": daily_loan_batch.JOURNAL_KIND}  # fmt: skip
     for r in await session.execute(TOTALS, params):
-        totals[r.kind][r.currency] = int(r.amount)
+        kind = RECEIVABLE_OF[r.code.removesuffix(f"-{r.currency}")]  # see gl_code
+        totals[kind][r.currency] = int(r.amount)
         if r.run_amount:
-            this_run[r.kind][r.currency] = int(r.run_amount)
+            this_run[kind][r.currency] = int(r.run_amount)
     loans = await session.scalar(
         text("SELECT count(*) " + daily_loan_batch.ACTIVE), {"d": req.business_date}
     )

@@ -1,10 +1,14 @@
 """Portfolio at risk: the daily loan job's snapshot of a business date, and the report over it.
 
-The snapshot is computed in one statement from the installments (the arrears rule of
-`domain.allocation.arrears`: an installment is overdue on D once its due date is before D and it
-still owes something) and the loan ledger accounts (outstanding principal = the loan account's
-balance as posted when the job runs). It replaces the date's rows, so a re-run or backfill
-rewrites the same figures instead of adding to them.
+The snapshot is one statement over the active loans: the arrears of a loan the job serviced
+through D are the ones it aged for D and kept on the loan (days past due, bucket, overdue
+principal and interest), so a million-loan snapshot reads the loans, not their 14 million
+installments; any other loan (a date the job has not serviced, or a backfill of a date its loans
+have passed) is aged from its installments as they stand, by the arrears rule of
+`domain.allocation.arrears` (an installment is overdue on D once its due date is before D and it
+still owes something). Outstanding principal is the loan account's balance as posted when the
+job runs. It replaces the date's rows, so a re-run or backfill rewrites the same figures
+instead of adding to them.
 """
 
 from __future__ import annotations
@@ -27,41 +31,53 @@ from schemas.errors import BankflowError, ErrorCode
 # floor reaches the figure's threshold.
 BUCKET_FLOOR = {"current": 0, "1-30": 0, "31-60": 30, "61-90": 60, "over_90": 90}
 
+# Principal outstanding of a loan: its loan account's balance as posted when the job runs.
+PRINCIPAL = "a.debits_posted_minor - a.credits_posted_minor"
 WRITE_SNAPSHOT = text(
-    """
-    WITH overdue AS (
-        SELECT i.loan_id, min(i.due_on) AS since,
-               sum((i.principal_minor - i.principal_paid_minor)
-                   + (i.interest_minor - i.interest_waived_minor - i.interest_paid_minor))
-                   AS amount
-        FROM loan_installments i JOIN loans l ON l.id = i.loan_id
-        WHERE l.state = 'active' AND l.disbursed_on <= :d AND i.due_on < :d
-          AND (i.principal_minor - i.principal_paid_minor)
-              + (i.interest_minor - i.interest_waived_minor - i.interest_paid_minor)
-              + (i.fee_minor - i.fee_paid_minor) + (i.penalty_minor - i.penalty_paid_minor) > 0
-        GROUP BY i.loan_id
-    ), aged AS (
-        SELECT l.currency, a.debits_posted_minor - a.credits_posted_minor AS principal,
-               COALESCE(o.amount, 0) AS overdue,
+    f"""
+    WITH aged AS (
+        -- Serviced through the date: the arrears the job aged for it, kept on the loan.
+        SELECT l.currency, {PRINCIPAL} AS principal, l.overdue_minor AS overdue,
+               l.arrears_bucket AS bucket
+        FROM loans l JOIN ledger_accounts a ON a.id = l.ledger_account_id
+        WHERE l.state = 'active' AND l.disbursed_on <= :d AND l.serviced_through = :d
+        UNION ALL
+        -- Any other (a date the job has not serviced, or a backfill of one it has passed):
+        -- from the loan's installments as they stand.
+        SELECT l.currency, {PRINCIPAL}, COALESCE(o.amount, 0),
                CASE WHEN o.since IS NULL THEN 'current'
                     WHEN :d - o.since <= 30 THEN '1-30'
                     WHEN :d - o.since <= 60 THEN '31-60'
                     WHEN :d - o.since <= 90 THEN '61-90'
-                    ELSE 'over_90' END AS bucket
-        FROM loans l
-        JOIN ledger_accounts a ON a.id = l.ledger_account_id
-        LEFT JOIN overdue o ON o.loan_id = l.id
+                    ELSE 'over_90' END
+        FROM loans l JOIN ledger_accounts a ON a.id = l.ledger_account_id
+        CROSS JOIN LATERAL (
+            SELECT min(i.due_on) AS since,
+                   sum((i.principal_minor - i.principal_paid_minor)
+                       + (i.interest_minor - i.interest_waived_minor - i.interest_paid_minor))
+                       AS amount
+            FROM loan_installments i
+            WHERE i.loan_id = l.id AND i.due_on < :d
+              AND (i.principal_minor - i.principal_paid_minor)
+                  + (i.interest_minor - i.interest_waived_minor - i.interest_paid_minor)
+                  + (i.fee_minor - i.fee_paid_minor) + (i.penalty_minor - i.penalty_paid_minor)
+                  > 0
+        ) o
         WHERE l.state = 'active' AND l.disbursed_on <= :d
+          AND l.serviced_through IS DISTINCT FROM :d
+    ), sums AS (
+        SELECT currency, bucket, count(*) AS loans, sum(principal) AS principal,
+               sum(overdue) AS overdue
+        FROM aged GROUP BY currency, bucket
     )
     INSERT INTO par_snapshots (business_date, currency, bucket, loans,
                                outstanding_principal_minor, overdue_minor)
-    SELECT :d, c.currency, b.bucket, count(x.bucket), COALESCE(sum(x.principal), 0),
-           COALESCE(sum(x.overdue), 0)
+    SELECT :d, c.currency, b.bucket, COALESCE(x.loans, 0), COALESCE(x.principal, 0),
+           COALESCE(x.overdue, 0)
     FROM (SELECT DISTINCT currency FROM ledger_accounts
           WHERE kind = 'gl' AND code = :portfolio || '-' || currency) c
     CROSS JOIN unnest(CAST(:buckets AS text[])) AS b(bucket)
-    LEFT JOIN aged x ON x.currency = c.currency AND x.bucket = b.bucket
-    GROUP BY c.currency, b.bucket
+    LEFT JOIN sums x ON x.currency = c.currency AND x.bucket = b.bucket
     """
 )
 

@@ -152,6 +152,14 @@ class Journal(Base):
     """A business event: one or more postings committed atomically. Immutable once written."""
 
     __tablename__ = "journals"
+    __table_args__ = (
+        # The daily loan job's totals of a date read its batch journals (one per batch).
+        Index(
+            "ix_journals_loan_servicing_date",
+            "value_date",
+            postgresql_where=text("kind = 'loan_servicing'"),
+        ),
+    )
     id: Mapped[str] = mapped_column(String(200), primary_key=True, doc="caller-chosen id")
     kind: Mapped[str] = mapped_column(String(32))
     description: Mapped[str] = mapped_column(Text, default="", server_default="")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from httpx import AsyncClient
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.daily_loan_par import par_report, write_par_snapshot
@@ -68,6 +68,19 @@ async def test_par_snapshot_of_a_date(stack: Stack) -> None:
     )
     async with stack.sessions() as s:
         assert await par_report(s, DAY) == report
+    # The arrears the job kept on the loans are the installments': aged from the installments
+    # (as for a date the job has not serviced), the snapshot is the same.
+    async with stack.sessions() as s, s.begin():
+        await s.execute(text("UPDATE loans SET serviced_through = NULL"))
+        await write_par_snapshot(s, DAY)
+        assert await par_report(s, DAY) == report
+        await s.rollback()
+    # A backfill of a date the loans have passed ages them from their installments too.
+    await stack.run(DAY + timedelta(days=1))
+    async with stack.sessions() as s, s.begin():
+        await write_par_snapshot(s, DAY)
+        assert await par_report(s, DAY) == report
+        await s.rollback()
     await stack.verify()
 
 
