@@ -77,6 +77,9 @@ OWED = (
 )
 OPEN = f"({OWED} + (i.fee_minor - i.fee_paid_minor) + (i.penalty_minor - i.penalty_paid_minor) > 0)"
 
+# Interest earned on an installment part-way through its period: its share of the days elapsed.
+EARNED_SHARE = ratio("share_num", "share_den", "d.mode")
+
 # Parameters :lo, :hi (loan ids), :d (the business date). The caller has locked the loans.
 SERVICE_ONE_DAY = text(
     f"""
@@ -90,32 +93,37 @@ SERVICE_ONE_DAY = text(
                {START} = :d AS one_day
         FROM loans l JOIN loan_terms t ON t.loan_id = l.id
         WHERE {PENDING} AND {START} >= :d
-    ), inst AS (
-        -- What servicing through :d can see of an installment (as `INSTALLMENTS` reads them).
-        SELECT i.loan_id, i.number, i.due_on, i.penalty_minor, d.mode,
-               i.due_on < :d AND {OPEN} AS late, {OWED} AS owed,
-               CASE WHEN :d >= i.due_on THEN i.interest_minor - i.interest_waived_minor
-                    WHEN :d <= i.from_on THEN 0 END AS earned_whole,
-               CAST(i.interest_minor - i.interest_waived_minor AS numeric) * (:d - i.from_on)
-                   AS share_num,
-               CAST(i.due_on - i.from_on AS numeric) AS share_den
-        FROM loan_installments i JOIN due d ON d.loan_id = i.loan_id
-        WHERE i.loan_id BETWEEN :lo AND :hi
-          AND (i.from_on < :d OR i.due_on <= :d OR i.penalty_minor <> 0)
-    ), per AS (
-        SELECT loan_id, min(due_on) FILTER (WHERE late) AS since,
-               COALESCE(sum(owed) FILTER (WHERE late), 0) AS overdue,
-               sum(penalty_minor) AS charged_before,
-               (array_agg(number ORDER BY due_on, number) FILTER (WHERE late))[1] AS target,
-               sum(COALESCE(earned_whole, {ratio("share_num", "share_den", "mode")})) AS earned
-        FROM inst GROUP BY loan_id
     ), day AS (
-        SELECT d.*, p.since, COALESCE(p.overdue, 0) AS overdue, p.target,
-               COALESCE(p.charged_before, 0) AS charged_before, COALESCE(p.earned, 0) AS earned,
+        -- Per loan, a lateral aggregate over its installments: one index scan each, whatever
+        -- the planner estimates for `due` (a join on that estimate went quadratic at 1M loans).
+        SELECT d.*, p.since, p.overdue, p.target, p.charged_before, p.earned,
                d.one_day AND p.since IS NOT NULL AS penalised,
-               CAST(CAST(COALESCE(p.overdue, 0) * d.rate AS numeric(60, 30)) / 36500
-                    AS numeric(60, 30)) AS day_penalty
-        FROM due d LEFT JOIN per p USING (loan_id)
+               CAST(CAST(p.overdue * d.rate AS numeric(60, 30)) / 36500 AS numeric(60, 30))
+                   AS day_penalty
+        FROM due d CROSS JOIN LATERAL (
+            SELECT min(due_on) FILTER (WHERE late) AS since,
+                   COALESCE(sum(owed) FILTER (WHERE late), 0) AS overdue,
+                   COALESCE(sum(penalty_minor), 0) AS charged_before,
+                   -- The oldest late installment, by (due date, number), without a sort: the
+                   -- least of day x 2^16 + number (numbers are 1 and up, smallints) holds it.
+                   CAST((min(CAST(due_on - DATE '2000-01-01' AS bigint) * 65536 + number)
+                         FILTER (WHERE late)) & 65535 AS int) AS target,
+                   COALESCE(sum(COALESCE(earned_whole, {EARNED_SHARE})), 0) AS earned
+            FROM (
+                -- What servicing through :d can see of an installment (as `INSTALLMENTS`
+                -- reads them).
+                SELECT i.number, i.due_on, i.penalty_minor,
+                       i.due_on < :d AND {OPEN} AS late, {OWED} AS owed,
+                       CASE WHEN :d >= i.due_on THEN i.interest_minor - i.interest_waived_minor
+                            WHEN :d <= i.from_on THEN 0 END AS earned_whole,
+                       CAST(i.interest_minor - i.interest_waived_minor AS numeric)
+                           * (:d - i.from_on) AS share_num,
+                       CAST(i.due_on - i.from_on AS numeric) AS share_den
+                FROM loan_installments i
+                WHERE i.loan_id = d.loan_id
+                  AND (i.from_on < :d OR i.due_on <= :d OR i.penalty_minor <> 0)
+            ) i
+        ) p
     ), priced AS (
         SELECT day.*,
                CASE WHEN penalised THEN exact_before + {half_even_12("day_penalty")}
