@@ -39,7 +39,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import metrics
 from activities.daily_loan_servicing import LoanRow, service_all
-from activities.daily_loan_sql import COLUMNS, PENDING, SERVICE_ONE_DAY, SERVICED, START
+from activities.daily_loan_sql import (
+    COLUMNS,
+    PENDING,
+    PENDING_LOANS,
+    SERVICE_ONE_DAY,
+    SERVICED,
+    START,
+)
 from activities.db import pg_array, without_jit
 from activities.ledger import batch
 from activities.ledger.batch import Line
@@ -73,8 +80,8 @@ LOCK_LOANS = text(
     f"""
     WITH locked AS (
         SELECT l.id, {START} < :d AS behind
-        FROM loans l JOIN loan_terms t ON t.loan_id = l.id
-        WHERE {PENDING}
+        FROM loans l
+        WHERE {PENDING_LOANS}
         ORDER BY l.id
         FOR UPDATE OF l
     )

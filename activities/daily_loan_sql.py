@@ -26,9 +26,11 @@ COLUMNS = (
     "loan_id", "currency", "accrual", "days_past_due", "bucket", "overdue_since",
     "overdue_minor", "penalty_exact", "penalty_charged", "penalty_installment", "accrual_minor",
 )  # fmt: skip
-# The range's active loans the job has not serviced through :d (`l` loans, `t` their terms).
-PENDING = """l.state = 'active' AND l.id BETWEEN :lo AND :hi AND t.loan_id BETWEEN :lo AND :hi
+# The range's active loans the job has not serviced through :d (`l` loans)...
+PENDING_LOANS = """l.state = 'active' AND l.id BETWEEN :lo AND :hi
     AND l.disbursed_on <= :d AND (l.serviced_through IS NULL OR l.serviced_through < :d)"""
+# ... joined to their terms (`t`): the range repeated, so the join is one range scan of each.
+PENDING = PENDING_LOANS + " AND t.loan_id BETWEEN :lo AND :hi"
 # The first day a loan has not been serviced for.
 START = "(COALESCE(l.serviced_through, l.disbursed_on) + 1)"
 
