@@ -212,7 +212,7 @@ def date_totals(summary: DailyJobSummary) -> tuple[object, ...]:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--loans", type=int, default=20_000)
-    parser.add_argument("--batch-size", type=int, default=2000)
+    parser.add_argument("--batch-size", type=int, default=DailyJobInput().batch_size)
     parser.add_argument("--concurrency", type=int, default=3)
     parser.add_argument("--catchup-days", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the database")
