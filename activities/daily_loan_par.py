@@ -20,6 +20,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from activities.daily_loan_sql import OPEN, OWED
 from activities.ledger.chart import LOAN_PORTFOLIO
 from activities.tables import Currency, ParSnapshot
 from domain.allocation import BUCKETS
@@ -52,16 +53,9 @@ WRITE_SNAPSHOT = text(
                     ELSE 'over_90' END
         FROM loans l JOIN ledger_accounts a ON a.id = l.ledger_account_id
         CROSS JOIN LATERAL (
-            SELECT min(i.due_on) AS since,
-                   sum((i.principal_minor - i.principal_paid_minor)
-                       + (i.interest_minor - i.interest_waived_minor - i.interest_paid_minor))
-                       AS amount
+            SELECT min(i.due_on) AS since, sum({OWED}) AS amount
             FROM loan_installments i
-            WHERE i.loan_id = l.id AND i.due_on < :d
-              AND (i.principal_minor - i.principal_paid_minor)
-                  + (i.interest_minor - i.interest_waived_minor - i.interest_paid_minor)
-                  + (i.fee_minor - i.fee_paid_minor) + (i.penalty_minor - i.penalty_paid_minor)
-                  > 0
+            WHERE i.loan_id = l.id AND i.due_on < :d AND {OPEN}
         ) o
         WHERE l.state = 'active' AND l.disbursed_on <= :d
           AND l.serviced_through IS DISTINCT FROM :d

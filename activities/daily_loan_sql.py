@@ -73,6 +73,8 @@ def ratio(num: str, den: str, mode: str) -> str:
     )
 
 
+# What an installment `i` owes of principal and interest (what penalties and PAR count), and
+# whether it still owes anything at all.
 OWED = (
     "(i.principal_minor - i.principal_paid_minor)"
     " + (i.interest_minor - i.interest_waived_minor - i.interest_paid_minor)"
