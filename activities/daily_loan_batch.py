@@ -138,6 +138,11 @@ COUNT_DAILY = text(
 )
 # What an accrual product books of a charged penalty now (a cash product books it when paid).
 POSTED = "CASE WHEN u.accrual THEN u.penalty_charged ELSE 0 END"
+# Each loan's booked amounts, one row per kind (`k.n` orders penalty before accrual).
+BOOKED = f"""{SERVICED} u
+    CROSS JOIN LATERAL (VALUES (1, 'penalty', {POSTED}), (2, 'accrual', u.accrual_minor))
+         AS k(n, kind, amount)
+    WHERE k.amount > 0"""
 UPDATE_LOANS = text(
     f"""
     UPDATE loans l
@@ -164,9 +169,7 @@ CHARGE_INSTALLMENTS = text(
 SUMS = text(
     f"""
     SELECT u.currency, k.kind, sum(k.amount)
-    FROM {SERVICED} u
-    CROSS JOIN LATERAL (VALUES ('penalty', {POSTED}), ('accrual', u.accrual_minor)) AS k(kind, amount)
-    WHERE k.amount > 0
+    FROM {BOOKED}
     GROUP BY u.currency, k.kind
     """
 )
@@ -178,10 +181,7 @@ INSERT_TRANSACTIONS = text(
     SELECT u.loan_id, k.kind, :d, k.amount,
            CASE WHEN k.kind = 'accrual' THEN k.amount ELSE 0 END,
            CASE WHEN k.kind = 'penalty' THEN k.amount ELSE 0 END, :journal_id, :workflow_id
-    FROM {SERVICED} u
-    CROSS JOIN LATERAL (VALUES (1, 'penalty', {POSTED}), (2, 'accrual', u.accrual_minor))
-         AS k(n, kind, amount)
-    WHERE k.amount > 0
+    FROM {BOOKED}
     ORDER BY u.loan_id, k.n
     """
 )

@@ -55,11 +55,6 @@ class Serviced:
     penalty_installment: int | None
     accrual: int
 
-    @property
-    def penalty_posted(self) -> int:
-        """Accrual products book a charged penalty as income now; cash products when paid."""
-        return self.penalty_charged if self.loan.accrual else 0
-
 
 def service_loan(loan: LoanRow, dues: list[Due], on: date) -> Serviced:
     """Pure: every day from `loan.start` through `on`. Each day in arrears adds its exact
