@@ -24,6 +24,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities import metrics
 from activities.daily_loan_job import DailyLoanJobActivities
 from activities.db import make_engine, make_sessionmaker
+from activities.direct import DirectPool
 from activities.disbursements import DisbursementActivities
 from activities.errors import ActivityFailures
 from activities.kyc import KycActivities
@@ -73,17 +74,17 @@ def interceptors(settings: Settings) -> list[Interceptor]:
 
 
 def activities_for(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], direct: DirectPool
 ) -> QueueActivities:
-    """The activities each queue's workflows call, bound to this process's database sessions
-    and settings. A workflow schedules its activities on its own queue, so each worker offers
+    """The activities each queue's workflows call, bound to this process's database sessions,
+    its DirectPool (a journal alone: activities/ledger/engine) and settings. A workflow schedules its activities on its own queue, so each worker offers
     only what its workflows use: the batch worker's slots never go to a teller's posting, and
     an interactive worker never picks up a month-end batch."""
-    ledger = LedgerActivities(sessions)
+    ledger = LedgerActivities(sessions, direct)
     notifications = NotificationActivities(settings, sessions)
     interactive = [
         *(a for a in ledger.all() if a != ledger.verify_ledger),
-        *MovementActivities(settings, sessions).all(),
+        *MovementActivities(settings, sessions, direct).all(),
         *notifications.all(),
         *ReversalActivities(sessions).all(),
         *LoanActivities(settings, sessions).all(),
@@ -123,12 +124,13 @@ def build_workers(
     client: Client,
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
+    direct: DirectPool,
     *,
     interactive_queue: str | None = None,
     batch_queue: str | None = None,
 ) -> list[Worker]:
     """The two workers of one process; tests pass their own task queues."""
-    activities = activities_for(settings, sessions)
+    activities = activities_for(settings, sessions, direct)
     return [
         Worker(
             client,
@@ -189,7 +191,8 @@ async def main(settings: Settings) -> None:
     if settings.metrics_enabled and _free(host, settings.worker_sdk_metrics_port):
         sdk_metrics = f"{host}:{settings.worker_sdk_metrics_port}"
     client = await temporal.connect(settings, sdk_metrics=sdk_metrics)
-    workers = build_workers(client, settings, make_sessionmaker(engine))
+    direct = DirectPool(settings.sqlalchemy_url, size=settings.db_pool_size)
+    workers = build_workers(client, settings, make_sessionmaker(engine), direct)
     background: list[asyncio.Task[None]] = []
     stop_metrics = None
     if settings.metrics_enabled:
@@ -221,6 +224,7 @@ async def main(settings: Settings) -> None:
         task.cancel()
     if stop_metrics is not None:
         stop_metrics()
+    await direct.close()
     await engine.dispose()
     telemetry.shutdown_tracing()
 

@@ -132,39 +132,56 @@ async def while_unavailable(work: Callable[[], Awaitable[T]], *, window: float) 
         delay = min(delay * 2, 1.0)
 
 
+async def retry_conflicts(work: Callable[[], Awaitable[T]], *, attempts: int = 8) -> T:
+    """Run `work` again from the start on a deadlock or serialization failure.
+
+    Lock order is fixed, so deadlocks should not happen; the retry is the safety net that keeps a
+    rare one from surfacing as a failed payment. `work` must be a whole transaction (or a
+    statement that is one): what failed so did nothing."""
+    attempt = 1
+    while True:
+        try:
+            return await work()
+        except DBAPIError as exc:
+            if sqlstate(exc) not in RETRYABLE_SQLSTATES or attempt == attempts:
+                raise
+            log.warning("retrying transaction after %s (attempt %d)", sqlstate(exc), attempt)
+        await asyncio.sleep(0.005 * 2**attempt)
+        attempt += 1
+
+
 async def in_transaction(
     sessions: async_sessionmaker[AsyncSession],
     work: Callable[[AsyncSession], Awaitable[T]],
     *,
     attempts: int = 8,
 ) -> T:
-    """Run `work` in one transaction, again from the start on a deadlock or serialization failure.
+    """Run `work` in one transaction, again from the start on a deadlock or serialization failure
+    (retry_conflicts).
 
-    Lock order is fixed, so deadlocks should not happen; the retry is the safety net that keeps a
-    rare one from surfacing as a failed payment. A connection found gone while `work` runs (a
-    pooled connection from before a Postgres restart, when the engine does not pre-ping) also
-    runs it again, once, on a new connection: nothing of it was committed. A connection lost
-    during the commit is not retried: whether the commit happened is unknown, and the caller's
-    own retry (an activity's, under its idempotency key) finds out.
+    A connection found gone while `work` runs (a pooled connection from before a Postgres
+    restart, when the engine does not pre-ping) also runs it again, once, on a new connection:
+    nothing of it was committed. A connection lost during the commit is not retried: whether the
+    commit happened is unknown, and the caller's own retry (an activity's, under its idempotency
+    key) finds out.
     """
     reconnected = False
-    attempt = 1
-    while True:
-        committing = False
-        try:
-            async with sessions() as session, session.begin():
-                result = await work(session)
-                committing = True
-            return result
-        except DBAPIError as exc:
-            if exc.connection_invalidated and not committing and not reconnected:
+
+    async def once() -> T:
+        nonlocal reconnected
+        while True:
+            committing = False
+            try:
+                async with sessions() as session, session.begin():
+                    result = await work(session)
+                    committing = True
+                return result
+            except DBAPIError as exc:
+                if not exc.connection_invalidated or committing or reconnected:
+                    raise
                 reconnected = True
                 log.warning(
                     "running a transaction again on a new connection: its connection was gone"
                 )
-                continue
-            if sqlstate(exc) not in RETRYABLE_SQLSTATES or attempt == attempts:
-                raise
-            log.warning("retrying transaction after %s (attempt %d)", sqlstate(exc), attempt)
-            await asyncio.sleep(0.005 * 2**attempt)
-            attempt += 1
+
+    return await retry_conflicts(once, attempts=attempts)

@@ -30,13 +30,13 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.exposition import start_http_server
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
+from activities.direct import Db, DirectPool
 from schemas import search_attributes as sa
 from schemas.daily_loan_job import BatchResult as LoanBatchResult
 from schemas.daily_loan_job import DailyJobSummary
@@ -160,9 +160,13 @@ def metric_names() -> dict[str, tuple[str, ...]]:
 _PENDING = "bankflow_metrics_pending"
 
 
-def after_commit(session: AsyncSession, record: Callable[[], None]) -> None:
-    """Run `record` when the session's transaction commits; drop it if it rolls back."""
-    session.sync_session.info.setdefault(_PENDING, []).append(record)
+def after_commit(db: Db, record: Callable[[], None]) -> None:
+    """Run `record` when the session's transaction commits; drop it if it rolls back. On a
+    DirectPool the statement that called this has committed already: run it now."""
+    if isinstance(db, DirectPool):
+        record()
+        return
+    db.sync_session.info.setdefault(_PENDING, []).append(record)
 
 
 @event.listens_for(Session, "after_commit")
@@ -176,7 +180,7 @@ def _forget_rolled_back(session: Session) -> None:
     session.info.pop(_PENDING, None)
 
 
-def journal_posted(session: AsyncSession, kind: str, postings: Iterable[PostingLine]) -> None:
+def journal_posted(db: Db, kind: str, postings: Iterable[PostingLine]) -> None:
     lines = [(p.currency, p.amount_minor) for p in postings]
 
     def record() -> None:
@@ -185,15 +189,15 @@ def journal_posted(session: AsyncSession, kind: str, postings: Iterable[PostingL
         for currency, amount in lines:
             AMOUNT.labels(currency, kind).inc(amount)
 
-    after_commit(session, record)
+    after_commit(db, record)
 
 
-def hold_event(session: AsyncSession, what: str) -> None:
-    after_commit(session, HOLDS.labels(what).inc)
+def hold_event(db: Db, what: str) -> None:
+    after_commit(db, HOLDS.labels(what).inc)
 
 
-def replayed(session: AsyncSession, operation: str) -> None:
-    after_commit(session, REPLAYS.labels(operation).inc)
+def replayed(db: Db, operation: str) -> None:
+    after_commit(db, REPLAYS.labels(operation).inc)
 
 
 # ---- activity outcomes ---------------------------------------------------------------------------

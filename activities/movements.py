@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.direct import DirectPool
-from activities.errors import transaction
+from activities.errors import transaction, typed
 from activities.ledger import engine as ledger_engine
 from activities.ledger import holds as ledger_holds
 from activities.ledger.chart import CASH, gl_code
@@ -217,14 +217,21 @@ async def check_basic_tier(
 
 class MovementActivities:
     """MoneyMovement's posting and holding steps: the basic-tier check, then the ledger, in one
-    transaction (the ledger engine's own refusals are typed as before)."""
+    transaction (the ledger engine's own refusals are typed as before). A deposit takes nothing
+    out, so the basic tier has nothing to check: it posts as the engine's one statement on the
+    DirectPool, its own transaction."""
 
-    def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self, settings: Settings, sessions: async_sessionmaker[AsyncSession], direct: DirectPool
+    ) -> None:
         self.limits = settings.kyc_basic_tier_limits
         self.sessions = sessions
+        self.direct = direct
 
     @activity.defn(name="post_movement")
     async def post_movement(self, req: JournalRequest) -> JournalResult:
+        if req.kind == "deposit":
+            return await typed(ledger_engine.post_journal(self.direct, req))
         [line] = req.postings
         out = Outflow(
             req.process_id or req.journal_id, req.kind, line.debit_account_id,

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
@@ -43,6 +42,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.chaos.stack import Stack  # noqa: E402
+from bench.cpu import cpu_seconds  # noqa: E402
 
 TELLER = "teller1"
 CURRENCY = "USD"
@@ -81,31 +81,6 @@ class Phase:
 
 
 Request = Callable[[], bytes]
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(root: int) -> float:
-    """CPU seconds used by a process tree so far (the live processes, and the reaped children
-    they waited for: a Postgres backend that ended counts in the postmaster's)."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(entry.name)] = int(fields[1])
-        times[int(entry.name)] = sum(int(f) for f in fields[11:15]) / TICK
-    tree, frontier = {root}, [root]
-    while frontier:
-        pid = frontier.pop()
-        for child, parent in parents.items():
-            if parent == pid and child not in tree:
-                tree.add(child)
-                frontier.append(child)
-    return sum(times.get(pid, 0.0) for pid in tree)
 
 
 @dataclass

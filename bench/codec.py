@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.testing import WorkflowEnvironment
 
     from activities.db import in_transaction, make_engine, make_sessionmaker
+    from activities.direct import DirectPool
     from activities.ledger.chart import CASH, ensure_branch, ensure_chart
     from activities.migrate import upgrade
     from bench.ledger import RUN_LIMIT, Sessions, deposit, new_account
@@ -109,10 +110,12 @@ async def movements(
     times: dict[str, list[float]] = {name: [] for name in clients}
     async with AsyncExitStack() as stack:
         for name, client in clients.items():
+            direct = await stack.enter_async_context(DirectPool(settings.sqlalchemy_url, size=10))
             for w in build_workers(
                 client,
                 settings,
                 sessions,
+                direct,
                 interactive_queue=queues[name],
                 batch_queue=queues[name] + "-b",
             ):

@@ -46,6 +46,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.daily_loan_batch import ACTIVE, JOURNAL_KIND  # noqa: E402
 from activities.db import in_transaction, make_engine, make_sessionmaker  # noqa: E402
+from activities.direct import DirectPool  # noqa: E402
 from activities.ledger.batch import content_hash  # noqa: E402
 from activities.ledger.chart import (  # noqa: E402
     INTEREST_INCOME,
@@ -247,8 +248,14 @@ async def main() -> None:
         queue = f"bench-{uuid.uuid4().hex[:8]}"
         options = {"batch_size": args.batch_size, "concurrency": args.concurrency}
         async with env, AsyncExitStack() as stack:
+            direct = await stack.enter_async_context(DirectPool(settings.sqlalchemy_url, size=10))
             for w in build_workers(
-                env.client, settings, sessions, interactive_queue=queue, batch_queue=f"{queue}-b"
+                env.client,
+                settings,
+                sessions,
+                direct,
+                interactive_queue=queue,
+                batch_queue=f"{queue}-b",
             ):
                 await stack.enter_async_context(w)
             settle_heap()  # as worker.py's main does

@@ -5,11 +5,16 @@
 Figures, each printed as it is measured:
   a0. floor_postings_per_s: the plain-SQL floor of a. (and b0. of b.): N journals of one
      statement each that locks both accounts in id order, inserts the journal and its posting
-     and moves both balances, on the real tables, no checks beyond the database's own;
-  a. postings_per_s: N one-posting journals straight through the ledger engine, one transaction
-     each (in_transaction), C tasks each moving money between its own pair of accounts;
-  b. hot_account_per_s: the same N journals, all cash deposits into ONE member account, so every
-     transaction queues on the same two rows (cash GL and the member account);
+     and moves both balances, on the real tables, no checks beyond the database's own, sent on
+     a plain psycopg connection of each task's own (autocommit: the statement is the
+     transaction);
+  a. postings_per_s: N one-posting journals through the ledger engine as the worker posts a
+     journal alone (the `post_journal` activity, a deposit's `post_movement`): the engine's
+     statement on a DirectPool, C tasks each moving money between its own pair of accounts;
+  a1. the same through a SQLAlchemy session (in_transaction), as a journal posts inside a larger
+     transaction (disbursement, repayment): what the session costs, printed, not compared;
+  b. hot_account_per_s: the same N journals as a., all cash deposits into ONE member account, so
+     every journal queues on the same two rows (cash GL and the member account);
   c. movements_per_s: M MoneyMovement deposits (below the approval threshold: one posting, a
      local activity) on a local Temporal dev server and the real workers, C in flight;
   d. bare_workflows_per_s: M trivial workflows running one no-op local activity on the same server and
@@ -48,7 +53,8 @@ _root = str(Path(__file__).resolve().parent.parent)
 if _root not in sys.path:
     sys.path.insert(0, _root)
 
-from sqlalchemy import func, select, text
+import psycopg
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -56,13 +62,15 @@ from temporalio.worker import Worker
 
 from activities.accounts import create_member, open_account
 from activities.db import in_transaction, make_engine, make_sessionmaker
+from activities.direct import DirectPool, conninfo
 from activities.ledger import engine as ledger_engine
-from activities.ledger.batch import content_hash
 from activities.ledger.chart import CASH, ensure_branch, ensure_chart
 from activities.ledger.verify import verify_ledger
 from activities.migrate import upgrade
 from activities.tables import LedgerAccount
 from bench.bare import BareWorkflow, noop
+from bench.cpu import children_seconds, named_seconds
+from bench.floor import post_floor
 from schemas import search_attributes, temporal
 from schemas.keyring import KeyRing
 from schemas.ledger import JournalRequest, PostingLine
@@ -113,75 +121,44 @@ async def new_account(sessions: Sessions) -> int:
     return await in_transaction(sessions, work)
 
 
-async def post(sessions: Sessions, journal_id: str, debit: int, credit: int, amount: int) -> None:
+def transfer(journal_id: str, debit: int, credit: int, amount: int) -> JournalRequest:
     line = PostingLine(
         debit_account_id=debit, credit_account_id=credit, amount_minor=amount, currency="USD"
     )
-    req = JournalRequest(
+    return JournalRequest(
         journal_id=journal_id, kind="transfer", value_date=date.today(), postings=[line]
     )
+
+
+async def post(sessions: Sessions, journal_id: str, debit: int, credit: int, amount: int) -> None:
+    """A journal inside a SQLAlchemy transaction (and the bench's set-up postings)."""
+    req = transfer(journal_id, debit, credit, amount)
     await in_transaction(sessions, lambda s: ledger_engine.post_journal(s, req))
-
-
-# The plain-SQL floor of one posting: one statement per journal that locks both accounts (in id
-# order, as the engine does, or two journals on the same pair deadlock), inserts the journal and
-# its posting and moves both cached balances, on the real tables with their constraints, triggers
-# and indexes, and the same content hash `ledger verify` checks.
-FLOOR = text(
-    """
-    WITH l AS (
-        SELECT id FROM ledger_accounts WHERE id IN (:debit, :credit) ORDER BY id
-        FOR NO KEY UPDATE
-    ), j AS (
-        INSERT INTO journals (id, kind, description, value_date, content_hash)
-        VALUES (:id, 'transfer', 'floor', :value_date, :hash) RETURNING id
-    ), p AS (
-        INSERT INTO postings (journal_id, line, debit_account_id, credit_account_id,
-                              amount_minor, currency)
-        SELECT id, 1, :debit, :credit, :amount, 'USD' FROM j
-    )
-    UPDATE ledger_accounts
-    SET debits_posted_minor = debits_posted_minor + CASE WHEN id = :debit THEN :amount ELSE 0 END,
-        credits_posted_minor = credits_posted_minor
-                               + CASE WHEN id = :credit THEN :amount ELSE 0 END
-    WHERE id IN (SELECT id FROM l)
-    """
-)
-
-
-async def post_floor(
-    sessions: Sessions, journal_id: str, debit: int, credit: int, amount: int
-) -> None:
-    today = date.today()
-    params = {
-        "id": journal_id,
-        "value_date": today,
-        "hash": content_hash("transfer", today, [(debit, credit, amount, "USD")]),
-        "debit": debit,
-        "credit": credit,
-        "amount": amount,
-    }
-    async with sessions() as session, session.begin():
-        await session.execute(FLOOR, params)
 
 
 async def closed_loop(
     label: str, total: int, tasks: int, one: Callable[[int, int], Awaitable[None]]
 ) -> float:
     """Run one(task, i) `total` times from `tasks` tasks, each waiting for its previous call;
-    print and return calls per second of wall time, with this process's CPU per call."""
+    print and return calls per second of wall time, with the CPU each process spent per call:
+    this one (client, engine, worker), the Temporal dev server it started, Postgres."""
 
     async def run(task: int) -> None:
         for i in range(task, total, tasks):
             await one(task, i)
 
-    wall, cpu = time.perf_counter(), time.process_time()
+    def meters() -> tuple[float, ...]:
+        return time.perf_counter(), time.process_time(), children_seconds(os.getpid()), \
+            named_seconds("postgres")  # fmt: skip
+
+    before = meters()
     await asyncio.gather(*(run(t) for t in range(tasks)))
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu, server, postgres = (b - a for a, b in zip(before, meters(), strict=True))
     if label:
+        per = [f"{1000 * x / total:.1f}" for x in (cpu, server, postgres)]
         print(
             f"{label}: {total} in {wall:.1f}s, {tasks} in flight: {total / wall:.1f}/s"
-            f" (this process: {1000 * cpu / total:.1f} ms CPU each)",
+            f" (ms CPU each: this process {per[0]}, Temporal server {per[1]}, Postgres {per[2]})",
             flush=True,
         )
     return total / wall
@@ -208,7 +185,13 @@ def deposit(i: int, cash: int, account: int) -> MovementInput:
 
 
 async def measure_workflows(
-    client: Client, settings: Settings, sessions: Sessions, cash: int, m: int, c: int
+    client: Client,
+    settings: Settings,
+    sessions: Sessions,
+    direct: DirectPool,
+    cash: int,
+    m: int,
+    c: int,
 ) -> tuple[float, float, list[int]]:
     """c. and d., each after an untimed warm-up of C runs (the sandbox's first imports)."""
     accounts = [await new_account(sessions) for _ in range(c)]
@@ -217,6 +200,7 @@ async def measure_workflows(
         client,
         settings,
         sessions,
+        direct,
         interactive_queue=queue,
         batch_queue=queue + "b",
     )
@@ -278,6 +262,10 @@ async def bench(url: str, n: int, m: int, c: int) -> int:
     settings = Settings(database_url=url, payload_keys=KeyRing.generate_entry("bench"))
     engine = make_engine(settings, pool_size=max(10, c), pre_ping=False)  # as worker.py
     sessions = make_sessionmaker(engine)
+    direct = DirectPool(settings.sqlalchemy_url, size=max(10, c))  # as worker.py
+    floor_conns = [
+        await psycopg.AsyncConnection.connect(conninfo(url), autocommit=True) for _ in range(c)
+    ]
 
     async def chart(session: AsyncSession) -> dict[str, int]:
         await ensure_branch(session, "HQ", "Head office", "UTC")
@@ -287,24 +275,30 @@ async def bench(url: str, n: int, m: int, c: int) -> int:
     pairs = [(await new_account(sessions), await new_account(sessions)) for _ in range(c)]
     hot = await new_account(sessions)
     for k, (source, _) in enumerate(pairs):
-        await post(sessions, f"bench-fund-{k}", cash, source, 2 * n * AMOUNT)
+        await post(sessions, f"bench-fund-{k}", cash, source, 3 * n * AMOUNT)
 
     async def uncontended(task: int, i: int) -> None:
-        await post(sessions, f"bench-a-{i}", *pairs[task], AMOUNT)
+        await ledger_engine.post_journal(direct, transfer(f"bench-a-{i}", *pairs[task], AMOUNT))
+
+    async def in_session(task: int, i: int) -> None:
+        await post(sessions, f"bench-s-{i}", *pairs[task], AMOUNT)
 
     async def contended(task: int, i: int) -> None:
-        await post(sessions, f"bench-b-{i}", cash, hot, AMOUNT)
+        await ledger_engine.post_journal(direct, transfer(f"bench-b-{i}", cash, hot, AMOUNT))
 
     async def uncontended_floor(task: int, i: int) -> None:
-        await post_floor(sessions, f"bench-fa-{i}", *pairs[task], AMOUNT)
+        await post_floor(floor_conns[task], f"bench-fa-{i}", *pairs[task], AMOUNT)
 
     async def contended_floor(task: int, i: int) -> None:
-        await post_floor(sessions, f"bench-fb-{i}", cash, hot, AMOUNT)
+        await post_floor(floor_conns[task], f"bench-fb-{i}", cash, hot, AMOUNT)
 
     floor = await closed_loop("a0. plain-SQL floor, uncontended", n, c, uncontended_floor)
-    postings = await closed_loop("a. uncontended postings", n, c, uncontended)
+    postings = await closed_loop("a. uncontended postings (DirectPool)", n, c, uncontended)
+    await closed_loop("a1. uncontended postings in a SQLAlchemy session", n, c, in_session)
     floor_hot = await closed_loop("b0. plain-SQL floor, one hot account", n, c, contended_floor)
-    hot_rate = await closed_loop("b. postings into one hot account", n, c, contended)
+    hot_rate = await closed_loop("b. postings into one hot account (DirectPool)", n, c, contended)
+    for conn in floor_conns:
+        await conn.close()
     print(f"   deadlock/serialization retries so far: {retries.count}")
     env = await WorkflowEnvironment.start_local(
         data_converter=temporal.data_converter(settings),
@@ -315,7 +309,7 @@ async def bench(url: str, n: int, m: int, c: int) -> int:
     )
     try:
         movements, bare, mv_accounts = await measure_workflows(
-            env.client, settings, sessions, cash, m, c
+            env.client, settings, sessions, direct, cash, m, c
         )
     finally:
         await env.shutdown()
@@ -334,6 +328,7 @@ async def bench(url: str, n: int, m: int, c: int) -> int:
     print(
         f"exactly once: hot account == 2 N x amount: {hot_ok}; movements == (M + C) x amount: {mv_ok}"
     )
+    await direct.close()
     await engine.dispose()
     print(
         f"ledger postings_per_s={postings:.1f} hot_account_per_s={hot_rate:.1f}"

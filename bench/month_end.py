@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.db import in_transaction, make_engine, make_sessionmaker  # noqa: E402
+from activities.direct import DirectPool  # noqa: E402
 from activities.ledger.chart import (  # noqa: E402
     INTEREST_EXPENSE,
     WITHHOLDING_TAX,
@@ -297,8 +298,14 @@ async def measure_workflow(
     )
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     async with env, AsyncExitStack() as stack:
+        direct = await stack.enter_async_context(DirectPool(settings.sqlalchemy_url, size=10))
         for w in build_workers(
-            env.client, settings, sessions, interactive_queue=queue, batch_queue=f"{queue}-b"
+            env.client,
+            settings,
+            sessions,
+            direct,
+            interactive_queue=queue,
+            batch_queue=f"{queue}-b",
         ):
             await stack.enter_async_context(w)
         inp = MonthEndInput(period=period, batch_size=batch, concurrency=concurrency)

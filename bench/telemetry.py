@@ -44,6 +44,7 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities import metrics  # noqa: E402
 from activities.db import in_transaction, make_engine, make_sessionmaker  # noqa: E402
+from activities.direct import DirectPool  # noqa: E402
 from activities.ledger.chart import CASH, ensure_branch, ensure_chart  # noqa: E402
 from activities.migrate import upgrade  # noqa: E402
 from bench.ledger import RUN_LIMIT, Sessions, closed_loop, deposit, new_account  # noqa: E402
@@ -91,7 +92,8 @@ async def movements(
             failed.append(i)
 
     async with AsyncExitStack() as stack:
-        for w in build_workers(client, settings, sessions, interactive_queue=queue):
+        direct = await stack.enter_async_context(DirectPool(settings.sqlalchemy_url, size=10))
+        for w in build_workers(client, settings, sessions, direct, interactive_queue=queue):
             await stack.enter_async_context(w)
         await closed_loop("", c, c, lambda t, i: one(t, m + i))  # warm-up
         rate = await closed_loop(f"   {tag}", m, c, one)

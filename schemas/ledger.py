@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.types import CurrencyCode
+
 # Who reads the institution's own books: the trial balance, and a GL account's view and
 # statement (a member's account is read by any staff).
 LEDGER_READER_ROLES = ("finance", "branch_manager", "ops")
@@ -19,7 +21,7 @@ class PostingLine(BaseModel):
     debit_account_id: int
     credit_account_id: int
     amount_minor: int = Field(gt=0)
-    currency: str = Field(min_length=3, max_length=3)
+    currency: CurrencyCode
 
 
 class JournalRequest(BaseModel):
@@ -57,7 +59,7 @@ class HoldRequest(BaseModel):
     debit_account_id: int
     credit_account_id: int
     amount_minor: int = Field(gt=0)
-    currency: str = Field(min_length=3, max_length=3)
+    currency: CurrencyCode
     description: str = ""
     process_id: str | None = None
 

@@ -31,6 +31,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.accounts import create_member, open_account
 from activities.db import in_transaction, make_engine, make_sessionmaker
+from activities.direct import DirectPool
 from activities.ledger import engine as ledger_engine
 from activities.ledger.chart import CASH, EQUITY, ensure_branch, ensure_chart, gl_code
 from activities.migrate import upgrade
@@ -129,6 +130,13 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture(scope="session")
 def sessions(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return make_sessionmaker(engine)
+
+
+@pytest.fixture(scope="session")
+async def direct(settings: Settings) -> AsyncIterator[DirectPool]:
+    """The workers' DirectPool: a journal alone posts on it (activities/ledger/engine)."""
+    async with DirectPool(settings.sqlalchemy_url, size=20) as pool:
+        yield pool
 
 
 @pytest.fixture(scope="session")
@@ -251,6 +259,7 @@ async def worker(
     temporal_client: Client,
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
+    direct: DirectPool,
     task_queue: str,
 ) -> AsyncIterator[str]:
     """Runs the real workers on this test's task queue; yields the interactive queue name."""
@@ -258,6 +267,7 @@ async def worker(
         temporal_client,
         settings,
         sessions,
+        direct,
         interactive_queue=task_queue,
         batch_queue=f"{task_queue}-batch",
     )
@@ -299,10 +309,16 @@ async def skipping_worker(
     skipping_env: WorkflowEnvironment,
     settings: Settings,
     sessions: async_sessionmaker[AsyncSession],
+    direct: DirectPool,
 ) -> AsyncIterator[str]:
     queue = f"tq-skip-{uuid.uuid4().hex[:10]}"
     workers = build_workers(
-        skipping_env.client, settings, sessions, interactive_queue=queue, batch_queue=f"{queue}-b"
+        skipping_env.client,
+        settings,
+        sessions,
+        direct,
+        interactive_queue=queue,
+        batch_queue=f"{queue}-b",
     )
     async with AsyncExitStack() as stack:
         for w in workers:

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.direct import DirectPool
 from schemas.settings import Settings
 from worker import activities_for
 
@@ -22,9 +23,9 @@ def _names(fns: Sequence[Callable[..., Any]]) -> set[str]:
 
 
 def test_batch_and_interactive_activities_are_apart(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], direct: DirectPool
 ) -> None:
-    queues = activities_for(settings, sessions)
+    queues = activities_for(settings, sessions, direct)
     interactive, batch = _names(queues.interactive), _names(queues.batch)
     # The batch jobs' steps and the ledger check run only where their workflows run.
     jobs = {

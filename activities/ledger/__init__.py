@@ -1,4 +1,5 @@
 """Ledger activities: thin Temporal entry points over the ledger engine, one transaction each.
+A journal alone is one statement on the DirectPool, its own transaction (activities/ledger/engine).
 
 Business failures (insufficient funds, conflicts) become non-retryable ApplicationErrors typed
 with their ErrorCode; database and network failures propagate so Temporal retries them, which is
@@ -14,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.db import in_transaction
-from activities.errors import transaction
+from activities.direct import DirectPool
+from activities.errors import transaction, typed
 from activities.ledger import engine as ledger_engine
 from activities.ledger import holds as ledger_holds
 from activities.ledger.verify import verify_ledger
@@ -33,15 +35,16 @@ T = TypeVar("T")
 
 
 class LedgerActivities:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], direct: DirectPool) -> None:
         self.sessions = sessions
+        self.direct = direct
 
     async def _run(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         return await transaction(self.sessions, work)
 
     @activity.defn(name="post_journal")
     async def post_journal(self, req: JournalRequest) -> JournalResult:
-        return await self._run(lambda s: ledger_engine.post_journal(s, req))
+        return await typed(ledger_engine.post_journal(self.direct, req))
 
     @activity.defn(name="place_hold")
     async def place_hold(self, req: HoldRequest) -> HoldResult:

@@ -1,5 +1,6 @@
 """The double-entry ledger engine: journals and reversals, each inside the caller's transaction
-(helpers never commit). Holds build on it in `activities.ledger.holds`.
+(helpers never commit), or a journal on its own (a DirectPool: its statement commits itself).
+Holds build on it in `activities.ledger.holds`.
 
 Rules (DESIGN.md, "Ledger"):
 - a journal and all its postings are written in one transaction, or nothing is;
@@ -8,26 +9,30 @@ Rules (DESIGN.md, "Ledger"):
 - the accounts a journal touches are locked in ascending id order, so two journals over the same
   accounts queue instead of deadlocking;
 - an account flagged "debits must not exceed credits" never goes overdrawn, pending holds included.
+
+A journal is one statement (`POST`): it locks the accounts, checks them (activities/ledger/checks),
+claims the id and writes the postings and balances, or, when a check fails, writes nothing and
+returns the locked rows, from which `check_deltas` names the refusal. One round trip, and no
+transaction of its own to begin and commit: alone, a journal is atomic as a statement.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, NamedTuple, cast
+from datetime import date, datetime
+from typing import cast
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import BigInteger, Table, any_, bindparam, select, update
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy import BigInteger, Table, any_, bindparam, select, text, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from activities import metrics
-from activities.db import sqlstate
-from activities.direct import Step, binds, pipeline
+from activities.db import pg_array, sqlstate
+from activities.direct import Db, Params, Step, fetch, pipeline
 from activities.ledger.batch import as_lines, content_hash
-from activities.tables import PERIOD_CLOSED_SQLSTATE, Journal, LedgerAccount, Posting
+from activities.ledger.checks import LOCKED_SQL, VERDICT, Deltas, Locked, check_deltas
+from activities.tables import PERIOD_CLOSED_SQLSTATE, LedgerAccount
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import (
     JournalRequest,
@@ -38,53 +43,8 @@ from schemas.ledger import (
 )
 
 A = LedgerAccount
-JOURNALS = cast(Table, Journal.__table__)
-POSTINGS = cast(Table, Posting.__table__)
-
-
-@dataclass
-class _Delta:
-    debits_posted: int = 0
-    credits_posted: int = 0
-    debits_pending: int = 0
-    credits_pending: int = 0
-
-    def nonzero(self) -> bool:
-        return any(
-            (self.debits_posted, self.credits_posted, self.debits_pending, self.credits_pending)
-        )
-
-
-@dataclass
-class Deltas:
-    by_account: dict[int, _Delta] = field(default_factory=lambda: defaultdict(_Delta))
-    currency_of: dict[int, str] = field(default_factory=dict)
-
-    def post(self, debit: int, credit: int, amount: int, currency: str) -> None:
-        self.by_account[debit].debits_posted += amount
-        self.by_account[credit].credits_posted += amount
-        self.currency_of[debit] = self.currency_of[credit] = currency
-
-    def pend(self, debit: int, credit: int, amount: int, currency: str) -> None:
-        self.by_account[debit].debits_pending += amount
-        self.by_account[credit].credits_pending += amount
-        self.currency_of[debit] = self.currency_of[credit] = currency
-
-
 ACCOUNTS = cast(Table, LedgerAccount.__table__)
-LOCKED_COLUMNS = (
-    A.id,
-    A.code,
-    A.status,
-    A.currency,
-    A.debits_must_not_exceed_credits,
-    A.credits_must_not_exceed_debits,
-    A.debits_posted_minor,
-    A.credits_posted_minor,
-    A.debits_pending_minor,
-    A.credits_pending_minor,
-)
-# One statement for every touched account, sent as one batch (executemany).
+# A hold's balance change (activities/ledger/holds): one statement per touched account.
 APPLY_DELTA = (
     update(ACCOUNTS)
     .where(ACCOUNTS.c.id == bindparam("account_id"))
@@ -95,64 +55,106 @@ APPLY_DELTA = (
         credits_pending_minor=ACCOUNTS.c.credits_pending_minor + bindparam("cpe"),
     )
 )
-
-
-# A journal's writes on the engine's hot path run as pipelines (activities/direct.py): claiming
-# the id and locking the accounts is one round trip, the balance updates and the postings a
-# second, where each statement through the session was a round trip of its own.
-CLAIM = (
-    insert(JOURNALS)
-    .values(
-        binds(
-            "id",
-            "kind",
-            "description",
-            "value_date",
-            "content_hash",
-            "process_id",
-            "metadata",
-            reverses_journal_id="reverses",
-        )
-    )
-    .on_conflict_do_nothing(index_elements=["id"])
-    .returning(JOURNALS.c.created_at)
-)
 # FOR NO KEY UPDATE: the lock an UPDATE of non-key columns takes anyway. FOR UPDATE would also
 # block the key-share locks of every posting inserted against the account elsewhere.
 LOCK = (
-    select(*LOCKED_COLUMNS)
+    select(*(getattr(A, column) for column in Locked._fields))
     .where(A.id == any_(bindparam("ids", type_=ARRAY(BigInteger))))
     .order_by(A.id)
     .with_for_update(key_share=True)
 )
-WRITE_POSTING = insert(POSTINGS).values(
-    binds("journal_id", "line", "debit_account_id", "credit_account_id", "amount_minor", "currency")
+
+# A journal in one statement. In the order Postgres runs it (each step reads the one before):
+# lock every touched account in ascending id order (LockRows sits above the sort, so the locks
+# are taken in that order; a row another transaction changed is re-read at its latest version);
+# the verdict on those rows; the journal row, only if the verdict is yes, unless its id is taken
+# (ON CONFLICT waits for a concurrent insert of it to commit or roll back, so two racing retries
+# cannot both post); the balances and the postings, only if this statement inserted that row.
+# The UPDATE meets rows it has locked itself at their latest version, as the locking read did.
+# It returns the claim's created_at (NULL: nothing written) and the verdict; when that is no,
+# the locked rows, for check_deltas to say why.
+POST = text(
+    f"""
+    WITH delta AS MATERIALIZED (
+        SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:dp AS bigint[]), CAST(:cp AS bigint[]),
+                             CAST(:dpe AS bigint[]), CAST(:cpe AS bigint[]),
+                             CAST(:currencies AS text[]))
+             AS d(id, dp, cp, dpe, cpe, currency)
+    ), locked AS MATERIALIZED (
+        SELECT {LOCKED_SQL} FROM ledger_accounts a
+        WHERE a.id = ANY(CAST(:ids AS bigint[]))
+        ORDER BY a.id
+        FOR NO KEY UPDATE
+    ), verdict AS MATERIALIZED (
+        SELECT count(*) = cardinality(CAST(:ids AS bigint[]))
+               AND coalesce(bool_and({VERDICT}), true) AS ok
+        FROM locked l JOIN delta d USING (id)
+    ), claim AS (
+        INSERT INTO journals (id, kind, description, value_date, content_hash, process_id,
+                              metadata, reverses_journal_id)
+        SELECT :id, :kind, :description, CAST(:value_date AS date), :content_hash, :process_id,
+               :metadata, :reverses
+        FROM verdict WHERE ok
+        ON CONFLICT (id) DO NOTHING
+        RETURNING created_at
+    ), balances AS (
+        UPDATE ledger_accounts a
+        SET debits_posted_minor = a.debits_posted_minor + d.dp,
+            credits_posted_minor = a.credits_posted_minor + d.cp,
+            debits_pending_minor = a.debits_pending_minor + d.dpe,
+            credits_pending_minor = a.credits_pending_minor + d.cpe
+        FROM delta d
+        WHERE a.id = d.id AND (d.dp, d.cp, d.dpe, d.cpe) <> (0, 0, 0, 0)
+          AND EXISTS (SELECT FROM claim)
+    ), lines AS (
+        INSERT INTO postings (journal_id, line, debit_account_id, credit_account_id,
+                              amount_minor, currency)
+        SELECT :id, p.line, p.debit, p.credit, p.amount, p.currency
+        FROM unnest(CAST(:debits AS bigint[]), CAST(:credits AS bigint[]),
+                    CAST(:amounts AS bigint[]), CAST(:line_currencies AS text[]))
+             WITH ORDINALITY AS p(debit, credit, amount, currency, line)
+        WHERE EXISTS (SELECT FROM claim)
+    )
+    SELECT c.created_at, v.ok, l.*
+    FROM verdict v
+    LEFT JOIN claim c ON true
+    LEFT JOIN locked l ON NOT v.ok
+    """
+)
+STORED_HASH = text("SELECT content_hash FROM journals WHERE id = :id")
+# Why POST refused, in the order the checks applied when the journal row was claimed first: the
+# id taken already (a replay, or a conflict), the original reversed already, the month closed.
+# Then the accounts' own refusal (check_deltas).
+REFUSED_FIRST = text(
+    """
+    SELECT (SELECT content_hash FROM journals WHERE id = :id),
+           EXISTS (SELECT FROM journals WHERE reverses_journal_id = :reverses),
+           EXISTS (SELECT FROM ledger_periods
+                   WHERE period_start = date_trunc('month', CAST(:value_date AS date)))
+    """
+)
+# A journal with its postings in line order (one row per posting) and the journal reversing it.
+JOURNAL = text(
+    """
+    SELECT j.id, j.kind, j.value_date, j.description, j.reverses_journal_id,
+           (SELECT r.id FROM journals r WHERE r.reverses_journal_id = j.id), j.created_at,
+           p.line, p.debit_account_id, p.credit_account_id, p.amount_minor, p.currency
+    FROM journals j LEFT JOIN postings p ON p.journal_id = j.id
+    WHERE j.id = :id
+    ORDER BY p.line
+    """
 )
 
 
-class Locked(NamedTuple):
-    """An account row as LOCK returns it (LOCKED_COLUMNS, in order)."""
-
-    id: int
-    code: str
-    status: str
-    currency: str
-    debits_must_not_exceed_credits: bool
-    credits_must_not_exceed_debits: bool
-    debits_posted_minor: int
-    credits_posted_minor: int
-    debits_pending_minor: int
-    credits_pending_minor: int
-
-
 def lock_step(deltas: Deltas) -> Step:
-    """Lock the rows in ascending id order: two journals over the same accounts queue."""
+    """Lock the rows in ascending id order: two changes over the same accounts queue."""
     return LOCK, {"ids": sorted(deltas.by_account)}
 
 
-def claim_step(req: JournalRequest, digest: str, reverses: str | None) -> Step:
-    """Insert the journal row unless its id is taken (claim() reads the answer)."""
-    return CLAIM, {
+def _post_params(
+    req: JournalRequest, digest: str, deltas: Deltas, reverses: str | None, check_open: bool
+) -> Params:
+    return {
         "id": req.journal_id,
         "kind": req.kind,
         "description": req.description,
@@ -161,11 +163,79 @@ def claim_step(req: JournalRequest, digest: str, reverses: str | None) -> Step:
         "reverses": reverses,
         "process_id": req.process_id,
         "metadata": Jsonb(req.metadata),
+        "check_open": check_open,
+        **deltas.arrays(),
+        "debits": pg_array(p.debit_account_id for p in req.postings),
+        "credits": pg_array(p.credit_account_id for p in req.postings),
+        "amounts": pg_array(p.amount_minor for p in req.postings),
+        "line_currencies": pg_array(p.currency for p in req.postings),
     }
 
 
-def write_steps(deltas: Deltas, journal_id: str | None, lines: list[PostingLine]) -> list[Step]:
-    """Move the touched accounts' balances and, for a journal, write its postings."""
+async def write_journal(
+    db: Db,
+    req: JournalRequest,
+    deltas: Deltas,
+    *,
+    reverses: str | None = None,
+    check_open: bool = True,
+) -> datetime | None:
+    """Post the journal with these balance changes: its creation time, or None when the id was
+    taken already (the caller decides between a replay and a conflict). A refusal raises its
+    BankflowError and writes nothing, unless the id was taken already: a replay is answered as
+    one even when the same journal would not fit now."""
+    params = _post_params(req, content_hash(req.kind, req.value_date, as_lines(req.postings),
+                                            reverses), deltas, reverses, check_open)  # fmt: skip
+    try:
+        rows = await fetch(db, POST, params)
+    except IntegrityError as exc:
+        if "reverses_journal_id" in str(exc.orig):
+            raise _already_reversed(reverses) from exc
+        raise
+    except DBAPIError as exc:
+        # The journals_period_open trigger (migration 0004) refuses a value date in a closed
+        # month, whoever posts: journals, held funds posted, reversals.
+        if sqlstate(exc) == PERIOD_CLOSED_SQLSTATE:
+            raise _period_closed(req.value_date) from exc
+        raise
+    created_at, ok = rows[0][0], rows[0][1]
+    if ok:
+        return cast(datetime | None, created_at)
+    [(stored, reversed_already, closed)] = await fetch(
+        db,
+        REFUSED_FIRST,
+        {"id": req.journal_id, "reverses": reverses, "value_date": req.value_date},
+    )
+    if stored is not None:
+        return None
+    if reversed_already:
+        raise _already_reversed(reverses)
+    if closed:
+        raise _period_closed(req.value_date)
+    check_deltas([row[2:] for row in rows if row[2] is not None], deltas, check_open=check_open)
+    raise AssertionError("the ledger's statement refused a journal that check_deltas accepts")
+
+
+def _already_reversed(journal_id: str | None) -> BankflowError:
+    return BankflowError(ErrorCode.ALREADY_REVERSED, f"journal {journal_id!r} is already reversed")
+
+
+def _period_closed(day: date) -> BankflowError:
+    return BankflowError(
+        ErrorCode.PERIOD_CLOSED,
+        f"the period {day:%Y-%m} is closed: no journal may be dated {day.isoformat()}",
+    )
+
+
+async def _stored_hash(db: Db, journal_id: str) -> str | None:
+    rows = await fetch(db, STORED_HASH, {"id": journal_id})
+    return cast(str, rows[0][0]) if rows else None
+
+
+async def apply_deltas(session: AsyncSession, deltas: Deltas, *, check_open: bool = True) -> None:
+    """Lock, validate and update every touched account; raise before writing if any rule fails."""
+    [rows] = await pipeline(session, lock_step(deltas))
+    check_deltas(rows, deltas, check_open=check_open)
     changes = [
         {
             "account_id": account_id,
@@ -177,164 +247,60 @@ def write_steps(deltas: Deltas, journal_id: str | None, lines: list[PostingLine]
         for account_id, delta in sorted(deltas.by_account.items())
         if delta.nonzero()
     ]
-    steps: list[Step] = [(APPLY_DELTA, changes)] if changes else []
-    if lines:
-        rows = [
-            {
-                "journal_id": journal_id,
-                "line": n,
-                "debit_account_id": p.debit_account_id,
-                "credit_account_id": p.credit_account_id,
-                "amount_minor": p.amount_minor,
-                "currency": p.currency,
-            }
-            for n, p in enumerate(lines, start=1)
-        ]
-        steps.append((WRITE_POSTING, rows))
-    return steps
+    if changes:
+        await pipeline(session, (APPLY_DELTA, changes))
 
 
-def check_deltas(rows: list[tuple[Any, ...]], deltas: Deltas, *, check_open: bool = True) -> None:
-    """Raise before anything is written if a locked account refuses its delta: missing, closed,
-    in another currency, or overdrawn (pending holds included)."""
-    accounts = {row[0]: Locked(*row) for row in rows}
-    missing = [i for i in sorted(deltas.by_account) if i not in accounts]
-    if missing:
-        raise BankflowError(ErrorCode.ACCOUNT_NOT_FOUND, f"no ledger account {missing[0]}")
-    for account_id, delta in sorted(deltas.by_account.items()):
-        acc = accounts[account_id]
-        if check_open and acc.status != "open":
-            raise BankflowError(ErrorCode.ACCOUNT_CLOSED, f"account {acc.code} is closed")
-        if acc.currency != deltas.currency_of[account_id]:
-            raise BankflowError(
-                ErrorCode.CURRENCY_MISMATCH,
-                f"account {acc.code} is in {acc.currency}, not {deltas.currency_of[account_id]}",
-            )
-        debits = acc.debits_posted_minor + acc.debits_pending_minor
-        credits = acc.credits_posted_minor + acc.credits_pending_minor
-        new_debits = debits + delta.debits_posted + delta.debits_pending
-        new_credits = credits + delta.credits_posted + delta.credits_pending
-        new_credits_posted = acc.credits_posted_minor + delta.credits_posted
-        new_debits_posted = acc.debits_posted_minor + delta.debits_posted
-        grows_debits = delta.debits_posted + delta.debits_pending > 0
-        grows_credits = delta.credits_posted + delta.credits_pending > 0
-        if acc.debits_must_not_exceed_credits and grows_debits and new_debits > new_credits_posted:
-            raise BankflowError(
-                ErrorCode.INSUFFICIENT_FUNDS, f"insufficient funds in account {acc.code}"
-            )
-        if acc.credits_must_not_exceed_debits and grows_credits and new_credits > new_debits_posted:
-            raise BankflowError(
-                ErrorCode.INSUFFICIENT_FUNDS,
-                f"account {acc.code} cannot be credited beyond its debits",
-            )
-
-
-async def apply_deltas(session: AsyncSession, deltas: Deltas, *, check_open: bool = True) -> None:
-    """Lock, validate and update every touched account; raise before writing if any rule fails."""
-    [rows] = await pipeline(session, lock_step(deltas))
-    check_deltas(rows, deltas, check_open=check_open)
-    await pipeline(session, *write_steps(deltas, None, []))
-
-
-async def load_journal(
-    session: AsyncSession, journal_id: str, *, created: bool = False
-) -> JournalResult:
-    journal = await session.get(Journal, journal_id)
-    if journal is None:
+async def load_journal(db: Db, journal_id: str, *, created: bool = False) -> JournalResult:
+    rows = await fetch(db, JOURNAL, {"id": journal_id})
+    if not rows:
         raise BankflowError(ErrorCode.JOURNAL_NOT_FOUND, f"no journal {journal_id!r}")
-    postings = (
-        await session.scalars(
-            select(Posting).where(Posting.journal_id == journal_id).order_by(Posting.line)
-        )
-    ).all()
-    reversed_by = await session.scalar(
-        select(Journal.id).where(Journal.reverses_journal_id == journal_id)
-    )
+    jid, kind, value_date, description, reverses, reversed_by, created_at = rows[0][:7]
     return JournalResult(
-        journal_id=journal.id,
-        kind=journal.kind,
-        value_date=journal.value_date,
-        description=journal.description,
-        reverses_journal_id=journal.reverses_journal_id,
+        journal_id=jid,
+        kind=kind,
+        value_date=value_date,
+        description=description,
+        reverses_journal_id=reverses,
         reversed_by_journal_id=reversed_by,
-        created_at=journal.created_at,
+        created_at=created_at,
         created=created,
         postings=[
             PostingView(
-                line=p.line,
-                debit_account_id=p.debit_account_id,
-                credit_account_id=p.credit_account_id,
-                amount_minor=p.amount_minor,
-                currency=p.currency,
+                line=line, debit_account_id=debit, credit_account_id=credit,
+                amount_minor=amount, currency=currency,
             )
-            for p in postings
+            for *_, line, debit, credit, amount, currency in rows
+            if line is not None
         ],
-    )
-
-
-async def claim(
-    session: AsyncSession, req: JournalRequest, digest: str, reverses: str | None, *also: Step
-) -> tuple[datetime | None, list[list[tuple[Any, ...]]]]:
-    """Insert the journal row, or find the one already there, in one round trip with `also`
-    (the account locks): its creation time when this call owns it, None when an identical
-    journal was there already, and the rows of `also`.
-
-    ON CONFLICT DO NOTHING waits for a concurrent insert of the same id to commit or roll back,
-    so two racing retries cannot both post.
-    """
-    try:
-        [inserted, *rest] = await pipeline(session, claim_step(req, digest, reverses), *also)
-    except IntegrityError as exc:
-        if "reverses_journal_id" in str(exc.orig):
-            raise BankflowError(
-                ErrorCode.ALREADY_REVERSED, f"journal {reverses!r} is already reversed"
-            ) from exc
-        raise
-    except DBAPIError as exc:
-        # The journals_period_open trigger (migration 0004) refuses a value date in a closed
-        # month: post_journal, post_hold and reverse_journal all claim their id here.
-        if sqlstate(exc) == PERIOD_CLOSED_SQLSTATE:
-            raise BankflowError(
-                ErrorCode.PERIOD_CLOSED,
-                f"the period {req.value_date:%Y-%m} is closed: no journal may be dated "
-                f"{req.value_date.isoformat()}",
-            ) from exc
-        raise
-    if inserted:
-        return cast(datetime, inserted[0][0]), rest
-    stored = await session.scalar(select(Journal.content_hash).where(Journal.id == req.journal_id))
-    if stored != digest:
-        raise BankflowError(
-            ErrorCode.JOURNAL_CONFLICT,
-            f"journal {req.journal_id!r} exists with different content",
-        )
-    return None, rest
+    )  # fmt: skip
 
 
 async def post_journal(
-    session: AsyncSession, req: JournalRequest, *, reverses: str | None = None
+    db: Db, req: JournalRequest, *, reverses: str | None = None
 ) -> JournalResult:
-    """Post a journal atomically, or return the identical one already posted under its id."""
+    """Post a journal atomically, or return the identical one already posted under its id: in
+    the session's transaction, or, on a DirectPool, as a statement of its own."""
     for p in req.postings:
         if p.debit_account_id == p.credit_account_id:
             raise BankflowError(
                 ErrorCode.INVALID_POSTING, "a posting must move money between two accounts"
             )
-    digest = content_hash(req.kind, req.value_date, as_lines(req.postings), reverses)
     deltas = Deltas()
     for p in req.postings:
         deltas.post(p.debit_account_id, p.credit_account_id, p.amount_minor, p.currency)
-    # A replay takes the account locks too, for the moment its transaction lasts: one round
-    # trip for every posting beats two for the first.
-    created_at, [locked] = await claim(session, req, digest, reverses, lock_step(deltas))
+    created_at = await write_journal(db, req, deltas, reverses=reverses)
     if created_at is None:
-        metrics.replayed(session, "journal")
-        return await load_journal(session, req.journal_id)
-    check_deltas(locked, deltas)
-    await pipeline(session, *write_steps(deltas, req.journal_id, req.postings))
-    metrics.journal_posted(session, req.kind, req.postings)
-    # Built from what was just written rather than read back: the hot path stays short, and
-    # the account locks are held for less time.
+        digest = content_hash(req.kind, req.value_date, as_lines(req.postings), reverses)
+        if await _stored_hash(db, req.journal_id) != digest:
+            raise BankflowError(
+                ErrorCode.JOURNAL_CONFLICT,
+                f"journal {req.journal_id!r} exists with different content",
+            )
+        metrics.replayed(db, "journal")
+        return await load_journal(db, req.journal_id)
+    metrics.journal_posted(db, req.kind, req.postings)
+    # Built from what was just written rather than read back: the hot path stays short.
     return JournalResult(
         journal_id=req.journal_id,
         kind=req.kind,

@@ -27,6 +27,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.db import in_transaction, make_engine, make_sessionmaker
+from activities.direct import DirectPool
 from activities.ledger.chart import ensure_branch, ensure_chart
 from activities.ledger.verify import verify_ledger
 from activities.migrate import upgrade
@@ -131,10 +132,16 @@ async def stack(
     chart = await in_transaction(sessions, setup)
     teller = await new_staff(sessions, settings, "teller")
     app = create_app(settings, temporal_client=temporal_client)
-    workers = build_workers(
-        temporal_client, settings, sessions, interactive_queue=queue, batch_queue=f"{queue}-b"
-    )
     async with AsyncExitStack() as stack:
+        direct = await stack.enter_async_context(DirectPool(settings.sqlalchemy_url, size=10))
+        workers = build_workers(
+            temporal_client,
+            settings,
+            sessions,
+            direct,
+            interactive_queue=queue,
+            batch_queue=f"{queue}-b",
+        )
         for w in workers:
             await stack.enter_async_context(w)
         await stack.enter_async_context(app.router.lifespan_context(app))

@@ -13,6 +13,7 @@ from httpx import AsyncClient
 from sqlalchemy import func, select, update
 from temporalio.client import Client
 
+from activities.direct import DirectPool
 from activities.ledger.chart import CASH
 from activities.ledger.verify import verify_ledger
 from activities.tables import AuditEntry, Journal, LedgerAccount
@@ -304,6 +305,7 @@ async def test_no_worker_answers_202_and_the_movement_runs_later(
     factory: Factory,
     idem: Idem,
     sessions: Sessions,
+    direct: DirectPool,
     task_queue: str,
 ) -> None:
     """With no worker polling, the API stops waiting after api_wait_timeout and says 202;
@@ -325,6 +327,7 @@ async def test_no_worker_answers_202_and_the_movement_runs_later(
             temporal_client,
             settings,
             sessions,
+            direct,
             interactive_queue=task_queue,
             batch_queue=f"{task_queue}-b",
         )

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.testing import WorkflowEnvironment
 
 from activities.db import in_transaction, make_engine, make_sessionmaker
+from activities.direct import DirectPool
 from activities.ledger.chart import ensure_branch, ensure_chart
 from activities.staff import create_staff_user
 from api.app import create_app
@@ -98,8 +99,9 @@ class Stack:
         sessions = make_sessionmaker(engine)
         await in_transaction(sessions, self._seed)
         client = await temporal.connect(settings, target=self._target)
+        direct = await self._exit.enter_async_context(DirectPool(settings.sqlalchemy_url, size=4))
         for worker in build_workers(
-            client, settings, sessions, interactive_queue=queue, batch_queue=f"{queue}-b"
+            client, settings, sessions, direct, interactive_queue=queue, batch_queue=f"{queue}-b"
         ):
             await self._exit.enter_async_context(worker)
         app = create_app(settings, temporal_client=client)

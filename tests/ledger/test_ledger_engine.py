@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date
 
 import pytest
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.accounts import close_account
 from activities.db import in_transaction
+from activities.direct import DirectPool
 from activities.ledger import engine, holds
 from activities.ledger.chart import CASH
 from activities.ledger.verify import verify_ledger
@@ -52,8 +53,16 @@ def journal(
     )
 
 
-async def post(sessions: async_sessionmaker[AsyncSession], req: JournalRequest) -> JournalResult:
-    return await in_transaction(sessions, lambda s: engine.post_journal(s, req))
+Post = Callable[[JournalRequest], Awaitable[JournalResult]]
+
+
+@pytest.fixture(params=["in_transaction", "alone"])
+def post(request: pytest.FixtureRequest, sessions: Sessions, direct: DirectPool) -> Post:
+    """Every journal test twice: inside a transaction (a session, as a disbursement posts), and
+    alone, as its own statement on a DirectPool (as the post_journal activity and a deposit do)."""
+    if request.param == "alone":
+        return lambda req: engine.post_journal(direct, req)
+    return lambda req: in_transaction(sessions, lambda s: engine.post_journal(s, req))
 
 
 async def balance(factory: Factory, account_id: int) -> int:
@@ -67,50 +76,52 @@ async def journal_exists(sessions: async_sessionmaker[AsyncSession], journal_id:
 
 
 async def test_transfer_moves_money_and_repeat_posts_once(
-    sessions: Sessions, factory: Factory
+    sessions: Sessions, factory: Factory, post: Post
 ) -> None:
     a = await factory.savings_account(100_00)
     b = await factory.savings_account()
     req = journal(jid(), (a.id, b.id, 30_00))
-    first = await post(sessions, req)
-    again = await post(sessions, req)
+    first = await post(req)
+    again = await post(req)
     assert first.created and not again.created
     assert again.postings == first.postings
     assert await balance(factory, a.id) == 70_00
     assert await balance(factory, b.id) == 30_00
 
 
-async def test_same_id_other_content_is_conflict(sessions: Sessions, factory: Factory) -> None:
+async def test_same_id_other_content_is_conflict(
+    sessions: Sessions, factory: Factory, post: Post
+) -> None:
     a = await factory.savings_account(100_00)
     b = await factory.savings_account()
     journal_id = jid()
-    await post(sessions, journal(journal_id, (a.id, b.id, 30_00)))
+    await post(journal(journal_id, (a.id, b.id, 30_00)))
     with pytest.raises(BankflowError) as err:
-        await post(sessions, journal(journal_id, (a.id, b.id, 31_00)))
+        await post(journal(journal_id, (a.id, b.id, 31_00)))
     assert err.value.code == ErrorCode.JOURNAL_CONFLICT
     assert await balance(factory, b.id) == 30_00
 
 
 async def test_racing_retries_of_one_journal_post_once(
-    sessions: Sessions, factory: Factory
+    sessions: Sessions, factory: Factory, post: Post
 ) -> None:
     a = await factory.savings_account(100_00)
     b = await factory.savings_account()
     req = journal(jid(), (a.id, b.id, 10_00))
-    results = await asyncio.gather(*(post(sessions, req) for _ in range(10)))
+    results = await asyncio.gather(*(post(req) for _ in range(10)))
     assert sum(r.created for r in results) == 1
     assert await balance(factory, b.id) == 10_00
 
 
 async def test_overdraft_refused_and_multi_posting_journal_is_atomic(
-    sessions: Sessions, factory: Factory
+    sessions: Sessions, factory: Factory, post: Post
 ) -> None:
     a = await factory.savings_account(50_00)
     b = await factory.savings_account()
     c = await factory.savings_account()
     req = journal(jid(), (a.id, b.id, 40_00), (a.id, c.id, 20_00))
     with pytest.raises(BankflowError) as err:
-        await post(sessions, req)
+        await post(req)
     assert err.value.code == ErrorCode.INSUFFICIENT_FUNDS
     assert not await journal_exists(sessions, req.journal_id)
     assert [await balance(factory, x.id) for x in (a, b, c)] == [50_00, 0, 0]
@@ -128,29 +139,30 @@ async def test_bad_postings_change_nothing(
     factory: Factory,
     mutate: Callable[[int, int, int], tuple[tuple[int, int, int], ...]],
     code: ErrorCode,
+    post: Post,
 ) -> None:
     a = await factory.savings_account(10_00)
     b = await factory.savings_account()
     req = journal(jid(), *mutate(a.id, b.id, factory.gl(CASH.number)))
     with pytest.raises(BankflowError) as err:
-        await post(sessions, req)
+        await post(req)
     assert err.value.code == code
     assert not await journal_exists(sessions, req.journal_id)
     assert await balance(factory, a.id) == 10_00
 
 
-async def test_wrong_currency_refused(sessions: Sessions, factory: Factory) -> None:
+async def test_wrong_currency_refused(sessions: Sessions, factory: Factory, post: Post) -> None:
     a = await factory.savings_account(10_00)
     b = await factory.savings_account()
     req = journal(jid(), (a.id, b.id, 1_00), currency="EUR")
     with pytest.raises(BankflowError) as err:
-        await post(sessions, req)
+        await post(req)
     assert err.value.code == ErrorCode.CURRENCY_MISMATCH
     assert await balance(factory, a.id) == 10_00
 
 
 async def test_closed_account_refuses_postings_and_close_needs_zero(
-    sessions: Sessions, factory: Factory
+    sessions: Sessions, factory: Factory, post: Post
 ) -> None:
     a = await factory.savings_account(10_00)
     b = await factory.savings_account()
@@ -160,7 +172,7 @@ async def test_closed_account_refuses_postings_and_close_needs_zero(
     closed = await in_transaction(sessions, lambda s: close_account(s, b.code))
     assert closed.status == "closed"
     with pytest.raises(BankflowError) as err:
-        await post(sessions, journal(jid(), (a.id, b.id, 1_00)))
+        await post(journal(jid(), (a.id, b.id, 1_00)))
     assert err.value.code == ErrorCode.ACCOUNT_CLOSED
 
 
@@ -175,14 +187,14 @@ async def test_closed_account_refuses_postings_and_close_needs_zero(
     ],
 )
 async def test_database_refuses_to_change_history(
-    sessions: Sessions, owner_sessions: Sessions, factory: Factory, sql: str
+    sessions: Sessions, owner_sessions: Sessions, factory: Factory, sql: str, post: Post
 ) -> None:
     """The triggers hold even for the owning role (the runtime role is refused sooner, by its
     privileges: tests/ledger/test_db_privileges.py)."""
     a = await factory.savings_account(10_00)
     b = await factory.savings_account()
     req = journal(jid(), (a.id, b.id, 1_00))
-    await post(sessions, req)
+    await post(req)
     with pytest.raises(DBAPIError, match="append-only"):
         async with owner_sessions() as s, s.begin():
             await s.execute(text(sql), {"j": req.journal_id} if ":j" in sql else {})
@@ -203,13 +215,15 @@ def hold(hold_id: str, debit: int, credit: int, amount: int) -> HoldRequest:
     )
 
 
-async def test_hold_reserves_funds_until_posted(sessions: Sessions, factory: Factory) -> None:
+async def test_hold_reserves_funds_until_posted(
+    sessions: Sessions, factory: Factory, post: Post
+) -> None:
     a = await factory.savings_account(100_00)
     b = await factory.savings_account()
     h = hold(f"h-{uuid.uuid4().hex}", a.id, b.id, 80_00)
     await in_transaction(sessions, lambda s: holds.place_hold(s, h))
     with pytest.raises(BankflowError) as err:  # 20.00 available, not 30.00
-        await post(sessions, journal(jid(), (a.id, b.id, 30_00)))
+        await post(journal(jid(), (a.id, b.id, 30_00)))
     assert err.value.code == ErrorCode.INSUFFICIENT_FUNDS
     again = await in_transaction(sessions, lambda s: holds.place_hold(s, h))
     assert again.status == "pending"
@@ -289,10 +303,12 @@ async def test_post_hold_is_idempotent_for_the_same_journal(
     assert err.value.code == ErrorCode.HOLD_ALREADY_RESOLVED
 
 
-async def test_reversal_mirrors_once_even_under_race(sessions: Sessions, factory: Factory) -> None:
+async def test_reversal_mirrors_once_even_under_race(
+    sessions: Sessions, factory: Factory, post: Post
+) -> None:
     a = await factory.savings_account(100_00)
     b = await factory.savings_account()
-    original = await post(sessions, journal(jid(), (a.id, b.id, 25_00)))
+    original = await post(journal(jid(), (a.id, b.id, 25_00)))
 
     async def reverse(i: int) -> str:
         req = ReversalRequest(
@@ -322,13 +338,13 @@ async def test_reversal_mirrors_once_even_under_race(sessions: Sessions, factory
 
 
 async def test_reversal_that_would_overdraw_is_refused(
-    sessions: Sessions, factory: Factory
+    sessions: Sessions, factory: Factory, post: Post
 ) -> None:
     a = await factory.savings_account(100_00)
     b = await factory.savings_account()
     c = await factory.savings_account()
-    original = await post(sessions, journal(jid(), (a.id, b.id, 25_00)))
-    await post(sessions, journal(jid(), (b.id, c.id, 25_00)))  # b spent what it received
+    original = await post(journal(jid(), (a.id, b.id, 25_00)))
+    await post(journal(jid(), (b.id, c.id, 25_00)))  # b spent what it received
     req = ReversalRequest(
         original_journal_id=original.journal_id, journal_id=jid(), value_date=TODAY
     )
@@ -337,13 +353,15 @@ async def test_reversal_that_would_overdraw_is_refused(
     assert err.value.code == ErrorCode.INSUFFICIENT_FUNDS
 
 
-async def test_fifty_concurrent_debits_never_overdraw(sessions: Sessions, factory: Factory) -> None:
+async def test_fifty_concurrent_debits_never_overdraw(
+    sessions: Sessions, factory: Factory, post: Post
+) -> None:
     a = await factory.savings_account(1_000_00)
     cash = factory.gl(CASH.number)
 
     async def withdraw() -> bool:
         try:
-            await post(sessions, journal(jid(), (a.id, cash, 100_00)))
+            await post(journal(jid(), (a.id, cash, 100_00)))
             return True
         except BankflowError as exc:
             assert exc.code == ErrorCode.INSUFFICIENT_FUNDS

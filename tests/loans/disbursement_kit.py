@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import func, select
 from temporalio.client import Client
 
+from activities.direct import DirectPool
 from activities.ledger.chart import FEE_INCOME
 from activities.ledger.verify import verify_ledger
 from activities.loan_book import member_savings_account
@@ -112,10 +113,11 @@ async def rail_worker(
     """The real workers on a fresh queue, their payment rail at `rail_url`."""
     queue = f"tq-rail-{uuid.uuid4().hex[:10]}"
     mine = settings.model_copy(update={"payment_rail_url": rail_url})
-    workers = build_workers(
-        client, mine, kit.sessions, interactive_queue=queue, batch_queue=f"{queue}-b"
-    )
     async with AsyncExitStack() as stack:
+        direct = await stack.enter_async_context(DirectPool(settings.sqlalchemy_url, size=5))
+        workers = build_workers(
+            client, mine, kit.sessions, direct, interactive_queue=queue, batch_queue=f"{queue}-b"
+        )
         for w in workers:
             await stack.enter_async_context(w)
         yield queue

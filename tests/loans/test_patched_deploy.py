@@ -17,6 +17,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Replayer, Worker
 from temporalio.workflow import NondeterminismError
 
+from activities.direct import DirectPool
 from schemas import temporal
 from schemas.loans import Stage
 from schemas.settings import Settings
@@ -46,11 +47,12 @@ async def run_worker(
     queue: str,
     loan_approval: type,
 ) -> Worker:
+    direct = await stack.enter_async_context(DirectPool(settings.sqlalchemy_url, size=2))
     worker = Worker(
         client,
         task_queue=queue,
         workflows=with_new(loan_approval),
-        activities=activities_for(settings, sessions).interactive,
+        activities=activities_for(settings, sessions, direct).interactive,
         interceptors=interceptors(settings),
     )
     await stack.enter_async_context(worker)

@@ -21,6 +21,7 @@ from typer.testing import CliRunner, Result
 
 from activities.accounts import create_member, open_account
 from activities.db import in_transaction, make_engine, make_sessionmaker
+from activities.direct import DirectPool
 from activities.ledger import engine as ledger_engine
 from activities.ledger.chart import CASH, ensure_branch, ensure_chart
 from activities.ledger.verify import verify_ledger
@@ -201,10 +202,14 @@ class _stack(Generic[S]):
             settings, sessions, engine, chart, self.client, f"{queue}-batch", tag
         )
         if self.with_worker:
+            direct = await self.exit.enter_async_context(
+                DirectPool(settings.sqlalchemy_url, size=5)
+            )
             for w in build_workers(
                 self.client,
                 settings,
                 sessions,
+                direct,
                 interactive_queue=queue,
                 batch_queue=f"{queue}-batch",
             ):

@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack
 
 from temporalio.testing import WorkflowEnvironment
 
+from activities.direct import DirectPool
 from activities.ledger.chart import CASH
 from schemas.reversals import Stage
 from schemas.settings import Settings
@@ -18,7 +19,11 @@ from worker import build_workers
 
 
 async def test_no_decision_in_72_hours_expires_and_releases_the_hold(
-    skipping_env: WorkflowEnvironment, settings: Settings, sessions: Sessions, factory: Factory
+    skipping_env: WorkflowEnvironment,
+    settings: Settings,
+    sessions: Sessions,
+    direct: DirectPool,
+    factory: Factory,
 ) -> None:
     acc = await factory.savings_account()
     original = await post(sessions, "deposit", (factory.gl(CASH.number), acc.id, 90_00))
@@ -30,6 +35,7 @@ async def test_no_decision_in_72_hours_expires_and_releases_the_hold(
             skipping_env.client,
             settings,
             sessions,
+            direct,
             interactive_queue=queue,
             batch_queue=queue + "b",
         ):

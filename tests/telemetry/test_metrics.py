@@ -17,6 +17,7 @@ from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.worker import Worker
 
+from activities.direct import DirectPool
 from activities.ledger.chart import CASH
 from activities.metrics import ApprovalsGauge
 from api.app import create_app
@@ -48,7 +49,11 @@ class Stack:
 
 @pytest.fixture
 async def stack(
-    settings: Settings, temporal_client: Client, sessions: Sessions, chart: dict[str, int]
+    settings: Settings,
+    temporal_client: Client,
+    sessions: Sessions,
+    direct: DirectPool,
+    chart: dict[str, int],
 ) -> AsyncIterator[Stack]:
     """The worker as worker.py runs it: a client whose Runtime serves the SDK's metrics, the
     product metrics server, and the API on the same client."""
@@ -64,7 +69,7 @@ async def stack(
     )
     async with AsyncExitStack() as stack:
         for w in build_workers(
-            client, settings, sessions, interactive_queue=queue, batch_queue=f"{queue}-b"
+            client, settings, sessions, direct, interactive_queue=queue, batch_queue=f"{queue}-b"
         ):
             await stack.enter_async_context(w)
         url = stack.enter_context(worker_metrics())

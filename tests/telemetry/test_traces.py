@@ -13,6 +13,7 @@ from opentelemetry.trace import SpanKind
 from temporalio.client import Client
 
 from activities.db import make_engine, make_sessionmaker
+from activities.direct import DirectPool
 from api.app import create_app
 from schemas import telemetry, temporal
 from schemas.settings import Settings
@@ -45,6 +46,7 @@ async def test_one_request_is_one_trace_from_api_to_sql(
     temporal_client: Client,
     factory: Factory,
     staff: dict[str, Staff],
+    direct: DirectPool,
 ) -> None:
     account = await factory.savings_account()
     queue = f"tq-{uuid.uuid4().hex[:12]}"
@@ -59,6 +61,7 @@ async def test_one_request_is_one_trace_from_api_to_sql(
         client,
         settings,
         make_sessionmaker(engine),
+        direct,
         interactive_queue=queue,
         batch_queue=queue + "b",
     )
@@ -81,13 +84,12 @@ async def test_one_request_is_one_trace_from_api_to_sql(
     sql = [s for s in tree if (s.attributes or {}).get("db.system") == "postgresql"]
     in_activity = [s for s in sql if "RunActivity:post_movement" in ancestors(s, by_id)]
     assert in_activity, "the activity's SQL is a child of its activity span"
-    assert any("INSERT" in s.name for s in in_activity)
-    # The ledger's statements, sent past the engine as one pipeline (activities/direct.py), are
-    # spans too, with their placeholders and never their values.
+    # The ledger's one statement, sent past the engine on the DirectPool (activities/direct.py),
+    # is a span too, with its placeholders and never its values.
     statements = [str((s.attributes or {}).get("db.statement", "")) for s in in_activity]
-    [claim] = [sql for sql in statements if "INSERT INTO journals" in sql]
-    [write] = [sql for sql in statements if "INSERT INTO postings" in sql]
-    assert "FOR NO KEY UPDATE" in claim and "%(amount_minor)s" in write
+    [journal] = [sql for sql in statements if "INSERT INTO journals" in sql]
+    assert "FOR NO KEY UPDATE" in journal and "INSERT INTO postings" in journal
+    assert "%(amounts)s" in journal and "12.00" not in journal and "1200" not in journal
     for span in tree:  # every span reaches the API's root: one tree, not a forest
         assert span is root or ancestors(span, by_id)[-1] == root.name, span.name
     run = next(s for s in tree if s.name == "RunWorkflow:MoneyMovement")
