@@ -127,10 +127,13 @@ class DirectPool:
         await self._run(sql, work)
 
     async def _run(self, sql: str, work: Callable[[Connection], Awaitable[T]]) -> T:
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self._timeout)
-        except TimeoutError as exc:
-            raise PoolTimeout(f"no database connection free after {self._timeout} s") from exc
+        if self._slots.locked():  # wait_for wraps the wait in a task: only when there is one
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self._timeout)
+            except TimeoutError as exc:
+                raise PoolTimeout(f"no database connection free after {self._timeout} s") from exc
+        else:
+            await self._slots.acquire()  # a free slot: taken at once, without a task
         try:
             for attempt in (1, 2):
                 conn = await self._checkout(sql)

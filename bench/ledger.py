@@ -57,6 +57,7 @@ import psycopg
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
+from temporalio.common import TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -71,7 +72,8 @@ from activities.tables import LedgerAccount
 from bench.bare import BareWorkflow, noop
 from bench.cpu import children_seconds, named_seconds
 from bench.floor import post_floor
-from schemas import search_attributes, temporal
+from schemas import search_attributes as sa
+from schemas import temporal
 from schemas.keyring import KeyRing
 from schemas.ledger import JournalRequest, PostingLine
 from schemas.members import AccountOpen, MemberCreate
@@ -216,6 +218,13 @@ async def measure_workflows(
     )
     incomplete: list[int] = []
 
+    def started_as_the_api_does(i: int) -> TypedSearchAttributes:
+        """The search attributes the API starts a movement with (both kinds of run get them)."""
+        return sa.at_start(
+            "MoneyMovement", Stage.POSTING.value, branch="HQ", amount_minor=AMOUNT,
+            currency="USD", business_id=f"BENCH{i:07d}",
+        )  # fmt: skip
+
     async def movement(task: int, i: int) -> None:
         state = await client.execute_workflow(
             MoneyMovementWorkflow.run,
@@ -223,6 +232,7 @@ async def measure_workflows(
             id=f"movement-BENCH{i:07d}",
             task_queue=queue,
             execution_timeout=RUN_LIMIT,
+            search_attributes=started_as_the_api_does(i),
         )
         if state.stage != Stage.COMPLETED:
             incomplete.append(i)
@@ -234,6 +244,7 @@ async def measure_workflows(
             id=f"bare-{i}",
             task_queue=queue + "-bare",
             execution_timeout=RUN_LIMIT,
+            search_attributes=started_as_the_api_does(i),
         )
 
     async with AsyncExitStack() as stack:
@@ -303,7 +314,7 @@ async def bench(url: str, n: int, m: int, c: int) -> int:
     env = await WorkflowEnvironment.start_local(
         data_converter=temporal.data_converter(settings),
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        search_attributes=search_attributes.ALL,
+        search_attributes=sa.ALL,
         ui=False,
         dev_server_log_level="error",
     )

@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from activities.ledger.chart import CASH
+from schemas import search_attributes as sa
 from schemas.errors import ErrorCode
 from schemas.movements import DecisionInput, MovementInput, MovementState, Stage
 from tests.conftest import CURRENCY, Factory
@@ -92,7 +93,52 @@ async def test_small_withdrawal_posts_at_once(
     assert [EventType.Name(e.event_type) for e in events].count(
         "EVENT_TYPE_WORKFLOW_TASK_COMPLETED"
     ) == 1
-    await record_history(handle, "money_movement_small_local_posting")
+    await record_history(handle, "money_movement_small_one_marker")
+
+
+async def test_a_deposit_started_as_the_api_starts_it_writes_one_marker_and_one_upsert(
+    temporal_client: Client, worker: str, factory: Factory
+) -> None:
+    """Beyond its posting, a deposit records one patch marker (with the SDK's own upsert of
+    TemporalChangeVersion that comes with it) and one upsert of its stage, `completed`: the API
+    starts it at stage `posting` already. Each marker and upsert is an event the server writes;
+    a deposit had two patches and two stage upserts (bench/ledger.py)."""
+    acc = await factory.savings_account()
+    inp = movement(factory.gl(CASH.number), acc.id, 50_00, kind="deposit")
+    handle = await temporal_client.start_workflow(
+        MoneyMovementWorkflow.run,
+        inp,
+        id=f"movement-{inp.movement_id}",
+        task_queue=worker,
+        search_attributes=sa.at_start(
+            "MoneyMovement",
+            Stage.POSTING.value,
+            branch="HQ",
+            amount_minor=inp.amount_minor,
+            currency=inp.currency,
+            business_id=inp.movement_id,
+        ),
+    )
+    assert (await handle.result()).stage == Stage.COMPLETED
+    assert await balance(factory, acc.id) == (50_00, 0)
+    events = [e async for e in handle.fetch_history_events()]
+    markers = [
+        e.marker_recorded_event_attributes.marker_name
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]
+    assert sorted(markers) == ["core_local_activity", "core_patch"], markers
+    upserted = [
+        sorted(
+            e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+        )
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+    ]
+    assert upserted == [["TemporalChangeVersion"], [sa.STAGE.name]], upserted
+    desc = await handle.describe()
+    assert desc.typed_search_attributes.get(sa.STAGE) == Stage.COMPLETED.value
+    await record_history(handle, "money_movement_deposit_one_marker")
 
 
 async def test_large_withdrawal_waits_for_a_supervisor(
@@ -119,7 +165,7 @@ async def test_large_withdrawal_waits_for_a_supervisor(
     with pytest.raises((WorkflowUpdateFailedError, RPCError)):
         await handle.execute_update(MoneyMovementWorkflow.decide, decision(False))
     assert (await handle.result()).stage == Stage.COMPLETED
-    await record_history(handle, "money_movement_approved")
+    await record_history(handle, "money_movement_approved_one_marker")
 
 
 async def test_rejection_releases_the_hold(
@@ -131,7 +177,7 @@ async def test_rejection_releases_the_hold(
     done = await handle.execute_update(MoneyMovementWorkflow.decide, decision(False))
     assert done.stage == Stage.REJECTED and done.journal_id is None
     assert await balance(factory, acc.id) == (1_000_00, 0)
-    await record_history(handle, "money_movement_rejected")
+    await record_history(handle, "money_movement_rejected_one_marker")
 
 
 async def test_no_decision_expires_and_releases_the_hold(
@@ -143,7 +189,7 @@ async def test_no_decision_expires_and_releases_the_hold(
     result = await handle.result()
     assert result.stage == Stage.EXPIRED
     assert await balance(factory, acc.id) == (1_000_00, 0)
-    await record_history(handle, "money_movement_expired")
+    await record_history(handle, "money_movement_expired_one_marker")
 
 
 async def test_insufficient_funds_is_declined_not_retried(
@@ -156,7 +202,7 @@ async def test_insufficient_funds_is_declined_not_retried(
     assert await balance(factory, acc.id) == (100_00, 0)
     big = await start(temporal_client, worker, movement(acc.id, factory.gl(CASH.number), 600_00))
     assert (await big.result()).stage == Stage.DECLINED  # the hold itself is refused
-    await record_history(handle, "money_movement_declined_local_posting")
+    await record_history(handle, "money_movement_declined_one_marker")
 
 
 async def test_a_duplicate_start_is_refused_by_temporal(
@@ -191,10 +237,10 @@ async def test_the_basic_kyc_tier_is_checked_by_the_workflow_itself(
     acc = await factory.savings_account(3_000_00)  # the factory's members are not verified
     small = await start(temporal_client, worker, movement(acc.id, factory.gl(CASH.number), 400_00))
     assert (await small.result()).stage == Stage.COMPLETED
-    await record_history(small, "money_movement_tier_checked_local_posting")
+    await record_history(small, "money_movement_tier_checked_one_marker")
     big = await start(temporal_client, worker, movement(acc.id, factory.gl(CASH.number), 1_200_00))
     result: MovementState = await big.result()
     assert result.stage == Stage.DECLINED and result.error == ErrorCode.KYC_TIER_LIMIT
     assert result.hold_id is None and "1500.00 USD a day" in (result.error_detail or "")
     assert await balance(factory, acc.id) == (2_600_00, 0)  # nothing held for the refused one
-    await record_history(big, "money_movement_tier_limit")
+    await record_history(big, "money_movement_tier_limit_one_marker")
