@@ -22,7 +22,7 @@ from activities.direct import DirectPool
 from api import routes
 from api.audit import AuditMiddleware
 from api.audit_spool import AuditTrail
-from api.auth import LoginLimiter
+from api.auth import LoginLimiter, TokenVerifier
 from api.codec_http import CodecHttpMiddleware
 from api.deps import TemporalConnector
 from api.errors import install_error_handlers
@@ -71,8 +71,13 @@ def create_app(settings: Settings, *, temporal_client: Client | None = None) -> 
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # The API's telemetry is its own (api/telemetry.py: metrics, access log, and spans from
+        # the OpenTelemetry instrumentation on this service's tracer provider). FastAPI's native
+        # telemetry would only look up the global providers on every request to find none.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
+    app.state.tokens = TokenVerifier(settings)
     app.state.temporal = TemporalConnector(settings, temporal_client)
     app.state.login_limiter = LoginLimiter(
         settings.login_limit_per_username, settings.login_limit_per_address

@@ -23,7 +23,7 @@ from activities import staff
 from activities.direct import DirectPool
 from activities.staff import Principal
 from activities.tables import ROLES
-from api.auth import decode_token
+from api.auth import TokenVerifier
 from schemas import telemetry, temporal, types
 from schemas.errors import BankflowError, ErrorCode
 from schemas.loans import REQUESTER_ROLES
@@ -134,7 +134,7 @@ TemporalDep = Annotated[Client, Depends(_temporal)]
 _bearer = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
 
 
-async def authenticate(settings: Settings, direct: DirectPool, token: str | None) -> Principal:
+async def authenticate(tokens: TokenVerifier, direct: DirectPool, token: str | None) -> Principal:
     """The user a valid bearer token names, with the roles they hold now, if still active.
 
     The token names the user, not their powers: a removed role or a disabled user must take
@@ -143,7 +143,7 @@ async def authenticate(settings: Settings, direct: DirectPool, token: str | None
     """
     if not token:
         raise BankflowError(ErrorCode.UNAUTHENTICATED, "a bearer token is required")
-    subject = decode_token(settings, token)
+    subject = tokens.subject(token)
     status = await staff.staff_status(direct, subject.id)
     if status is None:
         raise BankflowError(ErrorCode.UNAUTHENTICATED, "this user does not exist")
@@ -153,16 +153,14 @@ async def authenticate(settings: Settings, direct: DirectPool, token: str | None
 
 
 async def _current_principal(
-    request: Request,
-    settings: SettingsDep,
-    direct: DirectDep,
-    token: Annotated[str | None, Depends(_bearer)],
+    request: Request, token: Annotated[str | None, Depends(_bearer)]
 ) -> Principal:
     """The authenticated caller; the request guard (api.guard) has already looked a command's
     caller up before reading its body, and that lookup is not repeated."""
     known: Principal | None = getattr(request.state, "principal", None)
     if known is None:
-        known = await authenticate(settings, direct, token)
+        state = request.app.state
+        known = await authenticate(state.tokens, state.direct, token)
         request.state.principal = known  # for the audit log
     telemetry.USER_ID.set(known.id)  # log lines name the staff user by id, never by name
     return known

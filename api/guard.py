@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from activities.db import db_unavailable
 from activities.direct import DirectPool
 from activities.staff import Principal
+from api.auth import TokenVerifier
 from api.deps import CurrentPrincipal, authenticate
 from api.errors import bankflow_error_response, error_response, unavailable_response
 from api.routing import RouteInfo, route_for
@@ -37,23 +38,35 @@ ROUTE = "route_info"
 _NEEDS_PRINCIPAL = get_args(CurrentPrincipal)[1].dependency
 
 
-async def authenticated(settings: Settings, direct: DirectPool, authorization: str) -> Principal:
+async def authenticated(tokens: TokenVerifier, direct: DirectPool, authorization: str) -> Principal:
     """The caller of a command, checked as the routes' CurrentPrincipal checks it, before the
     body is read."""
     scheme, _, token = authorization.partition(" ")
-    return await authenticate(settings, direct, token if scheme.lower() == "bearer" else None)
+    return await authenticate(tokens, direct, token if scheme.lower() == "bearer" else None)
 
 
-def _limit(info: RouteInfo | None, settings: Settings) -> tuple[int, JSONResponse]:
-    """The route's body limit and the 413 that refuses a body above it."""
+def _limit(info: RouteInfo | None, settings: Settings) -> int:
+    """The route's body limit: what a body may hold before it is refused."""
     if info is not None and info.uploads:
-        limit = settings.kyc_upload_max_bytes
-        code, what = ErrorCode.DOCUMENT_TOO_LARGE, "the upload"
-        allowed = limit + UPLOAD_FORM_ALLOWANCE
+        return settings.kyc_upload_max_bytes + UPLOAD_FORM_ALLOWANCE
+    return settings.request_max_bytes
+
+
+def _too_large(info: RouteInfo | None, settings: Settings) -> JSONResponse:
+    """The 413 that refuses a body above the route's limit."""
+    if info is not None and info.uploads:
+        limit, code, what = (
+            settings.kyc_upload_max_bytes,
+            ErrorCode.DOCUMENT_TOO_LARGE,
+            "the upload",
+        )
     else:
-        limit = allowed = settings.request_max_bytes
-        code, what = ErrorCode.REQUEST_TOO_LARGE, "the request body"
-    return allowed, error_response(code, f"{what} is larger than the {limit}-byte limit", 413)
+        limit, code, what = (
+            settings.request_max_bytes,
+            ErrorCode.REQUEST_TOO_LARGE,
+            "the request body",
+        )
+    return error_response(code, f"{what} is larger than the {limit}-byte limit", 413)
 
 
 def _content_length(headers: Headers) -> int | None:
@@ -78,11 +91,11 @@ class RequestGuardMiddleware:
         state = scope.setdefault("state", {})
         info = state[ROUTE] = route_for(scope)
         app_state = scope["app"].state
-        allowed, too_large = _limit(info, app_state.settings)
+        allowed = _limit(info, app_state.settings)
         headers = Headers(scope=scope)
         length = _content_length(headers)
         if length is not None and length > allowed:
-            await too_large(scope, receive, send)
+            await _too_large(info, app_state.settings)(scope, receive, send)
             return
         if (
             info is not None
@@ -91,7 +104,7 @@ class RequestGuardMiddleware:
         ):
             try:
                 state[PRINCIPAL] = await authenticated(
-                    app_state.settings, app_state.direct, headers.get("authorization", "")
+                    app_state.tokens, app_state.direct, headers.get("authorization", "")
                 )
             except BankflowError as exc:
                 await bankflow_error_response(exc)(scope, receive, send)
@@ -101,7 +114,14 @@ class RequestGuardMiddleware:
                     raise
                 await unavailable_response()(scope, receive, send)
                 return
-        await self._limited(scope, receive, send, allowed, too_large)
+        if length is not None or (
+            scope.get("http_version") in ("1.0", "1.1") and "transfer-encoding" not in headers
+        ):
+            # The server reads no more than Content-Length (checked above), and in HTTP/1 a
+            # request with neither header has no body: nothing to count as it streams in.
+            await self.app(scope, receive, send)
+            return
+        await self._limited(scope, receive, send, allowed, _too_large(info, app_state.settings))
 
     async def _limited(
         self, scope: Scope, receive: Receive, send: Send, allowed: int, too_large: JSONResponse

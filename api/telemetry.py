@@ -12,16 +12,19 @@ import logging
 import os
 import time
 import uuid
+from functools import cache
 
 from fastapi import FastAPI
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
+    Counter,
+    Histogram,
     generate_latest,
     multiprocess,
 )
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,11 +39,30 @@ UNMATCHED = "unmatched"
 access_log = logging.getLogger("bankflow.access")
 
 
+_REQUEST_ID_RAW = REQUEST_ID_HEADER.lower().encode("latin-1")
+
+
 def _request_id(scope: Scope) -> str:
-    offered = Headers(scope=scope).get(REQUEST_ID_HEADER)
-    if offered and telemetry.REQUEST_ID_PATTERN.fullmatch(offered):
-        return offered
+    """The caller's X-Request-ID when it is a sane one, else a new id. Read off the raw headers:
+    Starlette's Headers mapping decodes every header to find one, on every request."""
+    offered: bytes | None = next((v for k, v in scope["headers"] if k == _REQUEST_ID_RAW), None)
+    if offered is not None:
+        text = offered.decode("latin-1")
+        if telemetry.REQUEST_ID_PATTERN.fullmatch(text):
+            return text
     return uuid.uuid4().hex
+
+
+# A metric's child per label set, as prometheus_client's labels() finds it (checking and joining
+# the label values on every call); the routes and statuses are few, so these stay small.
+@cache
+def _latency(method: str, route: str) -> Histogram:
+    return HTTP_LATENCY.labels(method, route)
+
+
+@cache
+def _requests(method: str, route: str, status: int) -> Counter:
+    return HTTP_REQUESTS.labels(method, route, str(status))
 
 
 class TelemetryMiddleware:
@@ -77,8 +99,8 @@ class TelemetryMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            HTTP_LATENCY.labels(method, route).observe(elapsed)
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            _latency(method, route).observe(elapsed)
+            _requests(method, route, status).inc()
             # The route template, not the path: no member number in a log line.
             access_log.info(
                 "%s %s %d",
