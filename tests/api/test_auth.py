@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -14,7 +16,7 @@ from activities.db import in_transaction
 from activities.direct import DirectPool
 from activities.staff import authenticate, create_staff_user, staff_status
 from activities.tables import AuditEntry, StaffRole, StaffUser
-from api.auth import decode_token, issue_token
+from api.auth import TokenVerifier, decode_token, issue_token
 from schemas.errors import BankflowError, ErrorCode
 from schemas.keyring import KeyRing
 from schemas.settings import Settings
@@ -258,3 +260,33 @@ async def test_staff_creation_rules(
         assert (
             stored.password_hash.startswith("$argon2id$") and PASSWORD not in stored.password_hash
         )
+
+
+async def test_a_remembered_token_is_refused_once_it_expires(
+    api_settings: Settings, staff: dict[str, Staff]
+) -> None:
+    """The app remembers a token it verified (api.auth.TokenVerifier) only until the token's
+    own expiry: the same string is refused from then on, as PyJWT would refuse it."""
+    short = api_settings.model_copy(update={"jwt_ttl": timedelta(seconds=2)})
+    token = issue_token(short, user_id=staff["teller"].id)
+    async with running_app(api_settings) as app, make_client(app) as c:
+        assert (await c.get("/v1/auth/me", headers=bearer(token))).status_code == 200
+        assert (await c.get("/v1/auth/me", headers=bearer(token))).status_code == 200
+        expires = jwt.decode(token, options={"verify_signature": False})["exp"]
+        await asyncio.sleep(max(0.0, expires - time.time()) + 0.1)
+        late = await c.get("/v1/auth/me", headers=bearer(token))
+        assert late.status_code == 401 and "expired" in late.json()["detail"]
+
+
+def test_the_verifier_keeps_a_bounded_number_of_tokens_and_no_refusal(
+    api_settings: Settings,
+) -> None:
+    verifier = TokenVerifier(api_settings, capacity=3)
+    tokens = [issue_token(api_settings, user_id=n) for n in range(1, 6)]
+    assert [verifier.subject(t).id for t in tokens] == [1, 2, 3, 4, 5]
+    assert len(verifier._known) == 3 and tokens[0] not in verifier._known
+    for _ in range(2):
+        with pytest.raises(BankflowError) as err:
+            verifier.subject("garbage")
+        assert err.value.code == ErrorCode.UNAUTHENTICATED
+    assert "garbage" not in verifier._known
