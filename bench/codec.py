@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.payload_codec import EncryptionCodec
     from schemas.settings import Settings
     from scripts.local_postgres import DEFAULT_URL, create_database, drop_database
+    from scripts.temporal_dev import ONE_PARTITION
     from worker import build_workers
     from workflows.money_movement import MoneyMovementWorkflow
 
@@ -148,6 +149,7 @@ async def bench(url: str, m: int) -> int:
     cash = (await in_transaction(sessions, chart))[CASH.number]
     await sizes(settings, cash, await new_account(sessions))
     env = await WorkflowEnvironment.start_local(
+        dev_server_extra_args=ONE_PARTITION,
         data_converter=temporal.data_converter(settings),
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         search_attributes=search_attributes.ALL,

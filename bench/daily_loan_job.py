@@ -63,6 +63,7 @@ from schemas.daily_loan_job import DailyJobInput, DailyJobSummary  # noqa: E402
 from schemas.keyring import KeyRing  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 from scripts.local_postgres import DEFAULT_URL, create_database, drop_database  # noqa: E402
+from scripts.temporal_dev import ONE_PARTITION  # noqa: E402
 from tests.conftest import Factory  # noqa: E402
 from tests.daily_loan_job.seed import clone_loans  # noqa: E402
 from tests.loans.book import disburse  # noqa: E402
@@ -229,6 +230,7 @@ async def main() -> None:
     engine = make_engine(settings, pool_size=10, pre_ping=False)  # as worker.py
     sessions = make_sessionmaker(engine)
     env = await WorkflowEnvironment.start_local(
+        dev_server_extra_args=ONE_PARTITION,
         data_converter=temporal.data_converter(settings),
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         search_attributes=search_attributes.ALL,

@@ -86,6 +86,7 @@ from scripts.local_postgres import (
     reachable,
     start_private,
 )
+from scripts.temporal_dev import ONE_PARTITION
 from worker import GRACEFUL_SHUTDOWN, build_workers, workflow_runner
 from workflows.money_movement import MoneyMovementWorkflow
 
@@ -312,6 +313,7 @@ async def bench(url: str, n: int, m: int, c: int) -> int:
         await conn.close()
     print(f"   deadlock/serialization retries so far: {retries.count}")
     env = await WorkflowEnvironment.start_local(
+        dev_server_extra_args=ONE_PARTITION,
         data_converter=temporal.data_converter(settings),
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         search_attributes=sa.ALL,

@@ -65,6 +65,7 @@ from schemas.month_end import MonthEndInput  # noqa: E402
 from schemas.savings import ProductCreate  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 from scripts.local_postgres import DEFAULT_URL, create_database, drop_database  # noqa: E402
+from scripts.temporal_dev import ONE_PARTITION  # noqa: E402
 from worker import build_workers  # noqa: E402
 from workflows.month_end_interest import MonthEndInterestWorkflow  # noqa: E402
 
@@ -290,6 +291,7 @@ async def measure_workflow(
     concurrency: int,
 ) -> tuple[float, float, tuple[int, int], float]:
     env = await WorkflowEnvironment.start_local(
+        dev_server_extra_args=ONE_PARTITION,
         data_converter=temporal.data_converter(settings),
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         search_attributes=search_attributes.ALL,

@@ -53,6 +53,7 @@ from schemas.keyring import KeyRing  # noqa: E402
 from schemas.movements import Stage  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 from scripts.local_postgres import DEFAULT_URL, create_database, drop_database  # noqa: E402
+from scripts.temporal_dev import ONE_PARTITION  # noqa: E402
 from worker import build_workers  # noqa: E402
 from workflows.money_movement import MoneyMovementWorkflow  # noqa: E402
 
@@ -107,6 +108,7 @@ async def bench(url: str, m: int, c: int, rounds: int) -> int:
     off_settings = Settings(database_url=url, metrics_enabled=False, payload_keys=keys)
     on_settings = Settings(database_url=url, metrics_enabled=True, payload_keys=keys)
     env = await WorkflowEnvironment.start_local(
+        dev_server_extra_args=ONE_PARTITION,
         data_converter=temporal.data_converter(off_settings),
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         search_attributes=search_attributes.ALL,

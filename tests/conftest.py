@@ -50,6 +50,7 @@ from scripts.local_postgres import (
     reachable,
     start_private,
 )
+from scripts.temporal_dev import ONE_PARTITION
 from worker import build_workers
 
 CURRENCY = "USD"
@@ -233,6 +234,7 @@ SERVER_STARTUP = timedelta(seconds=60)
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
+        dev_server_extra_args=ONE_PARTITION,
         data_converter=temporal.data_converter(Settings()),
         dev_server_existing_path=temporal_binary(),
         search_attributes=search_attributes.ALL,
