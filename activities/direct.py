@@ -24,7 +24,7 @@ claims', keyed by their owner).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import Any, TypeVar, cast
 
@@ -114,17 +114,6 @@ class DirectPool:
         sql, bound = compiled(statement)
         params = {**bound, **params}
         return await self._run(sql, work)
-
-    async def insert_many(self, statement: ClauseElement, rows: Sequence[dict[str, Any]]) -> None:
-        """The statement once per row, in one transaction and one round trip (pipeline mode)."""
-
-        async def work(conn: Connection) -> None:
-            async with conn.transaction():
-                await conn.cursor().executemany(sql, rows)
-
-        sql, bound = compiled(statement)
-        rows = [{**bound, **row} for row in rows] if bound else rows
-        await self._run(sql, work)
 
     async def _run(self, sql: str, work: Callable[[Connection], Awaitable[T]]) -> T:
         if self._slots.locked():  # wait_for wraps the wait in a task: only when there is one

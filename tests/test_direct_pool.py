@@ -130,7 +130,8 @@ async def test_a_unique_violation_is_an_integrity_error_without_the_parameters(
     async with direct_pool(settings.sqlalchemy_url, size=1) as pool:
         before = await pid_of(pool)
         with pytest.raises(IntegrityError) as raised:
-            await pool.insert_many(PLAIN_AUDIT_INSERT, [row, row])
+            await pool.execute(PLAIN_AUDIT_INSERT, row)
+            await pool.execute(PLAIN_AUDIT_INSERT, row)
         exc = raised.value
         assert sqlstate(exc) == "23505"  # unique_violation
         assert isinstance(exc.orig, psycopg.errors.UniqueViolation)
@@ -143,7 +144,7 @@ async def test_a_unique_violation_is_an_integrity_error_without_the_parameters(
         assert "[parameters:" not in message
         # Nothing was wrong with the connection: the next statement runs on the same one.
         assert await pid_of(pool) == before
-    assert await audit_entries(sessions, row["entry_id"]) == 0  # the first row went too
+    assert await audit_entries(sessions, row["entry_id"]) == 1  # the first one stands
 
 
 async def test_a_division_by_zero_is_a_data_error_and_the_connection_is_kept(
@@ -165,8 +166,10 @@ async def write_entries_rows(pool: DirectPool, rows: list[dict[str, Any]]) -> No
     await write_entries(pool, [AuditRecord.model_validate(row) for row in rows])
 
 
-async def test_insert_many_is_one_transaction(settings: Settings, sessions: Sessions) -> None:
-    first = audit_row()
+async def test_a_batch_of_audit_entries_is_one_statement(
+    settings: Settings, sessions: Sessions
+) -> None:
+    first = audit_row(member_numbers=["M000001", "M000002"], idempotency_key="k-1")
     too_long = audit_row(outcome="x" * 65)  # outcome is varchar(64)
     async with direct_pool(settings.sqlalchemy_url, size=1) as pool:
         with pytest.raises(DataError) as raised:
@@ -178,6 +181,14 @@ async def test_insert_many_is_one_transaction(settings: Settings, sessions: Sess
         await write_entries_rows(pool, [first])
         await write_entries_rows(pool, [first])
         assert await audit_entries(sessions, first["entry_id"]) == 1
+    async with sessions() as session:
+        stored = await session.scalar(
+            select(AuditEntry).where(AuditEntry.entry_id == first["entry_id"])
+        )
+    assert stored is not None
+    assert {name: getattr(stored, name) for name in first} | {
+        "client_address": str(stored.client_address)
+    } == first  # every field as it was sent, the member numbers an array
 
 
 async def test_a_full_pool_times_out(settings: Settings) -> None:
