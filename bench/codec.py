@@ -43,7 +43,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.direct import DirectPool
     from activities.ledger.chart import CASH, ensure_branch, ensure_chart
     from activities.migrate import upgrade
-    from bench.ledger import RUN_LIMIT, Sessions, deposit, new_account
+    from bench.kit import Sessions, new_account
+    from bench.movements import RUN_LIMIT, deposit
     from schemas import search_attributes, temporal
     from schemas.keyring import KeyRing
     from schemas.kyc import CheckReport, CheckResult

@@ -1,6 +1,14 @@
 """Ledger and money-movement throughput, measured in one run on a throwaway database.
 
     .venv/bin/python bench/ledger.py [--journals N] [--movements M] [--concurrency C]
+        [--book B] [--history H]
+
+Every figure runs on a ledger that already holds B member accounts (default 10,000) with a month of
+activity, seeded set-based (activities/seed/synthetic), and H journals (default 5,000) posted into
+them through the engine, then analyzed: Postgres plans each statement as it does on a real book.
+On nearly empty tables it scans their few pages whole, and the foreign-key checks of every
+connection keep the plans they made then (a sequential scan of `journals` per posting, however
+large the table grows during the run).
 
 Figures, each printed as it is measured:
   a0. floor_postings_per_s: the plain-SQL floor of a. (and b0. of b.): N journals of one
@@ -40,11 +48,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -54,30 +60,27 @@ if _root not in sys.path:
     sys.path.insert(0, _root)
 
 import psycopg
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import Client
-from temporalio.common import TypedSearchAttributes
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
-from activities.accounts import create_member, open_account
 from activities.db import in_transaction, make_engine, make_sessionmaker
 from activities.direct import DirectPool, conninfo
 from activities.ledger import engine as ledger_engine
 from activities.ledger.chart import CASH, ensure_branch, ensure_chart
 from activities.ledger.verify import verify_ledger
 from activities.migrate import upgrade
+from activities.savings import create_product
+from activities.seed.synthetic import seed_synthetic_accounts
 from activities.tables import LedgerAccount
-from bench.bare import BareWorkflow, noop
-from bench.cpu import children_seconds, named_seconds
 from bench.floor import post_floor
+from bench.kit import AMOUNT, Sessions, closed_loop, new_account
+from bench.movements import measure_workflows
 from schemas import search_attributes as sa
 from schemas import temporal
 from schemas.keyring import KeyRing
 from schemas.ledger import JournalRequest, PostingLine
-from schemas.members import AccountOpen, MemberCreate
-from schemas.movements import MovementInput, Stage
+from schemas.savings import ProductCreate
 from schemas.settings import Settings
 from scripts.local_postgres import (
     DEFAULT_URL,
@@ -87,13 +90,8 @@ from scripts.local_postgres import (
     start_private,
 )
 from scripts.temporal_dev import ONE_PARTITION
-from worker import GRACEFUL_SHUTDOWN, build_workers, workflow_runner
-from workflows.money_movement import MoneyMovementWorkflow
 
 A = LedgerAccount
-AMOUNT = 1_00  # 1.00 USD per journal and per movement
-# A broken workflow retries its task forever; a bench run fails instead of hanging.
-RUN_LIMIT = timedelta(minutes=5)
 
 
 class RetryCounter(logging.Handler):
@@ -103,25 +101,6 @@ class RetryCounter(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.count += 1
-
-
-Sessions = async_sessionmaker[AsyncSession]
-
-
-async def new_account(sessions: Sessions) -> int:
-    async def work(session: AsyncSession) -> int:
-        member = await create_member(
-            session,
-            MemberCreate(
-                first_name="Bench",
-                last_name=uuid.uuid4().hex[:8],
-                date_of_birth=date(1990, 1, 1),
-                branch_code="HQ",
-            ),
-        )
-        return (await open_account(session, member, AccountOpen(currency="USD"))).id
-
-    return await in_transaction(sessions, work)
 
 
 def transfer(journal_id: str, debit: int, credit: int, amount: int) -> JournalRequest:
@@ -139,127 +118,6 @@ async def post(sessions: Sessions, journal_id: str, debit: int, credit: int, amo
     await in_transaction(sessions, lambda s: ledger_engine.post_journal(s, req))
 
 
-async def closed_loop(
-    label: str, total: int, tasks: int, one: Callable[[int, int], Awaitable[None]]
-) -> float:
-    """Run one(task, i) `total` times from `tasks` tasks, each waiting for its previous call;
-    print and return calls per second of wall time, with the CPU each process spent per call:
-    this one (client, engine, worker), the Temporal dev server it started, Postgres."""
-
-    async def run(task: int) -> None:
-        for i in range(task, total, tasks):
-            await one(task, i)
-
-    def meters() -> tuple[float, ...]:
-        return time.perf_counter(), time.process_time(), children_seconds(os.getpid()), \
-            named_seconds("postgres")  # fmt: skip
-
-    before = meters()
-    await asyncio.gather(*(run(t) for t in range(tasks)))
-    wall, cpu, server, postgres = (b - a for a, b in zip(before, meters(), strict=True))
-    if label:
-        per = [f"{1000 * x / total:.1f}" for x in (cpu, server, postgres)]
-        print(
-            f"{label}: {total} in {wall:.1f}s, {tasks} in flight: {total / wall:.1f}/s"
-            f" (ms CPU each: this process {per[0]}, Temporal server {per[1]}, Postgres {per[2]})",
-            flush=True,
-        )
-    return total / wall
-
-
-def deposit(i: int, cash: int, account: int) -> MovementInput:
-    return MovementInput(
-        movement_id=f"BENCH{i:07d}",
-        kind="deposit",
-        debit_account_id=cash,
-        credit_account_id=account,
-        debit_account=str(cash),
-        credit_account=str(account),
-        amount_minor=AMOUNT,
-        currency="USD",
-        scale=2,
-        value_date=date.today(),
-        branch="HQ",
-        requested_by_id=1,
-        requested_by="bench",
-        approval_threshold_minor=500_00,
-        approval_timeout=timedelta(hours=1),
-    )
-
-
-async def measure_workflows(
-    client: Client,
-    settings: Settings,
-    sessions: Sessions,
-    direct: DirectPool,
-    cash: int,
-    m: int,
-    c: int,
-) -> tuple[float, float, list[int]]:
-    """c. and d., each after an untimed warm-up of C runs (the sandbox's first imports)."""
-    accounts = [await new_account(sessions) for _ in range(c)]
-    queue = f"bench-{uuid.uuid4().hex[:8]}"
-    workers = build_workers(
-        client,
-        settings,
-        sessions,
-        direct,
-        interactive_queue=queue,
-        batch_queue=queue + "b",
-    )
-    workers.append(  # configured like the interactive worker of build_workers
-        Worker(
-            client,
-            task_queue=queue + "-bare",
-            workflows=[BareWorkflow],
-            activities=[noop],
-            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
-            workflow_runner=workflow_runner("bench.bare"),
-        )
-    )
-    incomplete: list[int] = []
-
-    def started_as_the_api_does(i: int) -> TypedSearchAttributes:
-        """The search attributes the API starts a movement with (both kinds of run get them)."""
-        return sa.at_start(
-            "MoneyMovement", Stage.POSTING.value, branch="HQ", amount_minor=AMOUNT,
-            currency="USD", business_id=f"BENCH{i:07d}",
-        )  # fmt: skip
-
-    async def movement(task: int, i: int) -> None:
-        state = await client.execute_workflow(
-            MoneyMovementWorkflow.run,
-            deposit(i, cash, accounts[task]),
-            id=f"movement-BENCH{i:07d}",
-            task_queue=queue,
-            execution_timeout=RUN_LIMIT,
-            search_attributes=started_as_the_api_does(i),
-        )
-        if state.stage != Stage.COMPLETED:
-            incomplete.append(i)
-
-    async def bare(task: int, i: int) -> None:
-        await client.execute_workflow(
-            BareWorkflow.run,
-            i,
-            id=f"bare-{i}",
-            task_queue=queue + "-bare",
-            execution_timeout=RUN_LIMIT,
-            search_attributes=started_as_the_api_does(i),
-        )
-
-    async with AsyncExitStack() as stack:
-        for w in workers:
-            await stack.enter_async_context(w)
-        await closed_loop("", c, c, lambda t, i: movement(t, m + i))
-        movements = await closed_loop("c. money movements (deposits)", m, c, movement)
-        await closed_loop("", c, c, lambda t, i: bare(t, m + i))
-        bares = await closed_loop("d. bare workflows (one no-op local activity)", m, c, bare)
-    if incomplete:
-        print(f"   {len(incomplete)} movements did not complete, e.g. {incomplete[:3]}")
-    return movements, bares, accounts
-
-
 async def balance(sessions: Sessions, ids: list[int]) -> int:
     async with sessions() as session:
         total = await session.scalar(
@@ -268,7 +126,47 @@ async def balance(sessions: Sessions, ids: list[int]) -> int:
     return int(total or 0)
 
 
-async def bench(url: str, n: int, m: int, c: int) -> int:
+BOOK_PRODUCT = ProductCreate(
+    code="BENCH", name="Bench savings", currency="USD", annual_rate=Decimal("0.0365"),
+    min_balance="10.00", withholding_tax_rate=Decimal("0.15"),
+)  # fmt: skip
+
+
+async def seed_book(
+    sessions: Sessions,
+    engine: AsyncEngine,
+    direct: DirectPool,
+    cash: int,
+    accounts: int,
+    history: int,
+    tasks: int,
+) -> None:
+    """`accounts` funded member accounts, `history` deposits into them through the engine, then
+    VACUUM ANALYZE (see the module's docstring)."""  # fmt: skip
+    if accounts:
+
+        async def seed(session: AsyncSession) -> tuple[int, int]:
+            await create_product(session, BOOK_PRODUCT)
+            return await seed_synthetic_accounts(
+                session, tag="BOOK-", count=accounts, product_code=BOOK_PRODUCT.code,
+                period_start=date.today().replace(day=1) - timedelta(days=31),
+            )  # fmt: skip
+
+        first, _ = await in_transaction(sessions, seed)
+
+        async def deposit_into_book(task: int, i: int) -> None:
+            into = first + i % accounts
+            await ledger_engine.post_journal(direct, transfer(f"book-{i}", cash, into, AMOUNT))
+
+        await closed_loop("", history, tasks, deposit_into_book)
+    async with engine.connect() as conn:
+        await (await conn.execution_options(isolation_level="AUTOCOMMIT")).execute(
+            text("VACUUM ANALYZE")
+        )
+    print(f"a book of {accounts:,} member accounts and {history:,} journals, analyzed", flush=True)
+
+
+async def bench(url: str, n: int, m: int, c: int, book: int, history: int) -> int:
     retries = RetryCounter()
     logging.getLogger("activities.db").addHandler(retries)
     settings = Settings(database_url=url, payload_keys=KeyRing.generate_entry("bench"))
@@ -284,6 +182,7 @@ async def bench(url: str, n: int, m: int, c: int) -> int:
         return await ensure_chart(session, "USD")
 
     cash = (await in_transaction(sessions, chart))[CASH.number]
+    await seed_book(sessions, engine, direct, cash, book, history if book else 0, c)
     pairs = [(await new_account(sessions), await new_account(sessions)) for _ in range(c)]
     hot = await new_account(sessions)
     for k, (source, _) in enumerate(pairs):
@@ -357,6 +256,8 @@ def main() -> int:
     parser.add_argument("--journals", type=int, default=1500, help="N, for a. and b.")
     parser.add_argument("--movements", type=int, default=300, help="M, for c. and d.")
     parser.add_argument("--concurrency", type=int, default=8, help="C, calls in flight")
+    parser.add_argument("--book", type=int, default=10_000, help="B, member accounts seeded")
+    parser.add_argument("--history", type=int, default=5_000, help="H, journals posted into them")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still drop the database
     env_url = os.environ.get("BANKFLOW_DATABASE_URL") or os.environ.get("DATABASE_URL")
@@ -371,7 +272,9 @@ def main() -> int:
         url = create_database(server, name)
         upgrade(url)
         print(f"database {name} on {urlsplit(url).netloc}", flush=True)
-        return asyncio.run(bench(url, args.journals, args.movements, args.concurrency))
+        return asyncio.run(
+            bench(url, args.journals, args.movements, args.concurrency, args.book, args.history)
+        )
     finally:
         drop_database(server, name)
         if private:

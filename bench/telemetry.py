@@ -47,7 +47,8 @@ from activities.db import in_transaction, make_engine, make_sessionmaker  # noqa
 from activities.direct import DirectPool  # noqa: E402
 from activities.ledger.chart import CASH, ensure_branch, ensure_chart  # noqa: E402
 from activities.migrate import upgrade  # noqa: E402
-from bench.ledger import RUN_LIMIT, Sessions, closed_loop, deposit, new_account  # noqa: E402
+from bench.kit import Sessions, closed_loop, new_account  # noqa: E402
+from bench.movements import RUN_LIMIT, deposit  # noqa: E402
 from schemas import search_attributes, telemetry, temporal  # noqa: E402
 from schemas.keyring import KeyRing  # noqa: E402
 from schemas.movements import Stage  # noqa: E402
