@@ -2,7 +2,7 @@
 that change: it exists, is open, is in the posting's currency, and does not go overdrawn (its
 pending holds included).
 
-The rules are written twice, side by side, on purpose: `VERDICT` in SQL, so that a journal is
+The rules are written twice, side by side, on purpose: `verdict_sql` in SQL, so that a journal is
 locked, checked and written by one statement (activities/ledger/engine.py), and `check_deltas`
 in Python, which names the account and the rule when that statement refuses. Both read the
 locked rows; tests/ledger/test_ledger_checks.py holds them equal over random accounts and
@@ -79,21 +79,24 @@ class Locked(NamedTuple):
 
 LOCKED_SQL = ", ".join(f"a.{column}" for column in Locked._fields)
 
-# One locked account `l` (LOCKED_SQL) against its change `d` (id, dp, cp, dpe, cpe, currency):
-# true when check_deltas lets it through. `:check_open` false lets a hold resolve on a closed
-# account. Sums in numeric: a bigint sum that overflowed would be an error, not a refusal.
-VERDICT = """
+
+def verdict_sql(dp: str, cp: str, dpe: str, cpe: str, currency: str) -> str:
+    """SQL true when check_deltas lets one locked account `l` (LOCKED_SQL) take its change: the
+    arguments are the SQL of that change (debits and credits posted and pending, its currency).
+    `:check_open` false lets a hold resolve on a closed account. Sums in numeric: a bigint sum
+    that overflowed would be an error, not a refusal."""
+    return f"""
     (l.status = 'open' OR NOT CAST(:check_open AS boolean))
-    AND l.currency = d.currency
+    AND l.currency = {currency}
     AND NOT (l.debits_must_not_exceed_credits
-             AND CAST(d.dp AS numeric) + d.dpe > 0
-             AND CAST(l.debits_posted_minor AS numeric) + l.debits_pending_minor + d.dp + d.dpe
-                 > CAST(l.credits_posted_minor AS numeric) + d.cp)
+             AND CAST({dp} AS numeric) + {dpe} > 0
+             AND CAST(l.debits_posted_minor AS numeric) + l.debits_pending_minor + {dp} + {dpe}
+                 > CAST(l.credits_posted_minor AS numeric) + {cp})
     AND NOT (l.credits_must_not_exceed_debits
-             AND CAST(d.cp AS numeric) + d.cpe > 0
-             AND CAST(l.credits_posted_minor AS numeric) + l.credits_pending_minor + d.cp + d.cpe
-                 > CAST(l.debits_posted_minor AS numeric) + d.dp)
-"""
+             AND CAST({cp} AS numeric) + {cpe} > 0
+             AND CAST(l.credits_posted_minor AS numeric) + l.credits_pending_minor + {cp} + {cpe}
+                 > CAST(l.debits_posted_minor AS numeric) + {dp})
+    """
 
 
 def check_deltas(rows: list[tuple[Any, ...]], deltas: Deltas, *, check_open: bool = True) -> None:

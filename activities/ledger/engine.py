@@ -22,7 +22,7 @@ from datetime import date, datetime
 from typing import cast
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import BigInteger, Table, any_, bindparam, select, text, update
+from sqlalchemy import BigInteger, Table, TextClause, any_, bindparam, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,7 +31,7 @@ from activities import metrics
 from activities.db import pg_array, sqlstate
 from activities.direct import Db, Params, Step, fetch, pipeline
 from activities.ledger.batch import as_lines, content_hash
-from activities.ledger.checks import LOCKED_SQL, VERDICT, Deltas, Locked, check_deltas
+from activities.ledger.checks import LOCKED_SQL, Deltas, Locked, check_deltas, verdict_sql
 from activities.tables import PERIOD_CLOSED_SQLSTATE, LedgerAccount
 from schemas.errors import BankflowError, ErrorCode
 from schemas.ledger import (
@@ -73,6 +73,24 @@ LOCK = (
 # The UPDATE meets rows it has locked itself at their latest version, as the locking read did.
 # It returns the claim's created_at (NULL: nothing written) and the verdict; when that is no,
 # the locked rows, for check_deltas to say why.
+_CLAIM = """
+    claim AS (
+        INSERT INTO journals (id, kind, description, value_date, content_hash, process_id,
+                              metadata, reverses_journal_id)
+        SELECT :id, :kind, :description, CAST(:value_date AS date), :content_hash, :process_id,
+               :metadata, :reverses
+        FROM verdict WHERE ok
+        ON CONFLICT (id) DO NOTHING
+        RETURNING created_at
+    )"""
+_ANSWER = f"""
+    SELECT c.created_at, v.ok, {", ".join("l." + column for column in Locked._fields)}
+    FROM verdict v
+    LEFT JOIN claim c ON true
+    LEFT JOIN locked l ON NOT v.ok
+"""
+# Any journal, and any change of balances (a hold posted moves pending to posted): the changes
+# per account and the posting lines as arrays.
 POST = text(
     f"""
     WITH delta AS MATERIALIZED (
@@ -87,17 +105,10 @@ POST = text(
         FOR NO KEY UPDATE
     ), verdict AS MATERIALIZED (
         SELECT count(*) = cardinality(CAST(:ids AS bigint[]))
-               AND coalesce(bool_and({VERDICT}), true) AS ok
+               AND coalesce(bool_and({verdict_sql("d.dp", "d.cp", "d.dpe", "d.cpe", "d.currency")}),
+                            true) AS ok
         FROM locked l JOIN delta d USING (id)
-    ), claim AS (
-        INSERT INTO journals (id, kind, description, value_date, content_hash, process_id,
-                              metadata, reverses_journal_id)
-        SELECT :id, :kind, :description, CAST(:value_date AS date), :content_hash, :process_id,
-               :metadata, :reverses
-        FROM verdict WHERE ok
-        ON CONFLICT (id) DO NOTHING
-        RETURNING created_at
-    ), balances AS (
+    ), {_CLAIM}, balances AS (
         UPDATE ledger_accounts a
         SET debits_posted_minor = a.debits_posted_minor + d.dp,
             credits_posted_minor = a.credits_posted_minor + d.cp,
@@ -114,12 +125,39 @@ POST = text(
                     CAST(:amounts AS bigint[]), CAST(:line_currencies AS text[]))
              WITH ORDINALITY AS p(debit, credit, amount, currency, line)
         WHERE EXISTS (SELECT FROM claim)
-    )
-    SELECT c.created_at, v.ok, l.*
-    FROM verdict v
-    LEFT JOIN claim c ON true
-    LEFT JOIN locked l ON NOT v.ok
-    """
+    ) {_ANSWER}"""
+)
+# The same for the journal most postings are, one line from one account to another (a deposit, a
+# withdrawal, a transfer), with its values as parameters: no arrays to parse and unnest, which
+# were a third of what Postgres spent on such a journal (bench/ledger.py's floor costs it 0.3 ms,
+# the array form 0.6, this one 0.45).
+POST_ONE = text(
+    f"""
+    WITH locked AS MATERIALIZED (
+        SELECT {LOCKED_SQL},
+               CASE WHEN a.id = :debit THEN CAST(:amount AS bigint) ELSE 0 END AS dp,
+               CASE WHEN a.id = :credit THEN CAST(:amount AS bigint) ELSE 0 END AS cp
+        FROM ledger_accounts a
+        WHERE a.id IN (:debit, :credit)
+        ORDER BY a.id
+        FOR NO KEY UPDATE
+    ), verdict AS MATERIALIZED (
+        SELECT count(*) = 2
+               AND coalesce(bool_and({verdict_sql("l.dp", "l.cp", "0", "0", ":currency")}), true)
+               AS ok
+        FROM locked l
+    ), {_CLAIM}, balances AS (
+        UPDATE ledger_accounts a
+        SET debits_posted_minor = a.debits_posted_minor + l.dp,
+            credits_posted_minor = a.credits_posted_minor + l.cp
+        FROM locked l
+        WHERE a.id = l.id AND EXISTS (SELECT FROM claim)
+    ), lines AS (
+        INSERT INTO postings (journal_id, line, debit_account_id, credit_account_id,
+                              amount_minor, currency)
+        SELECT :id, 1, :debit, :credit, :amount, :currency
+        WHERE EXISTS (SELECT FROM claim)
+    ) {_ANSWER}"""
 )
 STORED_HASH = text("SELECT content_hash FROM journals WHERE id = :id")
 # Why POST refused, in the order the checks applied when the journal row was claimed first: the
@@ -151,10 +189,12 @@ def lock_step(deltas: Deltas) -> Step:
     return LOCK, {"ids": sorted(deltas.by_account)}
 
 
-def _post_params(
+def _post(
     req: JournalRequest, digest: str, deltas: Deltas, reverses: str | None, check_open: bool
-) -> Params:
-    return {
+) -> tuple[TextClause, Params]:
+    """The statement that posts this journal with these changes, and its parameters: POST_ONE
+    when the changes are exactly its one line's, else POST."""
+    journal = {
         "id": req.journal_id,
         "kind": req.kind,
         "description": req.description,
@@ -164,7 +204,19 @@ def _post_params(
         "process_id": req.process_id,
         "metadata": Jsonb(req.metadata),
         "check_open": check_open,
-        **deltas.arrays(),
+    }
+    if len(req.postings) == 1:
+        [line] = req.postings
+        alone = Deltas()
+        alone.post(line.debit_account_id, line.credit_account_id, line.amount_minor, line.currency)
+        if alone == deltas:
+            return POST_ONE, journal | {
+                "debit": line.debit_account_id,
+                "credit": line.credit_account_id,
+                "amount": line.amount_minor,
+                "currency": line.currency,
+            }
+    return POST, journal | deltas.arrays() | {
         "debits": pg_array(p.debit_account_id for p in req.postings),
         "credits": pg_array(p.credit_account_id for p in req.postings),
         "amounts": pg_array(p.amount_minor for p in req.postings),
@@ -184,10 +236,10 @@ async def write_journal(
     taken already (the caller decides between a replay and a conflict). A refusal raises its
     BankflowError and writes nothing, unless the id was taken already: a replay is answered as
     one even when the same journal would not fit now."""
-    params = _post_params(req, content_hash(req.kind, req.value_date, as_lines(req.postings),
-                                            reverses), deltas, reverses, check_open)  # fmt: skip
+    digest = content_hash(req.kind, req.value_date, as_lines(req.postings), reverses)
+    statement, params = _post(req, digest, deltas, reverses, check_open)
     try:
-        rows = await fetch(db, POST, params)
+        rows = await fetch(db, statement, params)
     except IntegrityError as exc:
         if "reverses_journal_id" in str(exc.orig):
             raise _already_reversed(reverses) from exc

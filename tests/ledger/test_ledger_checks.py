@@ -152,6 +152,11 @@ EDGES = [
     ([_acc(1, cmned=True, dp=10, cpe=3), _acc(2)], [(2, 1, 7, "USD", True)], True),
     ([_acc(1, cp=10), _acc(2)], [(1, 3, 5, "USD", False)], True),
     ([_acc(1, dmnec=True, cp=10), _acc(2, status="closed")], [(1, 2, 10, "USD", True)], False),
+    # One line, nothing pending: the engine's scalar statement (POST_ONE) decides these.
+    ([_acc(1, cp=10), _acc(2, currency="EUR")], [(1, 2, 5, "USD", False)], True),
+    ([_acc(1, cp=10), _acc(2, status="closed")], [(1, 2, 5, "USD", False)], True),
+    ([_acc(1, dmnec=True, cp=10), _acc(2, status="closed")], [(1, 2, 11, "USD", False)], False),
+    ([_acc(1, dmnec=True, cp=9), _acc(2)], [(2, 1, 3, "USD", False)], True),
 ]
 
 
@@ -167,6 +172,10 @@ EDGES = [
 @example(drawn=EDGES[3])
 @example(drawn=EDGES[4])
 @example(drawn=EDGES[5])
+@example(drawn=EDGES[6])
+@example(drawn=EDGES[7])
+@example(drawn=EDGES[8])
+@example(drawn=EDGES[9])
 async def test_the_statement_refuses_what_check_deltas_refuses(
     shadowed: DirectPool,
     drawn: tuple[list[Account], list[tuple[int, int, int, str, bool]], bool],

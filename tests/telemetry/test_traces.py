@@ -89,7 +89,7 @@ async def test_one_request_is_one_trace_from_api_to_sql(
     statements = [str((s.attributes or {}).get("db.statement", "")) for s in in_activity]
     [journal] = [sql for sql in statements if "INSERT INTO journals" in sql]
     assert "FOR NO KEY UPDATE" in journal and "INSERT INTO postings" in journal
-    assert "%(amounts)s" in journal and "12.00" not in journal and "1200" not in journal
+    assert "%(amount)s" in journal and "12.00" not in journal and "1200" not in journal
     for span in tree:  # every span reaches the API's root: one tree, not a forest
         assert span is root or ancestors(span, by_id)[-1] == root.name, span.name
     run = next(s for s in tree if s.name == "RunWorkflow:MoneyMovement")
