@@ -76,10 +76,11 @@ def interceptors(settings: Settings) -> list[Interceptor]:
 def activities_for(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], direct: DirectPool
 ) -> QueueActivities:
-    """The activities each queue's workflows call, bound to this process's database sessions,
-    its DirectPool (a journal alone: activities/ledger/engine) and settings. A workflow schedules its activities on its own queue, so each worker offers
-    only what its workflows use: the batch worker's slots never go to a teller's posting, and
-    an interactive worker never picks up a month-end batch."""
+    """The activities each queue's workflows call, bound to this process's database sessions, its
+    DirectPool (a journal alone: activities/ledger/engine) and settings. A workflow schedules its
+    activities on its own queue, so each worker offers only what its workflows use: the batch
+    worker's slots never go to a teller's posting, and an interactive worker never picks up a
+    month-end batch."""
     ledger = LedgerActivities(sessions, direct)
     notifications = NotificationActivities(settings, sessions)
     interactive = [

@@ -45,28 +45,19 @@ async def authenticated(tokens: TokenVerifier, direct: DirectPool, authorization
     return await authenticate(tokens, direct, token if scheme.lower() == "bearer" else None)
 
 
-def _limit(info: RouteInfo | None, settings: Settings) -> int:
-    """The route's body limit: what a body may hold before it is refused."""
+def _limit(info: RouteInfo | None, settings: Settings) -> tuple[int, ErrorCode, str]:
+    """What a body of the route may hold, and how a body above it is refused (code, detail):
+    a 413 built only for the request it refuses."""
     if info is not None and info.uploads:
-        return settings.kyc_upload_max_bytes + UPLOAD_FORM_ALLOWANCE
-    return settings.request_max_bytes
-
-
-def _too_large(info: RouteInfo | None, settings: Settings) -> JSONResponse:
-    """The 413 that refuses a body above the route's limit."""
-    if info is not None and info.uploads:
-        limit, code, what = (
-            settings.kyc_upload_max_bytes,
-            ErrorCode.DOCUMENT_TOO_LARGE,
-            "the upload",
-        )
-    else:
-        limit, code, what = (
-            settings.request_max_bytes,
-            ErrorCode.REQUEST_TOO_LARGE,
-            "the request body",
-        )
-    return error_response(code, f"{what} is larger than the {limit}-byte limit", 413)
+        limit = settings.kyc_upload_max_bytes
+        detail = f"the upload is larger than the {limit}-byte limit"
+        return limit + UPLOAD_FORM_ALLOWANCE, ErrorCode.DOCUMENT_TOO_LARGE, detail
+    limit = settings.request_max_bytes
+    return (
+        limit,
+        ErrorCode.REQUEST_TOO_LARGE,
+        f"the request body is larger than the {limit}-byte limit",
+    )
 
 
 def _content_length(headers: Headers) -> int | None:
@@ -91,11 +82,11 @@ class RequestGuardMiddleware:
         state = scope.setdefault("state", {})
         info = state[ROUTE] = route_for(scope)
         app_state = scope["app"].state
-        allowed = _limit(info, app_state.settings)
+        allowed, code, detail = _limit(info, app_state.settings)
         headers = Headers(scope=scope)
         length = _content_length(headers)
         if length is not None and length > allowed:
-            await _too_large(info, app_state.settings)(scope, receive, send)
+            await error_response(code, detail, 413)(scope, receive, send)
             return
         if (
             info is not None
@@ -121,7 +112,7 @@ class RequestGuardMiddleware:
             # request with neither header has no body: nothing to count as it streams in.
             await self.app(scope, receive, send)
             return
-        await self._limited(scope, receive, send, allowed, _too_large(info, app_state.settings))
+        await self._limited(scope, receive, send, allowed, error_response(code, detail, 413))
 
     async def _limited(
         self, scope: Scope, receive: Receive, send: Send, allowed: int, too_large: JSONResponse

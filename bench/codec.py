@@ -40,10 +40,9 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.testing import WorkflowEnvironment
 
     from activities.db import in_transaction, make_engine, make_sessionmaker
-    from activities.direct import DirectPool
     from activities.ledger.chart import CASH, ensure_branch, ensure_chart
     from activities.migrate import upgrade
-    from bench.kit import Sessions, new_account
+    from bench.kit import Sessions, new_account, run_workers
     from bench.movements import RUN_LIMIT, deposit
     from schemas import search_attributes, temporal
     from schemas.keyring import KeyRing
@@ -53,7 +52,6 @@ with workflow.unsafe.imports_passed_through():
     from schemas.settings import Settings
     from scripts.local_postgres import DEFAULT_URL, create_database, drop_database
     from scripts.temporal_dev import ONE_PARTITION
-    from worker import build_workers
     from workflows.money_movement import MoneyMovementWorkflow
 
 
@@ -112,16 +110,7 @@ async def movements(
     times: dict[str, list[float]] = {name: [] for name in clients}
     async with AsyncExitStack() as stack:
         for name, client in clients.items():
-            direct = await stack.enter_async_context(DirectPool(settings.sqlalchemy_url, size=10))
-            for w in build_workers(
-                client,
-                settings,
-                sessions,
-                direct,
-                interactive_queue=queues[name],
-                batch_queue=queues[name] + "-b",
-            ):
-                await stack.enter_async_context(w)
+            await run_workers(stack, client, settings, sessions, queues[name])
         for i in range(m + 5):  # the first 5 pairs warm up (sandbox imports), untimed
             for name, client in clients.items():
                 started = time.perf_counter()

@@ -46,7 +46,6 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.daily_loan_batch import ACTIVE, JOURNAL_KIND  # noqa: E402
 from activities.db import in_transaction, make_engine, make_sessionmaker  # noqa: E402
-from activities.direct import DirectPool  # noqa: E402
 from activities.ledger.batch import content_hash  # noqa: E402
 from activities.ledger.chart import (  # noqa: E402
     INTEREST_INCOME,
@@ -58,6 +57,7 @@ from activities.ledger.chart import (  # noqa: E402
 from activities.ledger.verify import verify_ledger  # noqa: E402
 from activities.migrate import upgrade  # noqa: E402
 from bench import pgstats  # noqa: E402
+from bench.kit import run_workers  # noqa: E402
 from schemas import search_attributes, temporal  # noqa: E402
 from schemas.daily_loan_job import DailyJobInput, DailyJobSummary  # noqa: E402
 from schemas.keyring import KeyRing  # noqa: E402
@@ -68,7 +68,7 @@ from tests.conftest import Factory  # noqa: E402
 from tests.daily_loan_job.seed import clone_loans  # noqa: E402
 from tests.loans.book import disburse  # noqa: E402
 from tests.loans.conftest import LoanKit  # noqa: E402
-from worker import build_workers, settle_heap  # noqa: E402
+from worker import settle_heap  # noqa: E402
 from workflows.daily_loan_job import DailyLoanJobWorkflow  # noqa: E402
 
 DAY = date(2026, 6, 30)
@@ -250,16 +250,7 @@ async def main() -> None:
         queue = f"bench-{uuid.uuid4().hex[:8]}"
         options = {"batch_size": args.batch_size, "concurrency": args.concurrency}
         async with env, AsyncExitStack() as stack:
-            direct = await stack.enter_async_context(DirectPool(settings.sqlalchemy_url, size=10))
-            for w in build_workers(
-                env.client,
-                settings,
-                sessions,
-                direct,
-                interactive_queue=queue,
-                batch_queue=f"{queue}-b",
-            ):
-                await stack.enter_async_context(w)
+            await run_workers(stack, env.client, settings, sessions, queue)
             settle_heap()  # as worker.py's main does
             before = await pgstats.snapshot(engine)
             wall_s, summary = await run(env.client, f"{queue}-b", DAY, "first", **options)

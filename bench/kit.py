@@ -1,5 +1,5 @@
-"""What the ledger, codec and telemetry benches share: a member account, and a closed loop of
-calls that prints its rate and the CPU each process spent per call."""
+"""What the benches share: the real workers on a queue of their own, a member account, and a
+closed loop of calls that prints its rate and the CPU each process spent per call."""
 
 from __future__ import annotations
 
@@ -8,17 +8,34 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client
 
 from activities.accounts import create_member, open_account
 from activities.db import in_transaction
+from activities.direct import DirectPool
 from bench.cpu import children_seconds, named_seconds
 from schemas.members import AccountOpen, MemberCreate
+from schemas.settings import Settings
+from worker import build_workers
 
 AMOUNT = 1_00  # 1.00 USD per journal and per movement
 Sessions = async_sessionmaker[AsyncSession]
+
+
+async def run_workers(
+    stack: AsyncExitStack, client: Client, settings: Settings, sessions: Sessions, queue: str
+) -> None:
+    """worker.py's workers on `queue` (interactive) and `queue`-b (batch), with a DirectPool of
+    their own, until `stack` closes."""
+    direct = await stack.enter_async_context(DirectPool(settings.sqlalchemy_url, size=10))
+    for worker in build_workers(
+        client, settings, sessions, direct, interactive_queue=queue, batch_queue=f"{queue}-b"
+    ):
+        await stack.enter_async_context(worker)
 
 
 async def new_account(sessions: Sessions) -> int:

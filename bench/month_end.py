@@ -46,7 +46,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities.db import in_transaction, make_engine, make_sessionmaker  # noqa: E402
-from activities.direct import DirectPool  # noqa: E402
 from activities.ledger.chart import (  # noqa: E402
     INTEREST_EXPENSE,
     WITHHOLDING_TAX,
@@ -58,6 +57,7 @@ from activities.migrate import upgrade  # noqa: E402
 from activities.savings import create_product  # noqa: E402
 from activities.seed.synthetic import seed_synthetic_accounts  # noqa: E402
 from bench import pgstats  # noqa: E402
+from bench.kit import run_workers  # noqa: E402
 from domain.periods import previous_period  # noqa: E402
 from schemas import search_attributes, temporal  # noqa: E402
 from schemas.keyring import KeyRing  # noqa: E402
@@ -66,7 +66,6 @@ from schemas.savings import ProductCreate  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 from scripts.local_postgres import DEFAULT_URL, create_database, drop_database  # noqa: E402
 from scripts.temporal_dev import ONE_PARTITION  # noqa: E402
-from worker import build_workers  # noqa: E402
 from workflows.month_end_interest import MonthEndInterestWorkflow  # noqa: E402
 
 PRODUCT = ProductCreate(
@@ -300,16 +299,7 @@ async def measure_workflow(
     )
     queue = f"bench-{uuid.uuid4().hex[:8]}"
     async with env, AsyncExitStack() as stack:
-        direct = await stack.enter_async_context(DirectPool(settings.sqlalchemy_url, size=10))
-        for w in build_workers(
-            env.client,
-            settings,
-            sessions,
-            direct,
-            interactive_queue=queue,
-            batch_queue=f"{queue}-b",
-        ):
-            await stack.enter_async_context(w)
+        await run_workers(stack, env.client, settings, sessions, queue)
         inp = MonthEndInput(period=period, batch_size=batch, concurrency=concurrency)
         times = []
         summary = None

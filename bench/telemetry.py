@@ -44,10 +44,9 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from activities import metrics  # noqa: E402
 from activities.db import in_transaction, make_engine, make_sessionmaker  # noqa: E402
-from activities.direct import DirectPool  # noqa: E402
 from activities.ledger.chart import CASH, ensure_branch, ensure_chart  # noqa: E402
 from activities.migrate import upgrade  # noqa: E402
-from bench.kit import Sessions, closed_loop, new_account  # noqa: E402
+from bench.kit import Sessions, closed_loop, new_account, run_workers  # noqa: E402
 from bench.movements import RUN_LIMIT, deposit  # noqa: E402
 from schemas import search_attributes, telemetry, temporal  # noqa: E402
 from schemas.keyring import KeyRing  # noqa: E402
@@ -55,7 +54,6 @@ from schemas.movements import Stage  # noqa: E402
 from schemas.settings import Settings  # noqa: E402
 from scripts.local_postgres import DEFAULT_URL, create_database, drop_database  # noqa: E402
 from scripts.temporal_dev import ONE_PARTITION  # noqa: E402
-from worker import build_workers  # noqa: E402
 from workflows.money_movement import MoneyMovementWorkflow  # noqa: E402
 
 
@@ -94,9 +92,7 @@ async def movements(
             failed.append(i)
 
     async with AsyncExitStack() as stack:
-        direct = await stack.enter_async_context(DirectPool(settings.sqlalchemy_url, size=10))
-        for w in build_workers(client, settings, sessions, direct, interactive_queue=queue):
-            await stack.enter_async_context(w)
+        await run_workers(stack, client, settings, sessions, queue)
         await closed_loop("", c, c, lambda t, i: one(t, m + i))  # warm-up
         rate = await closed_loop(f"   {tag}", m, c, one)
     if failed:

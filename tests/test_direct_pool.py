@@ -1,6 +1,7 @@
 """activities.direct: the API's pool of autocommit psycopg connections. Rows come back, driver
-errors come out as SQLAlchemy's (without the parameters), a batch of inserts is one
-transaction, a full pool times out, a cancelled statement's connection is not reused, and
+errors come out as SQLAlchemy's (without the parameters), a batch of audit entries is one
+statement, a statement alone runs again after a serialization failure or a deadlock and after
+nothing else, a full pool times out, a cancelled statement's connection is not reused, and
 against a private Postgres: a restart costs no request, and Postgres down fails at once.
 `pipeline`, the ledger engine's statements on a session's own connection: in order, in the
 session's transaction, the first error aborts the rest, a cancel or a dead backend drops the
@@ -26,8 +27,8 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.audit_trail import write_entries
-from activities.db import db_unavailable, sqlstate
-from activities.direct import DirectPool, conninfo, pipeline
+from activities.db import db_unavailable, retry_conflicts, sqlstate
+from activities.direct import DirectPool, conninfo, fetch, pipeline
 from activities.staff import _STATUS
 from activities.tables import AuditEntry, StaffUser
 from schemas.audit import AuditRecord
@@ -392,3 +393,46 @@ async def test_a_pipeline_on_a_terminated_backend_is_unavailable(sessions: Sessi
     assert db_unavailable(raised.value)
     async with sessions() as session:  # the pool did not keep the dead connection
         assert await session.scalar(BACKEND_PID) != pid
+
+
+# Fails with `state` on its first `failures` calls on this connection, then answers how many
+# calls there were: a conflict Postgres raises, as a concurrent transaction would make it.
+FLAKY = [
+    text("CREATE TEMP SEQUENCE tries"),
+    text(
+        """
+        CREATE FUNCTION pg_temp.flaky(failures int, state text) RETURNS bigint
+        LANGUAGE plpgsql AS $$
+        DECLARE n bigint := nextval('pg_temp.tries');
+        BEGIN
+            IF n <= failures THEN
+                RAISE EXCEPTION 'conflict %', n USING ERRCODE = state;
+            END IF;
+            RETURN n;
+        END $$
+        """
+    ),
+]
+
+
+@pytest.mark.parametrize("state", ["40001", "40P01"])  # serialization failure, deadlock
+async def test_a_statement_alone_runs_again_after_a_conflict(
+    settings: Settings, state: str
+) -> None:
+    """fetch on a DirectPool (the ledger's journal alone): the failed statement did nothing, so
+    it runs again; any other error is the caller's at once, and so is a conflict that outlasts
+    the attempts."""
+    async with direct_pool(settings.sqlalchemy_url, size=1) as pool:  # one connection: one sequence
+        for statement in FLAKY:
+            await pool.execute(statement, {})
+        flaky = text("SELECT pg_temp.flaky(:failures, :state)")
+        assert await fetch(pool, flaky, {"failures": 2, "state": state}) == [(3,)]
+        with pytest.raises(DataError) as other:
+            await fetch(pool, flaky, {"failures": 4, "state": "22012"})
+        assert sqlstate(other.value) == "22012"  # tried once: the sequence moved by one
+        with pytest.raises(OperationalError) as lasting:
+            await retry_conflicts(
+                lambda: pool.rows(flaky, {"failures": 100, "state": state}), attempts=3
+            )
+        assert sqlstate(lasting.value) == state
+        assert await pool.one(text("SELECT currval('pg_temp.tries')"), {}) == (7,)

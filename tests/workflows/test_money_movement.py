@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import date, timedelta
 
@@ -12,11 +13,14 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from activities.accounts import close_account
+from activities.db import in_transaction
 from activities.ledger.chart import CASH
+from activities.tables import Journal
 from schemas import search_attributes as sa
 from schemas.errors import ErrorCode
 from schemas.movements import DecisionInput, MovementInput, MovementState, Stage
-from tests.conftest import CURRENCY, Factory
+from tests.conftest import CURRENCY, Factory, Sessions
 from tests.workflows.conftest import record_history
 from workflows.money_movement import MoneyMovementWorkflow
 
@@ -203,6 +207,22 @@ async def test_insufficient_funds_is_declined_not_retried(
     big = await start(temporal_client, worker, movement(acc.id, factory.gl(CASH.number), 600_00))
     assert (await big.result()).stage == Stage.DECLINED  # the hold itself is refused
     await record_history(handle, "money_movement_declined_one_marker")
+
+
+async def test_a_deposit_into_an_account_closed_since_is_declined_at_once(
+    temporal_client: Client, worker: str, factory: Factory, sessions: Sessions
+) -> None:
+    """A deposit posts alone on the worker's DirectPool; the ledger's refusal there is as typed
+    and as final as in a transaction: declined on the first attempt, nothing written."""
+    acc = await factory.savings_account()
+    await in_transaction(sessions, lambda s: close_account(s, acc.code))  # after the API looked
+    inp = movement(factory.gl(CASH.number), acc.id, 25_00, kind="deposit")
+    handle = await start(temporal_client, worker, inp)
+    result = await asyncio.wait_for(handle.result(), timeout=60)  # a retried refusal never ends
+    assert result.stage == Stage.DECLINED and result.error == ErrorCode.ACCOUNT_CLOSED
+    assert result.journal_id is None and await balance(factory, acc.id) == (0, 0)
+    async with sessions() as session:
+        assert await session.get(Journal, f"{handle.id}:post") is None
 
 
 async def test_a_duplicate_start_is_refused_by_temporal(
